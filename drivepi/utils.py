@@ -1,0 +1,27 @@
+"""Project-wide set-up helpers."""
+import datetime
+import warnings
+
+from mmengine import DefaultScope
+
+
+def register_all_modules(init_default_scope: bool = True) -> None:
+    """Import every DrivePI (and mmdet3d) module so that it registers, and set scope ``drivepi``.
+
+    Args:
+        init_default_scope: make ``drivepi`` the current default scope, so that registries
+            build from DrivePI's nodes first and fall back to mmdet3d / mmdet / mmengine.
+    """
+    from mmdet3d.utils import register_all_modules as register_mmdet3d_modules
+    register_mmdet3d_modules(init_default_scope=False)
+    import drivepi.datasets  # noqa: F401
+    import drivepi.evaluation  # noqa: F401
+    import drivepi.models  # noqa: F401
+    if not init_default_scope:
+        return
+    current = DefaultScope.get_current_instance()
+    if current is None or not DefaultScope.check_instance_created('drivepi'):
+        DefaultScope.get_instance('drivepi', scope_name='drivepi')
+    elif current.scope_name != 'drivepi':
+        warnings.warn(f'default scope "{current.scope_name}" is replaced by "drivepi"')
+        DefaultScope.get_instance(f'drivepi-{datetime.datetime.now()}', scope_name='drivepi')
