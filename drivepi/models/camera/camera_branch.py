@@ -1,0 +1,64 @@
+"""Camera branch: image backbone + neck on the valid views, LSS view transform to a camera BEV."""
+from typing import Tuple
+
+import torch
+from torch import nn
+
+from drivepi.registry import MODELS
+
+
+def check_camera_inputs(imgs: torch.Tensor, ego2img: torch.Tensor, cam_valid: torch.Tensor) -> None:
+    """Raise ``ValueError`` for malformed camera inputs (shapes, dtypes, non-finite valid views)."""
+    if imgs.dim() != 5 or imgs.shape[2] != 3 or not imgs.dtype.is_floating_point:
+        raise ValueError(f'imgs must be float (B, V, 3, H, W), got {imgs.dtype} {tuple(imgs.shape)}')
+    if ego2img.shape != imgs.shape[:2] + (4, 4):
+        raise ValueError(f'ego2img must be (B, V, 4, 4) = {tuple(imgs.shape[:2]) + (4, 4)}, got {tuple(ego2img.shape)}')
+    if cam_valid.shape != imgs.shape[:2] or cam_valid.dtype != torch.bool:
+        raise ValueError(f'cam_valid must be bool (B, V) = {tuple(imgs.shape[:2])}, got {cam_valid.dtype} '
+                         f'{tuple(cam_valid.shape)}')
+    bad_img = ~torch.isfinite(imgs).flatten(2).all(dim=2) & cam_valid
+    bad_proj = ~torch.isfinite(ego2img).flatten(2).all(dim=2) & cam_valid
+    if bad_img.any() or bad_proj.any():
+        raise ValueError(f'non-finite values in valid views: imgs at (b, v) {torch.nonzero(bad_img).tolist()}, '
+                         f'ego2img at (b, v) {torch.nonzero(bad_proj).tolist()}')
+
+
+@MODELS.register_module()
+class CameraBranch(nn.Module):
+    """Multi-view images to a camera BEV over the occupancy range.
+
+    Only the views with ``cam_valid`` True enter the backbone (so a missing camera affects neither the
+    features nor the batch-norm statistics) and the BEV; with no valid view the BEV is all zeros.
+
+    Args:
+        backbone: image backbone config (e.g. ``dict(type='mmdet.ResNet', depth=18, out_indices=(2, 3))``).
+        neck: neck config (e.g. ``dict(type='mmdet.FPN', in_channels=[128, 256], out_channels=64, num_outs=2)``).
+        view_transform: ``LSSViewTransform`` config.
+        feat_level: index of the neck output that is lifted to BEV.
+    """
+
+    def __init__(self, backbone: dict, neck: dict, view_transform: dict, feat_level: int = 0) -> None:
+        super().__init__()
+        self.backbone = MODELS.build(backbone)
+        self.neck = MODELS.build(neck)
+        self.view_transform = MODELS.build(view_transform)
+        self.feat_level = feat_level
+        self.out_channels = self.view_transform.out_channels
+        self.bev_shape: Tuple[int, int] = self.view_transform.bev_shape
+
+    def forward(self, imgs: torch.Tensor, ego2img: torch.Tensor, cam_valid: torch.Tensor) -> torch.Tensor:
+        """Args:
+            imgs: float ``(B, V, 3, H, W)`` normalised images (zeros for missing views).
+            ego2img: ``(B, V, 4, 4)`` ego -> image projections incl. augmentation.
+            cam_valid: bool ``(B, V)``.
+
+        Returns:
+            float ``(B, C_c, Hb, Wb)`` camera BEV indexed ``[ix, iy]``.
+        """
+        check_camera_inputs(imgs, ego2img, cam_valid)
+        B, V = imgs.shape[:2]
+        if not cam_valid.any():
+            return imgs.new_zeros((B, self.out_channels) + tuple(self.bev_shape))
+        batch_idx = torch.arange(B, device=imgs.device).unsqueeze(1).expand(B, V)[cam_valid]
+        feats = self.neck(self.backbone(imgs[cam_valid]))[self.feat_level]
+        return self.view_transform(feats, ego2img[cam_valid], imgs.shape[-2:], batch_idx, B)

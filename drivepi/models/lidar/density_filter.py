@@ -1,0 +1,60 @@
+"""Ada3D-style density-guided voxel filter: keep the top-scoring voxels of each range ring.
+
+LiDAR point density falls roughly with 1/r^2, so near rings hold many redundant voxels and far rings
+few. The filter therefore keeps a smaller fraction near the sensor than far away: ring ``j`` (voxel
+centre horizontal range in ``[range_bins[j-1], range_bins[j])`` metres) keeps ``round(keep_ratios[j] *
+n_j)`` voxels per sample, those with the highest importance score. The score of the last kept voxel
+of a ring is that ring's (data-dependent) threshold. Fully vectorised (two stable sorts).
+"""
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from drivepi.registry import MODELS
+
+
+@MODELS.register_module()
+class DensityGuidedVoxelFilter(nn.Module):
+    """Args:
+        range_bins: increasing ring boundaries in metres (J - 1 values for J rings).
+        keep_ratios: fraction of voxels kept in each of the J rings, each in (0, 1].
+    """
+
+    def __init__(self, range_bins: Sequence[float], keep_ratios: Sequence[float]) -> None:
+        super().__init__()
+        if len(keep_ratios) != len(range_bins) + 1:
+            raise ValueError(f'keep_ratios needs {len(range_bins) + 1} values for range_bins {list(range_bins)}, '
+                             f'got {list(keep_ratios)}')
+        if any(not 0 < r <= 1 for r in keep_ratios) or list(range_bins) != sorted(range_bins):
+            raise ValueError(f'keep_ratios must lie in (0, 1] and range_bins increase: {keep_ratios}, {range_bins}')
+        self.register_buffer('range_bins', torch.tensor(range_bins, dtype=torch.float32), persistent=False)
+        self.register_buffer('keep_ratios', torch.tensor(keep_ratios, dtype=torch.float32), persistent=False)
+
+    def ring_index(self, ranges: torch.Tensor) -> torch.Tensor:
+        """Ring ``(M,)`` long of horizontal ranges ``(M,)`` in metres."""
+        return torch.bucketize(ranges, self.range_bins, right=True)
+
+    def forward(self, scores: torch.Tensor, ranges: torch.Tensor, batch_idx: torch.Tensor,
+                batch_size: int) -> torch.Tensor:
+        """Select voxels.
+
+        Args:
+            scores: float ``(M,)`` importance (higher = keep first).
+            ranges: float ``(M,)`` horizontal distance of each voxel centre from the ego origin, metres.
+            batch_idx: long ``(M,)`` sample of each voxel.
+            batch_size: B.
+
+        Returns:
+            bool ``(M,)`` keep mask.
+        """
+        num_rings = len(self.keep_ratios)
+        group = batch_idx * num_rings + self.ring_index(ranges)
+        by_score = torch.argsort(scores.detach(), descending=True, stable=True)
+        order = by_score[torch.argsort(group[by_score], stable=True)]  # grouped, best score first
+        group_sizes = torch.bincount(group, minlength=batch_size * num_rings)
+        group_starts = torch.cumsum(group_sizes, 0) - group_sizes
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(len(order), device=order.device) - group_starts[group[order]]
+        quota = torch.round(group_sizes * self.keep_ratios.repeat(batch_size)).long()
+        return rank < quota[group]
