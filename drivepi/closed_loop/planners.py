@@ -1,0 +1,59 @@
+"""Planners the closed loop can drive with: the logged expert, constant velocity, and the model.
+
+A planner maps a :class:`PlanningContext` to ``(6, 2)`` ego-frame waypoints at 0.5 s steps (the
+model's ``pred_traj`` convention, docs/contracts.md). The model planner lives in
+:mod:`drivepi.closed_loop.model_planner` (it needs the dataset pipeline and the model).
+"""
+from dataclasses import dataclass, field
+from typing import List
+
+import numpy as np
+
+from .agents import AgentBoxes
+from .kinematics import EgoState
+
+NUM_WAYPOINTS = 6
+PLAN_DT = 0.5
+
+
+@dataclass
+class PlanningContext:
+    """What a planner may look at when it plans.
+
+    Attributes:
+        source: the :class:`~drivepi.closed_loop.sources.SceneSource` of the episode.
+        ego: the simulated ego state now. agents: the agents now (global frame).
+        history: earlier simulated ego states of the episode (oldest first, at the simulation rate).
+        episode_id: id of the running episode.
+    """
+    source: object
+    ego: EgoState
+    agents: AgentBoxes
+    history: List[EgoState] = field(default_factory=list)
+    episode_id: str = ''
+
+
+def global_to_ego(points: np.ndarray, ego: EgoState) -> np.ndarray:
+    """Global (N, 2) positions expressed in the ego frame of ``ego`` (rear axle, x forward)."""
+    c, s = np.cos(ego.yaw), np.sin(ego.yaw)
+    d = np.asarray(points, dtype=np.float64) - [ego.x, ego.y]
+    return np.stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1]], axis=1)
+
+
+class ExpertPlanner:
+    """The logged expert: its future positions at t + 0.5 s ... t + 3 s, seen from the simulated ego."""
+    name = 'expert'
+
+    def plan(self, ctx: PlanningContext) -> np.ndarray:
+        times = ctx.ego.t + PLAN_DT * np.arange(1, NUM_WAYPOINTS + 1)
+        future = np.array([ctx.source.expert_pose(float(t))[:2] for t in times])
+        return global_to_ego(future, ctx.ego)
+
+
+class ConstantVelocityPlanner:
+    """Keeps the current speed and heading: waypoints ``(v * t, 0)``."""
+    name = 'constant_velocity'
+
+    def plan(self, ctx: PlanningContext) -> np.ndarray:
+        times = PLAN_DT * np.arange(1, NUM_WAYPOINTS + 1)
+        return np.stack([ctx.ego.v * times, np.zeros(NUM_WAYPOINTS)], axis=1)
