@@ -1,0 +1,60 @@
+"""Evaluate a DrivePI checkpoint: every metric in one table, saved as JSON.
+
+    python tools/test.py CONFIG CKPT [--out-dir DIR] [--work-dir DIR] [--cfg-options k=v ...]
+
+``--out-dir DIR`` also writes each sample's predictions to ``DIR/predictions/<token>.npz`` (read by
+``visualization/render_occupancy.py``) and the metrics to ``DIR/metrics.json``.
+"""
+import argparse
+import os.path as osp
+from pathlib import Path
+
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+from drivepi.evaluation import format_metrics_table
+from drivepi.fileio import atomic_write_json
+from drivepi.utils import register_all_modules
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test (evaluate) a DrivePI model')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--out-dir', help='write predictions and metrics.json here')
+    parser.add_argument('--work-dir', help='where logs go (default: work_dirs/<config name>)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, e.g. test_dataloader.dataset.indices=10')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    return parser.parse_args()
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    """Load the config, apply overrides, point it at the checkpoint and add the prediction writer."""
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
+        'work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    if args.out_dir:
+        evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
+        cfg.test_evaluator = [*evaluators, dict(type='PredictionWriter', out_dir=args.out_dir)]
+    return cfg
+
+
+def main() -> None:
+    args = parse_args()
+    register_all_modules(init_default_scope=False)
+    runner = Runner.from_cfg(build_config(args))
+    metrics = runner.test()
+    print(format_metrics_table(metrics))
+    if args.out_dir:
+        atomic_write_json(Path(args.out_dir) / 'metrics.json', metrics)
+        print(f'predictions and metrics.json written to {args.out_dir}')
+
+
+if __name__ == '__main__':
+    main()
