@@ -1,0 +1,186 @@
+"""Exact voxel traversal of query rays through a semantic occupancy grid (the RayIoU ray caster).
+
+The ray set and the traversal follow SparseOcc's RayIoU code (``loaders/ray_metrics.py`` and
+``loaders/ego_pose_dataset.py`` of MCG-NJU/SparseOcc; the OpenOcc challenge devkit in
+OpenDriveLab/OccNet ``ray_metrics.py`` / ``nuscenes_ego_pose_loader.py`` uses the same set):
+
+- **directions** (:func:`lidar_ray_directions`): pitch angles ``-(pi/2 - atan(k + 1))`` for k = 0..9,
+  then continued with the last spacing until the pitch reaches 0.21 rad (the nuScenes LiDAR's upper
+  field of view): 39 pitches x 360 azimuths at 1 degree = 14,040 unit rays per origin.
+- **origins** (:func:`scene_ray_origins`): the LiDAR sensor position of every keyframe of the scene,
+  expressed in the current ego frame; those with ``|x| < 39 m`` and ``|y| < 39 m`` are kept and, when
+  more than 8 remain, 8 are taken at ``round(linspace(0, n - 1, 8))``.
+- **range**: no maximum range; a ray runs until it leaves the grid.
+- **traversal** (:func:`traverse_first_hit`): Amanatides-Woo in voxel units (double precision), with
+  SparseOcc's tie-break (on equal boundary distances z steps before y before x). A ray stops at the
+  first non-free voxel; its **depth is the distance at which the ray leaves that voxel**, as in the
+  reference (``d[count] = _d``). A ray that meets no occupied voxel reports the last voxel inside the
+  grid (a free voxel, so its class is free) and the distance at which it leaves the grid.
+
+All functions are vectorised over rays with torch and run on CPU or CUDA (the device of the grid).
+The only deviation from the reference: origin voxels are found with ``floor`` instead of C's
+truncation, which differs only for origins outside the grid (the reference then starts in the wrong
+voxel).
+"""
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+OCC_RANGE = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4)
+OCC_VOXEL_SIZE = 0.4
+MAX_ORIGINS = 8
+ORIGIN_XY_LIMIT_M = 39.0
+_TOP_PITCH_RAD = 0.21
+_FAR = torch.finfo(torch.float64).max
+
+
+def lidar_ray_directions() -> torch.Tensor:
+    """SparseOcc's query ray directions (ego frame, unit vectors).
+
+    Returns:
+        float32 ``(14040, 3)``: pitch-major, azimuth 0..359 degrees inside each pitch.
+    """
+    pitches = [-(math.pi / 2 - math.atan(k + 1)) for k in range(10)]
+    while pitches[-1] < _TOP_PITCH_RAD:
+        pitches.append(2 * pitches[-1] - pitches[-2])
+    pitch = np.asarray(pitches)[:, None]
+    azimuth = np.deg2rad(np.arange(0, 360, 1))[None, :]
+    dirs = np.stack(np.broadcast_arrays(np.cos(pitch) * np.cos(azimuth), np.cos(pitch) * np.sin(azimuth),
+                                        np.sin(pitch) + 0 * azimuth), axis=-1)
+    return torch.from_numpy(dirs.reshape(-1, 3).astype(np.float32))
+
+
+def scene_ray_origins(ego2globals: Sequence[np.ndarray], lidar2egos: Sequence[np.ndarray],
+                      ref_index: int) -> np.ndarray:
+    """LiDAR origins of all keyframes of a scene in the ego frame of keyframe ``ref_index``.
+
+    Args:
+        ego2globals: per keyframe, ``(4, 4)`` ego-to-global pose, in scene order.
+        lidar2egos: per keyframe, ``(4, 4)`` LiDAR-to-ego calibration.
+        ref_index: index of the current keyframe in those lists.
+
+    Returns:
+        float32 ``(T, 3)`` origins in metres, ``1 <= T <= 8`` (the current frame's LiDAR origin is
+        always inside the limit, so at least one remains).
+    """
+    if len(ego2globals) != len(lidar2egos) or not 0 <= ref_index < len(ego2globals):
+        raise ValueError(f'scene_ray_origins: {len(ego2globals)} poses, {len(lidar2egos)} calibrations, '
+                         f'reference index {ref_index}')
+    global2ref = np.linalg.inv(np.asarray(ego2globals[ref_index], dtype=np.float64))
+    origins = []
+    for ego2global, lidar2ego in zip(ego2globals, lidar2egos):
+        sensor2ref = global2ref @ np.asarray(ego2global, np.float64) @ np.asarray(lidar2ego, np.float64)
+        origin = sensor2ref[:3, 3]
+        if abs(origin[0]) < ORIGIN_XY_LIMIT_M and abs(origin[1]) < ORIGIN_XY_LIMIT_M:
+            origins.append(origin)
+    if len(origins) > MAX_ORIGINS:
+        pick = np.round(np.linspace(0, len(origins) - 1, MAX_ORIGINS)).astype(np.int64)
+        origins = [origins[i] for i in pick]
+    return np.stack(origins).astype(np.float32)
+
+
+def traverse_first_hit(occupied: torch.Tensor, origins: torch.Tensor, dirs: torch.Tensor,
+                       max_steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Amanatides-Woo traversal of rays to their first occupied voxel, all rays at once.
+
+    Coordinates are in voxel units: voxel ``(i, j, k)`` spans ``[i, i+1) x [j, j+1) x [k, k+1)``.
+    Rays that have finished are dropped from the working set after every step.
+
+    Args:
+        occupied: bool ``(X, Y, Z)`` occupancy.
+        origins: float ``(R, 3)`` ray origins in voxel units.
+        dirs: float ``(R, 3)`` unit directions.
+        max_steps: traversal steps before giving up (default ``X + Y + Z + 3``, enough to cross the grid).
+
+    Returns:
+        ``depth`` float64 ``(R,)`` distance in voxel units at which the ray leaves the reported voxel
+        (-1 for a ray that never enters the grid); ``voxel`` long ``(R, 3)`` the first occupied voxel,
+        or the last voxel inside the grid when nothing is hit ((0, 0, 0) for a ray that never enters);
+        ``hit`` bool ``(R,)``.
+    """
+    if occupied.dim() != 3 or origins.shape != dirs.shape or origins.dim() != 2 or origins.shape[1] != 3:
+        raise ValueError(f'traverse_first_hit: occupied must be (X,Y,Z) and origins/dirs (R,3), got '
+                         f'{tuple(occupied.shape)}, {tuple(origins.shape)}, {tuple(dirs.shape)}')
+    device = occupied.device
+    size = torch.tensor(occupied.shape, device=device)
+    flat_occ = occupied.reshape(-1)
+    origins = origins.to(device, torch.float64)
+    dirs = dirs.to(device, torch.float64)
+    num_rays = origins.shape[0]
+    max_steps = int(size.sum()) + 3 if max_steps is None else max_steps
+
+    voxel = torch.floor(origins).long()
+    step = torch.where(dirs >= 0, 1, -1)
+    moving = dirs != 0
+    safe_dirs = torch.where(moving, dirs, torch.ones_like(dirs))
+    t_max = torch.where(moving, (voxel + (step > 0).long() - origins) / safe_dirs, _FAR)
+    t_delta = torch.where(moving, step / safe_dirs, _FAR)
+
+    depth = torch.full((num_rays,), -1.0, dtype=torch.float64, device=device)
+    out_voxel = torch.zeros((num_rays, 3), dtype=torch.long, device=device)
+    hit = torch.zeros(num_rays, dtype=torch.bool, device=device)
+    ray_id = torch.arange(num_rays, device=device)
+    was_inside = torch.zeros(num_rays, dtype=torch.bool, device=device)
+    for _ in range(max_steps):
+        if ray_id.numel() == 0:
+            break
+        inside = ((voxel >= 0) & (voxel < size)).all(dim=1)
+        left = was_inside & ~inside
+        flat = (voxel[:, 0] * size[1] + voxel[:, 1]) * size[2] + voxel[:, 2]
+        occ_here = inside & flat_occ[torch.where(inside, flat, 0)]
+
+        t_x, t_y, t_z = t_max.unbind(dim=1)
+        axis = torch.where(t_x < t_y, torch.where(t_x < t_z, 0, 2), torch.where(t_y < t_z, 1, 2))
+        exit_t = t_max.gather(1, axis[:, None])[:, 0]
+        record = inside & ~left
+        depth[ray_id[record]] = exit_t[record]
+        out_voxel[ray_id[record]] = voxel[record]
+        hit[ray_id[occ_here]] = True
+
+        chosen = torch.nn.functional.one_hot(axis, 3).bool()
+        voxel = voxel + torch.where(chosen, step, 0)
+        t_max = t_max + torch.where(chosen, t_delta, 0.0)
+        was_inside = was_inside | inside
+
+        keep = ~(occ_here | left)
+        ray_id, voxel, t_max, t_delta, step, was_inside = (
+            x[keep] for x in (ray_id, voxel, t_max, t_delta, step, was_inside))
+    return depth, out_voxel, hit
+
+
+def cast_scene_rays(semantics: torch.Tensor, origins_m: torch.Tensor, directions: torch.Tensor,
+                    free_label: int, point_cloud_range: Sequence[float] = OCC_RANGE,
+                    voxel_size: float = OCC_VOXEL_SIZE) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cast every direction from every origin through a semantic grid (SparseOcc's per-sample render).
+
+    Voxel-unit origins and end points are formed in float32 exactly as the reference does
+    (``(p - range_min) / voxel_size`` with the end point one metre along the ray), so the double
+    precision traversal sees the same numbers.
+
+    Args:
+        semantics: long ``(X, Y, Z)`` class indices; ``free_label`` = empty.
+        origins_m: float ``(T, 3)`` ray origins, metres, ego frame.
+        directions: float ``(R, 3)`` unit directions.
+        free_label: index of the free class.
+        point_cloud_range: grid range, metres.
+        voxel_size: cubic voxel edge, metres.
+
+    Returns:
+        ``label`` long ``(T*R,)`` class of the reported voxel (free when nothing is hit),
+        ``depth`` float32 ``(T*R,)`` metres, ``voxel`` long ``(T*R, 3)``; origin-major order.
+    """
+    device = semantics.device
+    offset = torch.tensor(point_cloud_range[:3], dtype=torch.float32, device=device)
+    origins_m = origins_m.to(device, torch.float32)
+    directions = directions.to(device, torch.float32)
+    origin_vox = ((origins_m - offset) / voxel_size)[:, None, :].expand(-1, directions.shape[0], -1)
+    end_vox = ((directions[None] + origins_m[:, None]) - offset) / voxel_size
+    ray = (end_vox - origin_vox).double()
+    ray = ray / ray.norm(dim=-1, keepdim=True)
+    depth, voxel, hit = traverse_first_hit(semantics != free_label, origin_vox.reshape(-1, 3),
+                                           ray.reshape(-1, 3))
+    label = semantics[voxel[:, 0], voxel[:, 1], voxel[:, 2]].long()
+    label = torch.where(hit, label, torch.full_like(label, free_label))
+    return label, (depth * voxel_size).float(), voxel

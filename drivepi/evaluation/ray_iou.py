@@ -1,0 +1,176 @@
+"""RayIoU, flow mAVE and OccScore (SparseOcc RayIoU / OpenOcc occupancy-and-flow challenge).
+
+Definitions, checked against SparseOcc ``loaders/ray_metrics.py`` (``calc_rayiou``) and the OpenOcc
+devkit (OpenDriveLab/OccNet ``projects/mmdet3d_plugin/datasets/ray_metrics.py``, ``calc_metrics``):
+
+- Rays (see :mod:`drivepi.evaluation.ray_casting`) are cast through the GT and the predicted grid;
+  rays whose GT reports free (no GT hit) are dropped.
+- Per class c and threshold d: ``gt_cnt`` = rays with GT class c, ``pred_cnt`` = rays with predicted
+  class c, ``TP`` = rays with both classes c and a depth error within d. The depth test is
+  ``|depth_pred - depth_gt| < d``; the OpenOcc devkit also accepts ``|error| / depth_gt < 0.1``
+  (``relative_depth_tol=0.1``; ``None`` gives SparseOcc's Occ3D test).
+  IoU = TP / (gt_cnt + pred_cnt - TP), i.e. TP / (TP + FP + FN), accumulated over all samples.
+- RayIoU@d = NaN-mean of the IoU over classes, free excluded; RayIoU = NaN-mean over classes and
+  thresholds (the mean of the three values when every class has rays).
+- mAVE: for each flow class, the mean of ``||flow_pred - flow_gt||_2`` (m/s, flow read at each grid's
+  reported voxel) over the TP rays at the 2 m threshold; mAVE = NaN-mean over the flow classes.
+- OccScore = 0.9 RayIoU + 0.1 max(1 - mAVE, 0) with RayIoU as a fraction (the devkit's formula).
+
+State per sample is a few count arrays (:class:`RayCounts`), summed over the data set.
+"""
+import math
+from dataclasses import dataclass, fields
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from drivepi.evaluation.ray_casting import OCC_RANGE, OCC_VOXEL_SIZE, cast_scene_rays
+
+RAY_THRESHOLDS_M = (1.0, 2.0, 4.0)
+AVE_THRESHOLD_M = 2.0
+OPENOCC_RELATIVE_DEPTH_TOL = 0.1
+
+
+@dataclass
+class RayCounts:
+    """Ray counts of one or more samples (C = number of classes incl. free, K = thresholds).
+
+    Attributes:
+        gt: float64 ``(C,)`` rays whose GT class is c.
+        pred: float64 ``(C,)`` rays whose predicted class is c.
+        tp: float64 ``(K, C)`` true-positive rays per threshold.
+        flow_err: float64 ``(C,)`` summed flow L2 error (m/s) over TP rays at the mAVE threshold.
+        flow_tp: float64 ``(C,)`` number of those rays (flow classes only).
+    """
+    gt: np.ndarray
+    pred: np.ndarray
+    tp: np.ndarray
+    flow_err: np.ndarray
+    flow_tp: np.ndarray
+
+    def __add__(self, other: 'RayCounts') -> 'RayCounts':
+        return RayCounts(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+
+def count_rays(gt_label: torch.Tensor, gt_depth: torch.Tensor, pred_label: torch.Tensor,
+               pred_depth: torch.Tensor, num_classes: int, thresholds: Sequence[float] = RAY_THRESHOLDS_M,
+               relative_depth_tol: float | None = OPENOCC_RELATIVE_DEPTH_TOL,
+               gt_flow: torch.Tensor | None = None, pred_flow: torch.Tensor | None = None,
+               flow_classes: Sequence[int] = (), ave_threshold: float = AVE_THRESHOLD_M) -> RayCounts:
+    """Per-class ray counts of one sample from the rays' classes and depths.
+
+    Args:
+        gt_label, pred_label: long ``(N,)`` class of each ray's reported voxel; the last class is free.
+        gt_depth, pred_depth: float ``(N,)`` depths in metres.
+        num_classes: C, including free (= C - 1).
+        thresholds: depth thresholds in metres.
+        relative_depth_tol: also accept ``|error| / gt_depth < tol`` (OpenOcc devkit), or None.
+        gt_flow, pred_flow: optional float ``(N, 2)`` flow (m/s) at each ray's reported voxel.
+        flow_classes: class indices whose flow error enters mAVE.
+        ave_threshold: the threshold (one of ``thresholds``) whose TP rays are used for mAVE.
+
+    Returns:
+        :class:`RayCounts` over the rays whose GT class is not free.
+    """
+    if ave_threshold not in thresholds:
+        raise ValueError(f'ave_threshold {ave_threshold} m is not one of the thresholds {list(thresholds)}')
+    free = num_classes - 1
+    valid = gt_label != free
+    gt_label, pred_label = gt_label[valid].long(), pred_label[valid].long()
+    gt_depth = gt_depth[valid].double()
+    error = (pred_depth[valid].double() - gt_depth).abs()
+    same = gt_label == pred_label
+    tp_rays = {}
+    for threshold in thresholds:
+        close = error < threshold
+        if relative_depth_tol is not None:
+            close |= error / gt_depth < relative_depth_tol
+        tp_rays[threshold] = same & close
+    flow_err, flow_tp = np.zeros(num_classes), np.zeros(num_classes)
+    if flow_classes and gt_flow is not None:
+        flow_err, flow_tp = _flow_error(gt_label, tp_rays[ave_threshold], gt_flow[valid], pred_flow[valid],
+                                        num_classes, flow_classes)
+    return RayCounts(gt=_class_counts(gt_label, num_classes), pred=_class_counts(pred_label, num_classes),
+                     tp=np.stack([_class_counts(gt_label[tp_rays[t]], num_classes) for t in thresholds]),
+                     flow_err=flow_err, flow_tp=flow_tp)
+
+
+def _class_counts(label: torch.Tensor, num_classes: int) -> np.ndarray:
+    """float64 ``(C,)`` number of entries per class."""
+    return torch.bincount(label, minlength=num_classes).cpu().numpy().astype(np.float64)
+
+
+def _flow_error(label: torch.Tensor, tp_rays: torch.Tensor, gt_flow: torch.Tensor, pred_flow: torch.Tensor,
+                num_classes: int, flow_classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Summed flow L2 error and TP count per class over TP rays of the flow classes."""
+    is_flow_class = torch.zeros(num_classes, dtype=torch.bool, device=label.device)
+    is_flow_class[list(flow_classes)] = True
+    rays = tp_rays & is_flow_class[label]
+    err = (pred_flow[rays].double() - gt_flow[rays].double()).norm(dim=-1)
+    err_sum = torch.zeros(num_classes, dtype=torch.float64, device=label.device).index_add_(0, label[rays], err)
+    return err_sum.cpu().numpy(), _class_counts(label[rays], num_classes)
+
+
+def sample_ray_counts(gt_sem: torch.Tensor, pred_sem: torch.Tensor, origins_m: torch.Tensor,
+                      directions: torch.Tensor, num_classes: int, gt_flow: torch.Tensor | None = None,
+                      pred_flow: torch.Tensor | None = None, flow_classes: Sequence[int] = (),
+                      thresholds: Sequence[float] = RAY_THRESHOLDS_M,
+                      relative_depth_tol: float | None = OPENOCC_RELATIVE_DEPTH_TOL,
+                      point_cloud_range: Sequence[float] = OCC_RANGE,
+                      voxel_size: float = OCC_VOXEL_SIZE) -> RayCounts:
+    """Cast the rays through one sample's GT and predicted grids and count them.
+
+    Args:
+        gt_sem, pred_sem: long ``(X, Y, Z)`` class grids (same device; CPU or CUDA).
+        origins_m: float ``(T, 3)`` origins in metres (ego frame of this sample).
+        directions: float ``(R, 3)`` unit ray directions.
+        num_classes: classes including free (free = last).
+        gt_flow, pred_flow: optional float ``(X, Y, Z, 2)`` flow in m/s.
+        flow_classes, thresholds, relative_depth_tol: see :func:`count_rays`.
+        point_cloud_range, voxel_size: grid geometry (metres).
+    """
+    free = num_classes - 1
+    gt_label, gt_depth, gt_vox = cast_scene_rays(gt_sem, origins_m, directions, free, point_cloud_range,
+                                                 voxel_size)
+    pred_label, pred_depth, pred_vox = cast_scene_rays(pred_sem, origins_m, directions, free,
+                                                       point_cloud_range, voxel_size)
+    ray_flow = {}
+    if gt_flow is not None and pred_flow is not None:
+        ray_flow = dict(gt_flow=gt_flow[gt_vox[:, 0], gt_vox[:, 1], gt_vox[:, 2]],
+                        pred_flow=pred_flow[pred_vox[:, 0], pred_vox[:, 1], pred_vox[:, 2]],
+                        flow_classes=flow_classes)
+    return count_rays(gt_label, gt_depth, pred_label, pred_depth, num_classes, thresholds, relative_depth_tol,
+                      **ray_flow)
+
+
+def occ_score(ray_iou: float, mave: float) -> float:
+    """OccScore = 0.9 RayIoU + 0.1 max(1 - mAVE, 0) (RayIoU as a fraction); NaN if mAVE is NaN."""
+    if math.isnan(mave):
+        return float('nan')
+    return 0.9 * ray_iou + 0.1 * max(1.0 - mave, 0.0)
+
+
+def summarize_ray_counts(counts: RayCounts, thresholds: Sequence[float] = RAY_THRESHOLDS_M,
+                         flow_classes: Sequence[int] = ()) -> dict:
+    """RayIoU per class/threshold, their means, mAVE and OccScore from summed counts.
+
+    Returns:
+        dict with ``iou`` float ``(K, C-1)`` (NaN for classes without rays), ``ray_iou_at``
+        ``{threshold: value}``, ``ray_iou``, ``ave`` ``{class index: value}`` for the flow classes,
+        ``mave`` and ``occ_score`` (NaN without flow); all IoUs as fractions.
+    """
+    with np.errstate(divide='ignore', invalid='ignore'):
+        iou = (counts.tp / (counts.gt + counts.pred - counts.tp))[:, :-1]
+        ave = {c: counts.flow_err[c] / counts.flow_tp[c] if counts.flow_tp[c] else float('nan')
+               for c in flow_classes}
+    ray_iou = _nanmean(iou)
+    mave = _nanmean(np.array(list(ave.values()), dtype=float))
+    return dict(iou=iou, ray_iou_at={t: _nanmean(iou[k]) for k, t in enumerate(thresholds)},
+                ray_iou=ray_iou, ave=ave, mave=mave, occ_score=occ_score(ray_iou, mave))
+
+
+def _nanmean(values: np.ndarray) -> float:
+    """NaN-mean that returns NaN (without a warning) when every value is NaN."""
+    values = np.asarray(values, dtype=float)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float('nan')
