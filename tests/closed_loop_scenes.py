@@ -6,9 +6,9 @@ The expert drives the +x lane at ``speed`` m/s from x = 0.
 import numpy as np
 import shapely
 
-from drivepi.closed_loop.agents import AgentBoxes
 from drivepi.closed_loop.geometry import MapGeometry
 from drivepi.closed_loop.sources import SceneSource
+from drivepi.sim.world import AgentStates
 
 LANE_Y = -1.75
 CAR_SIZE = (4.5, 1.9, 1.6)  # l, w, h
@@ -40,10 +40,7 @@ class StraightRoadSource(SceneSource):
         for token, x0, y, v in self.movers:
             tokens.append(token), cats.append('vehicle.car'), vels.append([v, 0.0])
             boxes.append([x0 + v * t, y, 0.0, *CAR_SIZE, 0.0])
-        return AgentBoxes(tokens, cats, np.array(boxes).reshape(-1, 7), np.array(vels).reshape(-1, 2))
+        return AgentStates(tokens, cats, np.array(boxes).reshape(-1, 7), np.array(vels).reshape(-1, 2))
 
     def render(self, ego2global, agents, t):
-        raise NotImplementedError('StraightRoadSource has no sensors')
-
-    def calibration_info(self):
         raise NotImplementedError('StraightRoadSource has no sensors')

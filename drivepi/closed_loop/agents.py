@@ -1,54 +1,21 @@
 """Other road users in the closed loop: log replay (non-reactive) and IDM lane followers (reactive).
 
-Both kinds expose ``reset(times) -> AgentBoxes`` (the agents at ``times[0]``) and
-``step(index, ego) -> AgentBoxes`` (the agents at ``times[index]``, given the ego state at the
-previous step), so the episode loop does not care which one it runs.
+Both kinds expose ``reset(times) -> AgentStates`` (the agents at ``times[0]``) and
+``step(index, ego) -> AgentStates`` (the agents at ``times[index]``, given the ego state at the
+previous step), so the episode loop does not care which one it runs. Agents are
+:class:`drivepi.sim.world.AgentStates` (global boxes ``[x, y, z_bottom, l, w, h, yaw]`` and velocities).
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List
 
 import numpy as np
 import shapely
 
+from drivepi.sim.world import AgentStates
+
 from .kinematics import EgoState, VehicleParams
 
 VEHICLE_PREFIX = 'vehicle.'
-
-
-@dataclass
-class AgentBoxes:
-    """All agents at one instant, global frame.
-
-    Attributes:
-        tokens: N instance tokens. categories: N nuScenes category names (``vehicle.car``, ...).
-        boxes: (N, 7) float64 ``[x, y, z_bottom, l, w, h, yaw]`` (m, rad).
-        velocities: (N, 2) float64 (vx, vy) m/s.
-    """
-    tokens: List[str] = field(default_factory=list)
-    categories: List[str] = field(default_factory=list)
-    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 7)))
-    velocities: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
-
-    def __post_init__(self):
-        self.boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 7)
-        self.velocities = np.asarray(self.velocities, dtype=np.float64).reshape(-1, 2)
-        if not (len(self.tokens) == len(self.categories) == len(self.boxes) == len(self.velocities)):
-            raise ValueError(f'AgentBoxes: inconsistent lengths tokens={len(self.tokens)} categories='
-                             f'{len(self.categories)} boxes={len(self.boxes)} velocities={len(self.velocities)}')
-        if not (np.isfinite(self.boxes).all() and np.isfinite(self.velocities).all()):
-            raise ValueError('AgentBoxes: non-finite box or velocity values')
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def to_json(self) -> dict:
-        """JSON-serialisable form (lists), read back by :meth:`from_json`."""
-        return dict(tokens=list(self.tokens), categories=list(self.categories),
-                    boxes=np.round(self.boxes, 4).tolist(), velocities=np.round(self.velocities, 4).tolist())
-
-    @classmethod
-    def from_json(cls, data: dict) -> 'AgentBoxes':
-        return cls(**data)
 
 
 class LogReplayAgents:
@@ -62,11 +29,11 @@ class LogReplayAgents:
         self.source = source
         self.times = None
 
-    def reset(self, times: np.ndarray) -> AgentBoxes:
+    def reset(self, times: np.ndarray) -> AgentStates:
         self.times = np.asarray(times)
         return self.source.agents_at(float(self.times[0]))
 
-    def step(self, index: int, ego: EgoState) -> AgentBoxes:
+    def step(self, index: int, ego: EgoState) -> AgentStates:
         return self.source.agents_at(float(self.times[index]))
 
 
@@ -122,7 +89,7 @@ class IDMAgents:
         self.path_extension = path_extension
         self.times = None
 
-    def reset(self, times: np.ndarray) -> AgentBoxes:
+    def reset(self, times: np.ndarray) -> AgentStates:
         self.times = np.asarray(times, dtype=np.float64)
         log = [self.source.agents_at(float(t)) for t in self.times]
         first = log[0]
@@ -137,7 +104,7 @@ class IDMAgents:
         self.categories = {tok: first.categories[i] for tok, i in zip(self.tokens, self.reactive)}
         return self._compose(0)
 
-    def step(self, index: int, ego: EgoState) -> AgentBoxes:
+    def step(self, index: int, ego: EgoState) -> AgentStates:
         if len(self.tokens):
             dt = float(self.times[index] - self.times[index - 1])
             current = self._compose(index - 1)
@@ -150,11 +117,11 @@ class IDMAgents:
         return self._compose(index)
 
     @staticmethod
-    def _max_logged_speed(log: List[AgentBoxes], token: str) -> float:
+    def _max_logged_speed(log: List[AgentStates], token: str) -> float:
         speeds = [np.linalg.norm(a.velocities[a.tokens.index(token)]) for a in log if token in a.tokens]
         return float(max(speeds))
 
-    def _logged_path(self, log: List[AgentBoxes], token: str) -> shapely.LineString:
+    def _logged_path(self, log: List[AgentStates], token: str) -> shapely.LineString:
         pts = np.array([a.boxes[a.tokens.index(token), :2] for a in log if token in a.tokens])
         yaw = log[0].boxes[log[0].tokens.index(token), 6]
         keep = np.concatenate([[True], np.linalg.norm(np.diff(pts, axis=0), axis=1) > 0.05])
@@ -171,7 +138,7 @@ class IDMAgents:
         d = p1 - p0
         return p0, float(np.arctan2(d[1], d[0]))
 
-    def _compose(self, index: int) -> AgentBoxes:
+    def _compose(self, index: int) -> AgentStates:
         """Replayed agents from the log at ``times[index]`` plus the reactive ones at their state."""
         logged = self.source.agents_at(float(self.times[index]))
         keep = [i for i, tok in enumerate(logged.tokens) if tok not in self.categories]
@@ -182,9 +149,9 @@ class IDMAgents:
             xy, yaw = self._pose(k)
             boxes.append(np.array([[xy[0], xy[1], *self.dims[k], yaw]]))
             vels.append(self.v[k] * np.array([[np.cos(yaw), np.sin(yaw)]]))
-        return AgentBoxes(tokens, categories, np.concatenate(boxes), np.concatenate(vels))
+        return AgentStates(tokens, categories, np.concatenate(boxes), np.concatenate(vels))
 
-    def _leaders(self, agents: AgentBoxes, ego: EgoState):
+    def _leaders(self, agents: AgentStates, ego: EgoState):
         """Gap (m, inf when free) and leader speed along the path (m/s) for each reactive agent."""
         ego_center = ego.center(self.ego_params)
         centers = np.concatenate([agents.boxes[:, :2], ego_center[None]])

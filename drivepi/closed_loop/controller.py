@@ -45,6 +45,9 @@ class ReferenceTrajectory:
 class PurePursuitController:
     """Pure-pursuit steering plus PID speed tracking of a :class:`ReferenceTrajectory`.
 
+    The target speed is the reference's mean speed over the next ``speed_window`` seconds plus
+    ``position_gain`` times the along-track lag behind the reference position now.
+
     Args:
         params: vehicle geometry (wheelbase for pure pursuit).
         dt: control period (s).
@@ -52,16 +55,18 @@ class PurePursuitController:
         lookahead_time: look-ahead distance per unit speed (s), ``Ld = max(min, time * v)``.
         speed_window: time window (s) over which the reference speed is averaged.
         kp, ki, kd: PID gains on the speed error (1/s, 1/s^2, -).
+        position_gain: speed added per metre the car lags behind the reference position (1/s).
         stop_speed: reference speeds below this (m/s) mean "stop": steering is held.
     """
 
     def __init__(self, params: VehicleParams, dt: float = 0.1, lookahead_min: float = 3.0,
                  lookahead_time: float = 0.8, speed_window: float = 0.5, kp: float = 1.5,
-                 ki: float = 0.2, kd: float = 0.0, stop_speed: float = 0.2):
+                 ki: float = 0.2, kd: float = 0.0, position_gain: float = 1.0, stop_speed: float = 0.2):
         self.params, self.dt = params, dt
         self.lookahead_min, self.lookahead_time = lookahead_min, lookahead_time
         self.speed_window = speed_window
         self.kp, self.ki, self.kd = kp, ki, kd
+        self.position_gain = position_gain
         self.stop_speed = stop_speed
         self.reference = None
         self._integral = 0.0
@@ -76,7 +81,9 @@ class PurePursuitController:
         if self.reference is None:
             raise RuntimeError('PurePursuitController.control called before set_reference')
         v_ref = self.reference.speed(state.t, self.speed_window)
-        return self._speed_control(state.v, v_ref), self._steer_control(state, v_ref)
+        lag = (self.reference.position(state.t) - [state.x, state.y]) @ [np.cos(state.yaw), np.sin(state.yaw)]
+        v_target = max(0.0, v_ref + self.position_gain * lag)
+        return self._speed_control(state.v, v_target), self._steer_control(state, v_ref)
 
     def _speed_control(self, v: float, v_ref: float) -> float:
         error = v_ref - v

@@ -34,6 +34,8 @@ from typing import Optional
 
 import numpy as np
 
+from drivepi.sim.world import AgentStates
+
 from .agents import IDMAgents, IDMParams, LogReplayAgents
 from .controller import PurePursuitController, ReferenceTrajectory
 from .kinematics import EgoState, KinematicBicycle, VehicleParams
@@ -63,6 +65,12 @@ def check_plan(plan, max_speed: float) -> np.ndarray:
     if steps.max() > max_speed * PLAN_DT:
         raise PlanError(f'plan implies {steps.max() / PLAN_DT:.1f} m/s > max_speed {max_speed} m/s')
     return plan
+
+
+def agents_to_json(agents: AgentStates) -> dict:
+    """JSON form of one agent set (see the module docstring)."""
+    return dict(tokens=list(agents.tokens), categories=list(agents.categories),
+                boxes=np.round(agents.boxes, 4).tolist(), velocities=np.round(agents.velocities, 4).tolist())
 
 
 def initial_state(source, t0: float, wheelbase: float, dt: float) -> EgoState:
@@ -140,5 +148,5 @@ class EpisodeRunner:
                              if k in ('length', 'width', 'wheelbase', 'rear_axle_to_center')},
                     times=np.round(times[:len(ego)], 4).tolist(),
                     ego=[[s.x, s.y, s.yaw, s.v, s.steer, s.accel] for s in ego],
-                    expert=expert.tolist(), agents=[a.to_json() for a in agents], plans=plans,
+                    expert=expert.tolist(), agents=[agents_to_json(a) for a in agents], plans=plans,
                     events=events, metrics=metrics)

@@ -9,7 +9,8 @@ from typing import List
 
 import numpy as np
 
-from .agents import AgentBoxes
+from drivepi.sim.world import AgentStates
+
 from .kinematics import EgoState
 
 NUM_WAYPOINTS = 6
@@ -28,7 +29,7 @@ class PlanningContext:
     """
     source: object
     ego: EgoState
-    agents: AgentBoxes
+    agents: AgentStates
     history: List[EgoState] = field(default_factory=list)
     episode_id: str = ''
 

@@ -28,8 +28,8 @@ import shapely
 from scipy.signal import savgol_filter
 
 from drivepi.sim.geometry import wrap_angle
+from drivepi.sim.world import AgentStates
 
-from .agents import AgentBoxes
 from .geometry import MapGeometry, box_polygons, ego_corners, ego_polygon
 from .kinematics import EgoState, VehicleParams
 
@@ -77,7 +77,7 @@ class EpisodeScorer:
     def __init__(self, params: ScoringParams = ScoringParams(), vehicle: VehicleParams = VehicleParams()):
         self.p, self.vehicle = params, vehicle
 
-    def __call__(self, ego: List[EgoState], agents: List[AgentBoxes], expert_xy: np.ndarray,
+    def __call__(self, ego: List[EgoState], agents: List[AgentStates], expert_xy: np.ndarray,
                  scene_map: MapGeometry) -> dict:
         """Metrics and events of an episode.
 

@@ -18,7 +18,8 @@ from typing import Dict
 
 import numpy as np
 
-from .agents import AgentBoxes
+from drivepi.sim.world import AgentStates
+
 from .geometry import MapGeometry
 
 
@@ -57,14 +58,41 @@ class SceneSource(ABC):
         """Logged ego rear-axle pose ``(x, y, yaw)`` at time ``t`` (extrapolated past the log end)."""
 
     @abstractmethod
-    def agents_at(self, t: float) -> AgentBoxes:
+    def agents_at(self, t: float) -> AgentStates:
         """Logged agents at time ``t``."""
 
     @abstractmethod
-    def render(self, ego2global: np.ndarray, agents: AgentBoxes, t: float) -> SensorFrame:
+    def render(self, ego2global: np.ndarray, agents: AgentStates, t: float) -> SensorFrame:
         """Sensor data seen from ``ego2global`` (4, 4) with ``agents`` in the scene at time ``t``."""
 
-    @abstractmethod
-    def calibration_info(self) -> dict:
-        """Info-file fields of the scene's sensor rig (``lidar_points.lidar2ego``, ``images[cam]``
-        ``cam2img`` / ``cam2ego`` / ``lidar2cam``) in the docs/contracts.md layout."""
+
+class MiniWorldSource(SceneSource):
+    """A generated mini-dataset scene (``<data_root>/worlds/<scene_name>.json``), sensors ray-cast again.
+
+    Args:
+        data_root: mini dataset root. scene_name: the scene to load.
+    """
+    setting = 'mini_world'
+    sensor_note = ('mini world, sensor-level closed loop: LiDAR and the six cameras are ray-cast from '
+                   'the simulated ego pose with the simulated agents at every planning step')
+
+    def __init__(self, data_root, scene_name: str):
+        from drivepi.sim.world import load_scene_world
+        self.world = load_scene_world(data_root, scene_name)
+        self.scene_name = scene_name
+        self.start_time, self.end_time = float(self.world.times[0]), float(self.world.times[-1])
+        layers = self.world.map
+        self.map = MapGeometry(layers['drivable_area'], layers['lane'])
+
+    def expert_pose(self, t: float) -> np.ndarray:
+        t_log = float(np.clip(t, self.start_time, self.end_time))
+        pose = np.array(self.world.ego_pose(t_log))
+        pose[:2] += self.world.ego_velocity(t_log) * (t - t_log)
+        return pose
+
+    def agents_at(self, t: float) -> AgentStates:
+        return self.world.agents_at(t)
+
+    def render(self, ego2global: np.ndarray, agents: AgentStates, t: float) -> SensorFrame:
+        return SensorFrame(points=self.world.scan_lidar(ego2global, agents),
+                           images=self.world.render_cameras(ego2global, agents), timestamp=t)

@@ -1,0 +1,131 @@
+"""The closed-loop run: every scene x every planner, resumable, with a progress bar and a table.
+
+Output directory layout::
+
+    OUT/episodes/<planner>/<episode_id>.json   one episode log each (format: drivepi.closed_loop.episode)
+    OUT/closed_loop_metrics.json              {"format", "setting", "sensor_note", "agents_mode",
+                                               "config", "planners": {name: aggregate},
+                                               "episodes": {name: {episode_id: {status, pdms, failure}}}}
+
+Every file is written atomically; an episode whose log already exists is not run again (resume), its
+log is read back for the aggregate. Aggregates: :func:`drivepi.closed_loop.scoring.aggregate_scores`.
+"""
+import json
+from pathlib import Path
+from typing import Callable, Dict, List, Sequence
+
+from tqdm import tqdm
+
+from drivepi.fileio import atomic_write_json
+
+from .episode import LOG_FORMAT, EpisodeRunner
+from .scoring import SCORE_KEYS, aggregate_scores
+
+METRICS_FORMAT = 'drivepi-closed-loop-metrics/1'
+METRICS_FILE = 'closed_loop_metrics.json'
+TABLE_KEYS = ('pdms', 'nc', 'dac', 'ttc', 'comfort', 'ep', 'ddc', 'route_completion', 'collisions_per_km')
+
+
+def read_episode_log(path: Path) -> dict:
+    """Load an episode log written by an earlier run.
+
+    Raises:
+        ValueError: the file is not valid JSON or not an episode log.
+    """
+    try:
+        log = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f'{path}: unreadable episode log ({err}); delete it to run the episode again') from err
+    if log.get('format') != LOG_FORMAT or log.get('status') not in ('ok', 'failed'):
+        raise ValueError(f'{path}: not a {LOG_FORMAT} episode log; delete it to run the episode again')
+    return log
+
+
+class ClosedLoopRunner:
+    """Runs episodes of several planners over several scenes into an output directory.
+
+    Args:
+        episode_runner: :class:`EpisodeRunner` (rates, vehicle, controller, agents, scoring).
+        out_dir: output directory. episode_seconds: episode length (s), clipped to each scene's log.
+        episode_start: offset (s) of the episode start from the scene's first logged time.
+        config: the ``closed_loop`` config dict, copied into the metrics file.
+    """
+
+    def __init__(self, episode_runner: EpisodeRunner, out_dir, episode_seconds: float = 15.0,
+                 episode_start: float = 0.0, config: dict = None):
+        self.episode_runner = episode_runner
+        self.out_dir = Path(out_dir)
+        self.episode_seconds, self.episode_start = episode_seconds, episode_start
+        self.config = config or {}
+
+    def episode_path(self, planner: str, episode_id: str) -> Path:
+        return self.out_dir / 'episodes' / planner / f'{episode_id}.json'
+
+    def run(self, scene_names: Sequence[str], load_source: Callable, planners: Dict[str, object]) -> dict:
+        """Run (or resume) every scene with every planner; write and return the metrics summary.
+
+        Args:
+            scene_names: scenes to drive (the episode id is the scene name).
+            load_source: ``scene_name -> SceneSource``; called only for scenes with missing episodes.
+            planners: name -> planner (``plan(PlanningContext) -> (6, 2)``).
+        """
+        logs: Dict[str, List[dict]] = {name: [] for name in planners}
+        notes = {}
+        with tqdm(total=len(scene_names) * len(planners), desc='closed-loop episodes', unit='ep') as bar:
+            for scene in scene_names:
+                todo = [p for p in planners if not self.episode_path(p, scene).is_file()]
+                source = load_source(scene) if todo else None
+                for name, planner in planners.items():
+                    path = self.episode_path(name, scene)
+                    if name in todo:
+                        log = self._run_episode(source, planner, name, scene)
+                        atomic_write_json(path, log, indent=None)
+                    else:
+                        log = read_episode_log(path)
+                    logs[name].append(log)
+                    notes[log['setting']] = log['sensor_note']
+                    bar.set_postfix(scene=scene, planner=name)
+                    bar.update()
+        summary = self._summary(logs, notes)
+        atomic_write_json(self.out_dir / METRICS_FILE, summary)
+        return summary
+
+    def _run_episode(self, source, planner, name: str, episode_id: str) -> dict:
+        t0 = source.start_time + self.episode_start
+        duration = min(self.episode_seconds, source.end_time - t0)
+        if duration <= 0:
+            raise ValueError(f'scene {source.scene_name}: episode_start {self.episode_start} s is past the '
+                             f'end of its {source.end_time - source.start_time:.1f} s log')
+        return self.episode_runner.run(source, planner, name, t0, duration, episode_id)
+
+    def _summary(self, logs: Dict[str, List[dict]], notes: dict) -> dict:
+        return dict(
+            format=METRICS_FORMAT, setting=sorted(notes), sensor_note=[notes[k] for k in sorted(notes)],
+            agents_mode=self.episode_runner.agents_cfg['mode'], config=self.config,
+            planners={name: aggregate_scores(eps) for name, eps in logs.items()},
+            episodes={name: {e['episode_id']: dict(status=e['status'], failure=e['failure'],
+                                                   pdms=e['metrics']['pdms'] if e['metrics'] else None)
+                             for e in eps} for name, eps in logs.items()})
+
+
+def format_table(summary: dict) -> str:
+    """A plain-text table of the planners' aggregate scores (one row per planner)."""
+    header = ['planner'] + list(TABLE_KEYS) + ['episodes', 'failed']
+    rows = [[name] + [f'{agg[k]:.3f}' for k in TABLE_KEYS] + [str(agg['num_episodes']), str(agg['num_failed'])]
+            for name, agg in summary['planners'].items()]
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    fmt = lambda r: ' | '.join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
+    lines = [fmt(header), '-+-'.join('-' * w for w in widths)] + [fmt(r) for r in rows]
+    lines.append(f"agents: {summary['agents_mode']}; sensors: {' / '.join(summary['sensor_note'])}")
+    return '\n'.join(lines)
+
+
+
+def build_runner(cfg: dict, out_dir) -> ClosedLoopRunner:
+    """A :class:`ClosedLoopRunner` from a ``closed_loop`` config dict (``configs/_base_/closed_loop.py``)."""
+    episode_runner = EpisodeRunner(
+        sim_hz=cfg.get('sim_hz', 10.0), replan_hz=cfg.get('replan_hz', 2.0), vehicle=cfg.get('vehicle'),
+        controller=cfg.get('controller'), agents=cfg.get('agents'), scoring=cfg.get('scoring'),
+        max_plan_speed=cfg.get('max_plan_speed', 40.0))
+    return ClosedLoopRunner(episode_runner, out_dir, episode_seconds=cfg.get('episode_seconds', 15.0),
+                            episode_start=cfg.get('episode_start', 0.0), config=cfg)
