@@ -117,7 +117,7 @@ def sample_ray_counts(gt_sem: torch.Tensor, pred_sem: torch.Tensor, origins_m: t
                       pred_flow: torch.Tensor | None = None, flow_classes: Sequence[int] = (),
                       thresholds: Sequence[float] = RAY_THRESHOLDS_M,
                       relative_depth_tol: float | None = OPENOCC_RELATIVE_DEPTH_TOL,
-                      point_cloud_range: Sequence[float] = OCC_RANGE,
+                      ave_threshold: float = AVE_THRESHOLD_M, point_cloud_range: Sequence[float] = OCC_RANGE,
                       voxel_size: float = OCC_VOXEL_SIZE) -> RayCounts:
     """Cast the rays through one sample's GT and predicted grids and count them.
 
@@ -127,7 +127,7 @@ def sample_ray_counts(gt_sem: torch.Tensor, pred_sem: torch.Tensor, origins_m: t
         directions: float ``(R, 3)`` unit ray directions.
         num_classes: classes including free (free = last).
         gt_flow, pred_flow: optional float ``(X, Y, Z, 2)`` flow in m/s.
-        flow_classes, thresholds, relative_depth_tol: see :func:`count_rays`.
+        flow_classes, thresholds, relative_depth_tol, ave_threshold: see :func:`count_rays`.
         point_cloud_range, voxel_size: grid geometry (metres).
     """
     free = num_classes - 1
@@ -141,7 +141,7 @@ def sample_ray_counts(gt_sem: torch.Tensor, pred_sem: torch.Tensor, origins_m: t
                         pred_flow=pred_flow[pred_vox[:, 0], pred_vox[:, 1], pred_vox[:, 2]],
                         flow_classes=flow_classes)
     return count_rays(gt_label, gt_depth, pred_label, pred_depth, num_classes, thresholds, relative_depth_tol,
-                      **ray_flow)
+                      ave_threshold=ave_threshold, **ray_flow)
 
 
 def occ_score(ray_iou: float, mave: float) -> float:
