@@ -3,9 +3,10 @@
 Flattened BEV positions are ``ix * Wb + iy`` (see :mod:`drivepi.models.bev_grid`). The kept indices
 are returned in increasing position order so the LLM sees tokens in raster order.
 """
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
+from mmengine.model import BaseModule
 from torch import nn
 
 from drivepi.models.importance_targets import bev_targets_from_occupancy
@@ -37,7 +38,7 @@ def scatter_tokens(tokens: torch.Tensor, keep_idx: torch.Tensor, bev: torch.Tens
 
 
 @MODELS.register_module()
-class BEVTokenFilter(nn.Module):
+class BEVTokenFilter(BaseModule):
     """Scores BEV positions with a light conv net and keeps the top ``K`` as tokens.
 
     Kept tokens are multiplied by the straight-through gate ``1 + p - stop_grad(p)`` (``p = sigmoid(score)``),
@@ -50,13 +51,14 @@ class BEVTokenFilter(nn.Module):
         hidden_channels: channels of the scoring net.
         fg_classes: occupancy classes whose pillars are important (default: all 16 non-free classes).
         loss_importance: mmdet sigmoid focal loss config.
+        init_cfg: mmengine weight-init config.
     """
 
     def __init__(self, in_channels: int, keep_ratio: float, hidden_channels: int = 64,
                  fg_classes: Sequence[int] = tuple(range(16)),
                  loss_importance: dict = dict(type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
-                                              loss_weight=1.0)) -> None:
-        super().__init__()
+                                              loss_weight=1.0), init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
         if not 0 < keep_ratio <= 1:
             raise ValueError(f'keep_ratio must lie in (0, 1], got {keep_ratio}')
         self.keep_ratio = keep_ratio
@@ -84,7 +86,8 @@ class BEVTokenFilter(nn.Module):
     def loss(self, scores: torch.Tensor, gt_occ: torch.Tensor, bev_shape: Sequence[int]) -> torch.Tensor:
         """Focal loss of ``scores (B, Hb*Wb)`` against BEV foreground of ``gt_occ (B, X, Y, Z)``."""
         targets = bev_targets_from_occupancy(gt_occ, self.fg_classes, tuple(bev_shape)).flatten()
-        return self.loss_importance(scores.reshape(-1, 1), targets.unsqueeze(1), avg_factor=targets.sum().clamp(min=1.0))
+        return self.loss_importance(scores.reshape(-1, 1), targets.unsqueeze(1),
+                                    avg_factor=targets.sum().clamp(min=1.0))
 
 
 __all__ = ['BEVTokenFilter', 'gather_tokens', 'scatter_tokens', 'num_kept_tokens']

@@ -1,8 +1,8 @@
 """Camera branch: image backbone + neck on the valid views, LSS view transform to a camera BEV."""
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
-from torch import nn
+from mmengine.model import BaseModule
 
 from drivepi.registry import MODELS
 
@@ -24,7 +24,7 @@ def check_camera_inputs(imgs: torch.Tensor, ego2img: torch.Tensor, cam_valid: to
 
 
 @MODELS.register_module()
-class CameraBranch(nn.Module):
+class CameraBranch(BaseModule):
     """Multi-view images to a camera BEV over the occupancy range.
 
     Only the views with ``cam_valid`` True enter the backbone (so a missing camera affects neither the
@@ -35,10 +35,12 @@ class CameraBranch(nn.Module):
         neck: neck config (e.g. ``dict(type='mmdet.FPN', in_channels=[128, 256], out_channels=64, num_outs=2)``).
         view_transform: ``LSSViewTransform`` config.
         feat_level: index of the neck output that is lifted to BEV.
+        init_cfg: mmengine weight-init config (e.g. pretrained backbone weights go in ``backbone.init_cfg``).
     """
 
-    def __init__(self, backbone: dict, neck: dict, view_transform: dict, feat_level: int = 0) -> None:
-        super().__init__()
+    def __init__(self, backbone: dict, neck: dict, view_transform: dict, feat_level: int = 0,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
         self.neck = MODELS.build(neck)
         self.view_transform = MODELS.build(view_transform)

@@ -1,7 +1,8 @@
 """LSS-style view transform: per-pixel depth distribution x context features, splatted onto the BEV."""
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
+from mmengine.model import BaseModule
 from torch import nn
 
 from drivepi.models.bev_grid import grid_shape
@@ -38,7 +39,7 @@ def frustum_points(ego2img: torch.Tensor, feat_hw: Tuple[int, int], img_hw: Tupl
 
 
 @MODELS.register_module()
-class LSSViewTransform(nn.Module):
+class LSSViewTransform(BaseModule):
     """Lift (depth softmax x context) and splat (sum-pool) camera features onto the BEV grid.
 
     Args:
@@ -47,12 +48,13 @@ class LSSViewTransform(nn.Module):
         depth_bins: ``[d_min, d_max, step]`` metres; bin centres ``d_min + (k + 0.5) * step``.
         point_cloud_range: ``[x_min, y_min, z_min, x_max, y_max, z_max]`` metres; samples outside are dropped.
         bev_cell_size: ``[dx, dy]`` metres of a BEV cell.
+        init_cfg: mmengine weight-init config.
     """
 
     def __init__(self, in_channels: int, out_channels: int, depth_bins: Sequence[float] = (1.0, 45.0, 1.0),
                  point_cloud_range: Sequence[float] = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4),
-                 bev_cell_size: Sequence[float] = (0.8, 0.8)) -> None:
-        super().__init__()
+                 bev_cell_size: Sequence[float] = (0.8, 0.8), init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
         d_min, d_max, step = depth_bins
         self.register_buffer('depths', torch.arange(d_min + step / 2, d_max, step, dtype=torch.float32),
                              persistent=False)

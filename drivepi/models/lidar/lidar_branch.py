@@ -2,7 +2,7 @@
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-from torch import nn
+from mmengine.model import BaseModule
 
 from drivepi.models.importance_targets import (combine_targets, voxel_targets_from_boxes,
                                                voxel_targets_from_occupancy)
@@ -13,7 +13,7 @@ OCC_RANGE = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4)
 
 
 @MODELS.register_module()
-class LiDARBranch(nn.Module):
+class LiDARBranch(BaseModule):
     """Multi-sweep points to a LiDAR BEV over the occupancy range, with Ada3D voxel filtering.
 
     With a ``voxel_filter`` the kept voxels' features are multiplied by a straight-through gate
@@ -29,6 +29,7 @@ class LiDARBranch(nn.Module):
         importance_fg_classes: occupancy classes that count as important (default: the 10 object classes).
         occ_range: occupancy grid range (metres) the GT occupancy covers.
         occ_voxel_size: occupancy voxel size (metres).
+        init_cfg: mmengine weight-init config.
     """
 
     def __init__(self, voxelizer: dict, backbone: dict, importance_predictor: Optional[dict] = None,
@@ -36,8 +37,9 @@ class LiDARBranch(nn.Module):
                  loss_importance: dict = dict(type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
                                               loss_weight=1.0),
                  importance_fg_classes: Sequence[int] = tuple(range(10)),
-                 occ_range: Sequence[float] = OCC_RANGE, occ_voxel_size: Sequence[float] = (0.4, 0.4, 0.4)) -> None:
-        super().__init__()
+                 occ_range: Sequence[float] = OCC_RANGE, occ_voxel_size: Sequence[float] = (0.4, 0.4, 0.4),
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
         if voxel_filter is not None and importance_predictor is None:
             raise ValueError('voxel_filter needs an importance_predictor to score voxels')
         self.voxelizer = MODELS.build(voxelizer)

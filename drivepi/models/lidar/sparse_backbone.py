@@ -1,8 +1,9 @@
 """spconv sparse 3D backbone that turns (filtered) voxels into a LiDAR BEV map."""
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import spconv.pytorch as spconv
 import torch
+from mmengine.model import BaseModule
 from torch import nn
 
 from drivepi.models.lidar.sp_batchnorm import SparsityPreservingBatchNorm2d
@@ -14,7 +15,7 @@ def _sparse_block(conv: nn.Module, channels: int) -> spconv.SparseSequential:
 
 
 @MODELS.register_module()
-class SparseBEVBackbone(nn.Module):
+class SparseBEVBackbone(BaseModule):
     """Submanifold/strided sparse 3D convs, height folded into channels, a 3x3 conv with SP-BN.
 
     Stage ``i`` starts with a strided ``SparseConv3d`` (kernel 3, padding 1) when ``stage_strides[i] > 1``
@@ -30,13 +31,16 @@ class SparseBEVBackbone(nn.Module):
         stage_strides: stride of each stage (applied to x, y and z).
         blocks_per_stage: submanifold blocks per stage.
         out_channels: BEV channels.
+        init_cfg: mmengine weight-init config.
     """
 
     def __init__(self, in_channels: int, grid_shape: Sequence[int], stage_channels: Sequence[int] = (16, 32, 64),
-                 stage_strides: Sequence[int] = (1, 2, 2), blocks_per_stage: int = 1, out_channels: int = 128) -> None:
-        super().__init__()
+                 stage_strides: Sequence[int] = (1, 2, 2), blocks_per_stage: int = 1, out_channels: int = 128,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
         if len(stage_channels) != len(stage_strides):
-            raise ValueError(f'stage_channels {list(stage_channels)} and stage_strides {list(stage_strides)} differ in length')
+            raise ValueError(f'stage_channels {list(stage_channels)} and stage_strides {list(stage_strides)} '
+                             'differ in length')
         self.grid_shape = tuple(grid_shape)
         self.out_channels = out_channels
         layers = [_sparse_block(spconv.SubMConv3d(in_channels, stage_channels[0], 3, padding=1, bias=False,

@@ -1,0 +1,169 @@
+"""Benchmark the LiDAR branch with Ada3D voxel filtering on and off.
+
+Reads ``model.lidar_branch`` from a DrivePI config, feeds the real nuScenes demo sweep (moved to the ego
+frame; ``--num-sweeps`` > 1 stacks copies of it shifted as if the ego drove 5 m/s, 0.05 s apart, to
+reach multi-sweep point counts), and measures per variant: non-empty voxels, kept voxels and
+``voxel_keep_ratio``, BEV cells with LiDAR features, latency of the whole branch and of each stage
+(median / mean over ``--iters`` after ``--warmup``; inference, ``torch.no_grad``), and peak CUDA memory.
+Prints a table and writes JSON atomically.
+
+    python tools/benchmark_lidar.py configs/_base_/models/drivepi_qwen2.5-0.5b.py --device cuda \
+        --num-sweeps 1 10 --out work_dirs/benchmark_lidar.json
+"""
+import argparse
+import pickle
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from mmengine.config import Config
+
+from drivepi.fileio import atomic_write_json
+from drivepi.registry import MODELS
+from drivepi.utils import register_all_modules
+
+DEFAULT_DEMO_DIR = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'nuscenes_demo'
+STAGES = ('voxelizer', 'importance_predictor', 'voxel_filter', 'backbone')
+SWEEP_INTERVAL_S, EGO_SPEED_MPS = 0.05, 5.0
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config', help='DrivePI config with model.lidar_branch')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--num-sweeps', type=int, nargs='+', default=[1, 10], help='point-cloud sizes to run')
+    parser.add_argument('--iters', type=int, default=20)
+    parser.add_argument('--warmup', type=int, default=5)
+    parser.add_argument('--demo-dir', type=Path, default=DEFAULT_DEMO_DIR, help='nuScenes demo keyframe folder')
+    parser.add_argument('--out', type=Path, default=Path('work_dirs/benchmark_lidar.json'))
+    return parser.parse_args()
+
+
+def load_demo_sweep(demo_dir: Path) -> np.ndarray:
+    """The demo LIDAR_TOP sweep in the ego frame, ``(N, 5)`` ``[x, y, z, intensity, 0]``."""
+    infos = sorted(demo_dir.glob('*.pkl'))
+    if len(infos) != 1:
+        raise FileNotFoundError(f'{demo_dir}: expected one demo info .pkl, found {[p.name for p in infos]}')
+    info = pickle.loads(infos[0].read_bytes())['data_list'][0]
+    path = demo_dir / info['lidar_points']['lidar_path']
+    raw = np.fromfile(path, dtype=np.float32)
+    if raw.size == 0 or raw.size % 5:
+        raise ValueError(f'{path}: {raw.size} float32 values is not a non-empty (N, 5) point cloud')
+    raw = raw.reshape(-1, 5)
+    lidar2ego = np.asarray(info['lidar_points']['lidar2ego'], dtype=np.float64)
+    xyz = raw[:, :3] @ lidar2ego[:3, :3].T + lidar2ego[:3, 3]
+    return np.concatenate([xyz, raw[:, 3:4], np.zeros((len(raw), 1))], axis=1).astype(np.float32)
+
+
+def stack_sweeps(sweep: np.ndarray, num_sweeps: int) -> torch.Tensor:
+    """``num_sweeps`` copies of a sweep, copy k shifted back by the ego motion of k intervals, time lag k*dt."""
+    copies = []
+    for k in range(num_sweeps):
+        copy = sweep.copy()
+        copy[:, 0] -= k * SWEEP_INTERVAL_S * EGO_SPEED_MPS
+        copy[:, 4] = k * SWEEP_INTERVAL_S
+        copies.append(copy)
+    return torch.from_numpy(np.concatenate(copies))
+
+
+def synchronized_clock(device: torch.device) -> float:
+    """``time.perf_counter()`` after waiting for the device's queued work."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def stage_hooks(module: torch.nn.Module, device: torch.device, times: dict) -> list:
+    """Forward hooks appending each present stage's duration (s) to ``times[stage]``; returns the handles."""
+    start, handles = {}, []
+    for name in STAGES:
+        sub = getattr(module, name)
+        if sub is None:
+            continue
+        handles.append(sub.register_forward_pre_hook(
+            lambda m, a, name=name: start.__setitem__(name, synchronized_clock(device))))
+        handles.append(sub.register_forward_hook(
+            lambda m, a, o, name=name: times.setdefault(name, []).append(synchronized_clock(device) - start[name])))
+    return handles
+
+
+def timed_runs(branch: torch.nn.Module, batch: list, device: torch.device, iters: int, warmup: int) -> tuple:
+    """Durations (s) of ``iters`` forward passes after ``warmup`` ones, and the last aux dict."""
+    durations = []
+    for _ in range(warmup + iters):
+        start = synchronized_clock(device)
+        _, aux = branch(batch)
+        durations.append(synchronized_clock(device) - start)
+    return durations[warmup:], aux
+
+
+def run_variant(cfg: dict, points: torch.Tensor, device: torch.device, iters: int, warmup: int) -> dict:
+    """Latency and voxel statistics of one LiDAR branch config on one point cloud.
+
+    The whole-branch latency is measured without stage hooks (no extra synchronisation); the stage
+    latencies come from a second series of runs with synchronising hooks.
+    """
+    torch.manual_seed(0)
+    branch = MODELS.build(cfg).to(device).eval()
+    batch = [points.to(device)]
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+    with torch.no_grad():
+        totals, aux = timed_runs(branch, batch, device, iters, warmup)
+        stage_times = {}
+        handles = stage_hooks(branch, device, stage_times)
+        timed_runs(branch, batch, device, iters, 0)
+    for handle in handles:
+        handle.remove()
+    result = dict(num_points=len(points), num_voxels=int(aux['num_voxels']),
+                  num_kept_voxels=int(aux['num_kept_voxels']),
+                  voxel_keep_ratio=float(aux['voxel_keep_ratio']), bev_active_ratio=float(aux['bev_active_ratio']),
+                  latency_ms_median=1e3 * statistics.median(totals), latency_ms_mean=1e3 * statistics.mean(totals),
+                  stage_ms_median={name: 1e3 * statistics.median(t) for name, t in stage_times.items()})
+    if device.type == 'cuda':
+        result['peak_memory_mb'] = torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return result
+
+
+def print_table(rows: list) -> None:
+    header = ['sweeps', 'ada3d', 'points', 'voxels', 'kept', 'keep_ratio', 'bev_active', 'ms_median', 'ms_mean',
+              'backbone_ms', 'peak_MB']
+    print(' | '.join(f'{h:>11}' for h in header))
+    for r in rows:
+        values = [r['num_sweeps'], 'on' if r['filter'] else 'off', r['num_points'], r['num_voxels'],
+                  r['num_kept_voxels'],
+                  f"{r['voxel_keep_ratio']:.3f}", f"{r['bev_active_ratio']:.3f}", f"{r['latency_ms_median']:.1f}",
+                  f"{r['latency_ms_mean']:.1f}", f"{r['stage_ms_median']['backbone']:.1f}",
+                  f"{r.get('peak_memory_mb', float('nan')):.0f}"]
+        print(' | '.join(f'{v:>11}' for v in values))
+
+
+def main() -> None:
+    args = parse_args()
+    register_all_modules()
+    cfg = Config.fromfile(args.config)
+    branch_cfg = cfg.model['lidar_branch'].to_dict()
+    if branch_cfg.get('voxel_filter') is None:
+        raise ValueError(f'{args.config}: model.lidar_branch has no voxel_filter, nothing to compare')
+    variants = {True: branch_cfg, False: dict(branch_cfg, importance_predictor=None, voxel_filter=None)}
+    device = torch.device(args.device)
+    sweep = load_demo_sweep(args.demo_dir)
+    rows = []
+    for num_sweeps in args.num_sweeps:
+        points = stack_sweeps(sweep, num_sweeps)
+        for filter_on, variant in variants.items():
+            rows.append(dict(num_sweeps=num_sweeps, filter=filter_on,
+                             **run_variant(variant, points, device, args.iters, args.warmup)))
+    print_table(rows)
+    report = dict(config=str(args.config), device=str(device),
+                  device_name=torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor(),
+                  torch=torch.__version__, iters=args.iters, warmup=args.warmup, lidar_branch=branch_cfg, results=rows)
+    atomic_write_json(args.out, report)
+    print(f'wrote {args.out}')
+
+
+if __name__ == '__main__':
+    main()
