@@ -1,0 +1,182 @@
+"""DrivePI: LiDAR + cameras + language -> text answers, occupancy, occupancy flow and ego trajectory.
+
+One forward pass (see docs/contracts.md, Model):
+points -> LiDAR BEV, images -> camera BEV, fused BEV -> token filter keeps K positions ->
+projector -> Qwen2 sequence ``[instruction, K spatial tokens, Q planning queries, conversation]`` ->
+hidden states at the spatial positions are projected back and scattered into the fused BEV (pruned
+positions keep their pre-LLM features) -> occupancy and flow heads; hidden states of the planning
+queries -> planning head; the LM head gives the text (answer-only cross-entropy in training,
+greedy generation with the KV cache in ``predict``).
+"""
+from typing import Optional
+
+import torch
+from mmdet3d.models.detectors import Base3DDetector
+from mmdet3d.structures import Det3DDataSample
+
+from drivepi.models.llm.prompt import DrivePIPrompt
+from drivepi.models.token_filter import scatter_tokens
+from drivepi.registry import MODELS
+
+SampleList = list[Det3DDataSample]
+
+
+@MODELS.register_module()
+class DrivePI(Base3DDetector):
+    """The DrivePI model, assembled from registry configs.
+
+    Args:
+        lidar_branch: LiDAR branch config (points -> BEV (B, C_l, Hb, Wb) + aux dict).
+        llm: ``Qwen2LLM`` config.
+        token_filter: ``BEVTokenFilter`` config (``in_channels`` filled in).
+        occ_head, flow_head: dense head configs (``in_channels`` filled in).
+        plan_head: planning head config (``in_channels``, ``num_queries`` filled in).
+        camera_branch: camera branch config or None (LiDAR only).
+        fuser: BEV fuser config, required with a camera branch.
+        projector: projector config from BEV channels to the LLM hidden size (channels filled in);
+            the same type maps hidden states back to BEV channels.
+        num_plan_queries: Q, learned query tokens whose hidden states feed the planning head.
+        instruction: system text of the prompt, with a ``{command}`` field.
+        max_answer_tokens: generation limit per answer in ``predict``.
+        data_preprocessor: ``Det3DDataPreprocessor`` config.
+    """
+
+    def __init__(self, lidar_branch: dict, llm: dict, token_filter: dict, occ_head: dict, flow_head: dict,
+                 plan_head: dict, camera_branch: Optional[dict] = None, fuser: Optional[dict] = None,
+                 projector: dict = dict(type='MLPProjector'), num_plan_queries: int = 6,
+                 instruction: Optional[str] = None, max_answer_tokens: int = 32,
+                 data_preprocessor: Optional[dict] = None, init_cfg=None):
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if (camera_branch is None) != (fuser is None):
+            raise ValueError('camera_branch and fuser go together: give both or neither')
+        self.lidar_branch = MODELS.build(lidar_branch)
+        self.camera_branch = MODELS.build(camera_branch) if camera_branch is not None else None
+        self.fuser = MODELS.build(fuser) if fuser is not None else None
+        bev_channels = self.fuser.out_channels if self.fuser is not None else self.lidar_branch.out_channels
+        self.token_filter = MODELS.build(dict(token_filter, in_channels=bev_channels))
+        self.llm = MODELS.build(llm)
+        hidden = self.llm.hidden_size
+        self.projector = MODELS.build(dict(projector, in_channels=bev_channels, out_channels=hidden))
+        self.back_projector = MODELS.build(dict(projector, in_channels=hidden, out_channels=bev_channels))
+        self.plan_queries = torch.nn.Parameter(torch.randn(num_plan_queries, hidden) * 0.02)
+        self.occ_head = MODELS.build(dict(occ_head, in_channels=bev_channels))
+        self.flow_head = MODELS.build(dict(flow_head, in_channels=bev_channels))
+        self.plan_head = MODELS.build(dict(plan_head, in_channels=hidden, num_queries=num_plan_queries))
+        self.prompt = DrivePIPrompt(self.llm.tokenizer, **({} if instruction is None else dict(instruction=instruction)))
+        self.max_answer_tokens = max_answer_tokens
+
+    # ------------------------------------------------------------------ features
+    def extract_feat(self, inputs: dict, data_samples: SampleList, gt_occ: Optional[torch.Tensor] = None):
+        """Fused BEV (B, C, Hb, Wb) and the LiDAR branch's aux dict."""
+        bev, aux = self.lidar_branch(inputs['points'], gt_occ=gt_occ)
+        if self.camera_branch is not None:
+            if 'imgs' not in inputs:
+                raise ValueError('this DrivePI config has a camera branch but the batch holds no `imgs`')
+            ego2img = self._stack_meta(data_samples, 'ego2img', torch.float32, inputs['imgs'].device)
+            cam_valid = self._stack_meta(data_samples, 'cam_valid', torch.bool, inputs['imgs'].device)
+            bev = self.fuser(bev, self.camera_branch(inputs['imgs'].float(), ego2img, cam_valid))
+        return bev, aux
+
+    @staticmethod
+    def _stack_meta(data_samples: SampleList, key: str, dtype: torch.dtype, device) -> torch.Tensor:
+        """Stack one metainfo entry of every sample into a tensor, naming a missing key."""
+        missing = [i for i, ds in enumerate(data_samples) if key not in ds.metainfo]
+        if missing:
+            raise KeyError(f'data samples {missing} have no metainfo `{key}`')
+        return torch.stack([torch.as_tensor(ds.metainfo[key], dtype=dtype) for ds in data_samples]).to(device)
+
+    def _run_llm(self, bev: torch.Tensor, data_samples: SampleList, conversations: list) -> dict:
+        """Token filter, LLM pass and heads.
+
+        Returns:
+            dict with ``scores``, ``hidden`` (B, L, D), ``labels`` (B, L), ``prompt`` (PromptBatch),
+            ``occ_logits`` (B, 17, X, Y, Z), ``flow`` (B, X, Y, Z, 2), ``traj`` (B, T, 2).
+        """
+        selected = self.token_filter(bev)
+        keep_idx = selected['keep_idx']
+        commands = self._stack_meta(data_samples, 'ego_fut_cmd', torch.long, bev.device)
+        prompt = self.prompt.batch(commands.tolist(), keep_idx.shape[1], len(self.plan_queries), conversations)
+        prompt = prompt.to(bev.device)
+        b = bev.shape[0]
+        embeds = self.llm.embed(prompt.input_ids, prompt.spatial_mask, self.projector(selected['tokens']),
+                                prompt.plan_mask, self.plan_queries.expand(b, -1, -1))
+        hidden = self.llm.hidden_states(embeds, prompt.attention_mask)
+        spatial_states = hidden[prompt.spatial_mask].view(b, keep_idx.shape[1], -1)
+        llm_bev = scatter_tokens(self.back_projector(spatial_states), keep_idx, bev)
+        plan_states = hidden[prompt.plan_mask].view(b, len(self.plan_queries), -1)
+        ego_status = (self._stack_meta(data_samples, 'ego_status', torch.float32, bev.device)
+                      if self.plan_head.ego_proj is not None else None)
+        return dict(scores=selected['scores'], hidden=hidden, embeds=embeds, prompt=prompt,
+                    occ_logits=self.occ_head(llm_bev), flow=self.flow_head(llm_bev),
+                    traj=self.plan_head(plan_states, commands, ego_status))
+
+    # ------------------------------------------------------------------ modes
+    def loss(self, inputs: dict, data_samples: SampleList) -> dict:
+        """Training losses: ``loss_text``, ``loss_occ_ce``, ``loss_occ_lovasz``, ``loss_flow``,
+        ``loss_plan``, ``loss_plan_col``, ``loss_importance`` (LiDAR voxels), ``loss_token_importance``."""
+        gt = self._stack_gt(data_samples, inputs['points'][0].device)
+        bev, aux = self.extract_feat(inputs, data_samples, gt_occ=gt['occ'])
+        out = self._run_llm(bev, data_samples, [ds.get('conversations', []) for ds in data_samples])
+        losses = dict(loss_text=self.llm.text_loss(out['hidden'], out['prompt'].labels))
+        losses.update(self.occ_head.loss(out['occ_logits'], gt['occ'], gt['mask_camera']))
+        losses.update(self.flow_head.loss(out['flow'], gt['flow'], gt['occ']))
+        losses.update(self.plan_head.loss(out['traj'], gt['traj'], gt['traj_mask'], gt['fut_boxes']))
+        if 'loss_importance' in aux:
+            losses['loss_importance'] = aux['loss_importance']
+        losses['loss_token_importance'] = self.token_filter.loss(out['scores'], gt['occ'], bev.shape[2:])
+        return losses
+
+    @staticmethod
+    def _stack_gt(data_samples: SampleList, device) -> dict:
+        """Batch the GT fields of the data samples (occ, flow, mask_camera, traj, traj_mask, fut_boxes)."""
+        fields = dict(occ='gt_occ', flow='gt_flow', mask_camera='gt_mask_camera', traj='gt_traj',
+                      traj_mask='gt_traj_mask')
+        gt = {}
+        for name, key in fields.items():
+            missing = [i for i, ds in enumerate(data_samples) if ds.get(key) is None]
+            if missing:
+                raise KeyError(f'data samples {missing} have no `{key}` needed for training')
+            gt[name] = torch.stack([torch.as_tensor(ds.get(key)) for ds in data_samples]).to(device)
+        for name in ('flow', 'traj'):
+            if not torch.isfinite(gt[name]).all():
+                raise ValueError(f'gt_{name} contains NaN/inf values')
+        gt['occ'] = gt['occ'].long()
+        gt['fut_boxes'] = [[torch.as_tensor(b, dtype=torch.float32, device=device) for b in ds.get('gt_fut_boxes', [])]
+                           for ds in data_samples]
+        return gt
+
+    @torch.no_grad()
+    def predict(self, inputs: dict, data_samples: SampleList) -> SampleList:
+        """Adds ``pred_occ`` uint8 (X,Y,Z), ``pred_flow`` (X,Y,Z,2), ``pred_traj`` (T,2) and ``pred_answers``
+        (list of lists of str, parallel to ``conversations``) to every data sample."""
+        bev, _ = self.extract_feat(inputs, data_samples)
+        out = self._run_llm(bev, data_samples, [[] for _ in data_samples])
+        pred_occ = self.occ_head.predict(out['occ_logits'])
+        lengths = out['prompt'].attention_mask.sum(1).tolist()
+        for i, ds in enumerate(data_samples):
+            ds.pred_occ, ds.pred_flow, ds.pred_traj = pred_occ[i].cpu(), out['flow'][i].cpu(), out['traj'][i].cpu()
+            prefix = out['embeds'][i, :lengths[i]]
+            ds.pred_answers = [self._answer_conversation(prefix, conv) for conv in ds.get('conversations', [])]
+        return data_samples
+
+    def _answer_conversation(self, prefix_embeds: torch.Tensor, conversation: list) -> list[str]:
+        """Answer each turn greedily, with the earlier questions and the model's own answers as context.
+
+        Args:
+            prefix_embeds: (L0, D) embeddings of the sample's instruction, spatial tokens and queries.
+        """
+        embed_tokens = self.llm.causal_lm.get_input_embeddings()
+        history, answers = [], []
+        for turn in conversation:
+            ids = torch.tensor(history + self.prompt.question_ids(turn['question']), device=prefix_embeds.device)
+            context = torch.cat([prefix_embeds, embed_tokens(ids)])[None]
+            new_ids = self.llm.generate(context, self.max_answer_tokens)
+            answers.append(self.llm.tokenizer.decode(new_ids, skip_special_tokens=True).strip())
+            history += self.prompt.turn_ids(turn['question'], answers[-1])[0]
+        return answers
+
+    def _forward(self, inputs: dict, data_samples: SampleList) -> dict:
+        """Raw outputs: ``occ_logits`` (B, 17, X, Y, Z), ``flow`` (B, X, Y, Z, 2), ``traj`` (B, T, 2)."""
+        bev, _ = self.extract_feat(inputs, data_samples)
+        out = self._run_llm(bev, data_samples, [[] for _ in data_samples])
+        return {k: out[k] for k in ('occ_logits', 'flow', 'traj')}

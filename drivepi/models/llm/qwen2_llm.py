@@ -1,0 +1,162 @@
+"""The Qwen2 language model of DrivePI, loaded with Hugging Face ``from_pretrained``.
+
+Wraps ``Qwen2ForCausalLM`` and its tokenizer from a local directory (real Qwen2.5 weights or the
+tiny checkpoint of ``tools/make_tiny_llm.py``) and applies the training mode of the config:
+``'frozen'`` (no LLM weight trains), ``'lora'`` (peft LoRA adapters train, base weights frozen) or
+``'full'`` (every weight trains); optional gradient checkpointing and bf16 weights.
+"""
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from peft import LoraConfig, get_peft_model
+from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+from drivepi.registry import MODELS
+from .prompt import IGNORE_INDEX
+from .special_tokens import DRIVEPI_SPECIAL_TOKENS, ENDOFTEXT, IM_END, QWEN_SPECIAL_TOKENS
+
+TRAIN_MODES = ('frozen', 'lora', 'full')
+WEIGHT_PATTERNS = ('*.safetensors', 'pytorch_model*.bin')
+DTYPES = dict(float32=torch.float32, bfloat16=torch.bfloat16, float16=torch.float16)
+
+
+def has_weights(llm_path: Path) -> bool:
+    """Whether ``llm_path`` holds a Hugging Face checkpoint with weights."""
+    return (llm_path / 'config.json').is_file() and any(
+        any(llm_path.glob(pattern)) for pattern in WEIGHT_PATTERNS)
+
+
+def build_causal_lm(llm_path: Path, llm_config: Optional[dict], dtype: torch.dtype) -> Qwen2ForCausalLM:
+    """``Qwen2ForCausalLM.from_pretrained(llm_path)``, or random init of ``llm_config`` with a warning.
+
+    Args:
+        llm_path: local Hugging Face checkpoint directory.
+        llm_config: ``Qwen2Config`` keyword arguments used only when ``llm_path`` has no weights.
+        dtype: parameter dtype.
+    """
+    if has_weights(llm_path):
+        return Qwen2ForCausalLM.from_pretrained(llm_path, dtype=dtype)
+    if llm_config is None:
+        raise FileNotFoundError(f'no Qwen2 weights (config.json + *.safetensors) in {llm_path} and no '
+                                '`llm_config` to build a randomly initialised model from')
+    message = (f'!!! NO LLM WEIGHTS in {llm_path}: DrivePI starts from a RANDOMLY INITIALISED Qwen2 '
+               f'({llm_config}). Text answers are meaningless until trained; put a Hugging Face '
+               'checkpoint (e.g. Qwen2.5-0.5B-Instruct) there to use real weights. !!!')
+    warnings.warn(message)
+    print_log(message, logger='current', level=30)
+    return Qwen2ForCausalLM(Qwen2Config(**llm_config)).to(dtype)
+
+
+@MODELS.register_module()
+class Qwen2LLM(BaseModule):
+    """Qwen2 causal LM + tokenizer with DrivePI's special tokens and a configurable training mode.
+
+    Args:
+        llm_path: local directory of a Hugging Face Qwen2 checkpoint.
+        tokenizer_path: tokenizer directory; defaults to ``llm_path``.
+        llm_config: ``Qwen2Config`` kwargs for random init when ``llm_path`` has no weights.
+        train_mode: ``'frozen'``, ``'lora'`` or ``'full'``.
+        lora_cfg: ``peft.LoraConfig`` kwargs for ``train_mode='lora'``.
+        gradient_checkpointing: recompute decoder layers in backward to save memory.
+        dtype: ``'float32'``, ``'bfloat16'`` or ``'float16'`` weights.
+    """
+
+    def __init__(self, llm_path: str, tokenizer_path: Optional[str] = None,
+                 llm_config: Optional[dict] = None, train_mode: str = 'lora',
+                 lora_cfg: Optional[dict] = None, gradient_checkpointing: bool = False,
+                 dtype: str = 'float32'):
+        super().__init__()
+        if train_mode not in TRAIN_MODES:
+            raise ValueError(f'train_mode {train_mode!r} is not one of {TRAIN_MODES}')
+        if dtype not in DTYPES:
+            raise ValueError(f'dtype {dtype!r} is not one of {tuple(DTYPES)}')
+        tokenizer_path = Path(tokenizer_path or llm_path)
+        if not (tokenizer_path / 'tokenizer.json').is_file():
+            raise FileNotFoundError(f'no tokenizer.json in {tokenizer_path}; set tokenizer_path to a '
+                                    'Hugging Face tokenizer directory (tools/make_tiny_llm.py writes one)')
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+        self.tokenizer.add_special_tokens({'additional_special_tokens': [
+            t for t in QWEN_SPECIAL_TOKENS + DRIVEPI_SPECIAL_TOKENS if t != ENDOFTEXT]})
+        causal_lm = build_causal_lm(Path(llm_path), llm_config, DTYPES[dtype])
+        if len(self.tokenizer) > causal_lm.config.vocab_size:
+            causal_lm.resize_token_embeddings(len(self.tokenizer))
+        self.train_mode = train_mode
+        causal_lm.requires_grad_(train_mode == 'full')
+        if gradient_checkpointing:
+            causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(use_reentrant=False))
+        self.model = get_peft_model(causal_lm, LoraConfig(**(lora_cfg or {}))) \
+            if train_mode == 'lora' else causal_lm
+        self.stop_ids = [self.tokenizer.convert_tokens_to_ids(t) for t in (IM_END, ENDOFTEXT)]
+
+    def init_weights(self) -> None:
+        """Keep the loaded weights: MMEngine's recursive init must not re-initialise the checkpoint."""
+
+    @property
+    def causal_lm(self) -> Qwen2ForCausalLM:
+        """The (LoRA-injected, if any) ``Qwen2ForCausalLM``."""
+        return self.model.get_base_model() if self.train_mode == 'lora' else self.model
+
+    @property
+    def hidden_size(self) -> int:
+        return self.causal_lm.config.hidden_size
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.causal_lm.model.embed_tokens.weight.dtype
+
+    def embed(self, input_ids: torch.Tensor, spatial_mask: torch.Tensor, spatial_embeds: torch.Tensor,
+              plan_mask: torch.Tensor, plan_embeds: torch.Tensor) -> torch.Tensor:
+        """Token embeddings with the placeholders replaced.
+
+        Args:
+            input_ids: long (B, L).
+            spatial_mask, plan_mask: bool (B, L) with K and Q True entries per row.
+            spatial_embeds: (B, K, D) projected spatial tokens; plan_embeds: (B, Q, D) planning queries.
+
+        Returns:
+            (B, L, D) input embeddings in the LLM dtype.
+        """
+        embeds = self.causal_lm.get_input_embeddings()(input_ids)
+        embeds = embeds.masked_scatter(spatial_mask[..., None], spatial_embeds.to(embeds.dtype))
+        return embeds.masked_scatter(plan_mask[..., None], plan_embeds.to(embeds.dtype))
+
+    def hidden_states(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Last-layer (final-norm) hidden states (B, L, D) as float32."""
+        outputs = self.causal_lm.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                       use_cache=False)
+        return outputs.last_hidden_state.float()
+
+    def text_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Next-token cross-entropy on labelled (answer) tokens only.
+
+        Args:
+            hidden: (B, L, D) hidden states; labels: long (B, L), ``IGNORE_INDEX`` where unlabelled.
+
+        Returns:
+            Scalar mean over answer tokens; a zero that keeps the graph when the batch has none.
+        """
+        targets = labels[:, 1:]
+        selected = targets != IGNORE_INDEX
+        if not selected.any():
+            return hidden.sum() * 0.0
+        logits = self.causal_lm.lm_head(hidden[:, :-1][selected].to(self.dtype)).float()
+        return F.cross_entropy(logits, targets[selected])
+
+    @torch.no_grad()
+    def generate(self, inputs_embeds: torch.Tensor, max_new_tokens: int) -> list[int]:
+        """Greedy decoding with the KV cache (``generate``) for one unpadded sequence (1, L, D).
+
+        Returns:
+            The new token ids, without the closing stop token.
+        """
+        attention_mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
+        new_ids = self.causal_lm.generate(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
+            do_sample=False, use_cache=True, eos_token_id=self.stop_ids,
+            pad_token_id=self.tokenizer.pad_token_id)[0].tolist()
+        return [i for i in new_ids if i not in self.stop_ids]

@@ -1,0 +1,170 @@
+"""Qwen2LLM (from_pretrained, training modes, loss, generation) and the DrivePI prompt."""
+import warnings
+
+import pytest
+import torch
+from mmengine.config import Config
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from drivepi.models.llm import IGNORE_INDEX, DrivePIPrompt, Qwen2LLM
+from drivepi.models.llm.special_tokens import IM_END, PLAN_TOKEN, SPATIAL_TOKEN
+
+FULL_CONFIG = 'configs/_base_/models/drivepi_qwen2.5-0.5b.py'
+LORA = dict(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=['q_proj', 'v_proj'])
+
+
+@pytest.fixture(scope='module')
+def frozen_llm(tiny_llm_dir):
+    return Qwen2LLM(str(tiny_llm_dir), train_mode='frozen').eval()
+
+
+def conversation():
+    return [[dict(question='Are there any cars?', answer='yes'),
+             dict(question='How many cars are there?', answer='3')]]
+
+
+def test_answer_only_label_mask(frozen_llm):
+    prompt = DrivePIPrompt(frozen_llm.tokenizer)
+    tok = frozen_llm.tokenizer
+    batch = prompt.batch([1, 2], num_spatial=4, num_plan=2, conversations=[conversation(), []])
+    ids, labels = batch.input_ids, batch.labels
+    assert batch.spatial_mask.sum(1).tolist() == [4, 4] and batch.plan_mask.sum(1).tolist() == [2, 2]
+    labelled = labels[0] != IGNORE_INDEX
+    assert torch.equal(labels[0][labelled], ids[0][labelled])  # labels are unshifted token ids
+    expected = tok.encode('yes', add_special_tokens=False) + tok.encode(IM_END) \
+        + tok.encode('3', add_special_tokens=False) + tok.encode(IM_END)
+    assert labels[0][labelled].tolist() == expected
+    # the labelled spans are exactly the answers, each right after its assistant header
+    text = tok.decode(ids[0][batch.attention_mask[0].bool()])
+    assert text.count(SPATIAL_TOKEN) == 4 and text.count(PLAN_TOKEN) == 2
+    assert '<|im_start|>assistant\nyes<|im_end|>\n<|im_start|>user\nHow many cars are there?' in text
+    assert 'The driving command is turn left.' in text
+    first_answer = labelled.nonzero()[0].item()
+    assert tok.decode(ids[0][:first_answer]).endswith('Are there any cars?<|im_end|>\n<|im_start|>assistant\n')
+    # the second sample has no conversation: no label, padded after its prefix
+    assert (labels[1] == IGNORE_INDEX).all()
+    assert batch.attention_mask[1].sum() < batch.attention_mask[0].sum()
+    assert (ids[1][batch.attention_mask[1] == 0] == tok.pad_token_id).all()
+
+
+def test_bad_command_is_rejected(frozen_llm):
+    with pytest.raises(ValueError, match='driving command 3'):
+        DrivePIPrompt(frozen_llm.tokenizer).prefix_ids(3, 1, 1)
+
+
+def test_text_loss_matches_hugging_face_loss(frozen_llm, tiny_llm_dir):
+    prompt = DrivePIPrompt(frozen_llm.tokenizer)
+    batch = prompt.batch([2], 3, 2, [conversation()])
+    embeds = frozen_llm.causal_lm.get_input_embeddings()(batch.input_ids)  # placeholders keep their rows
+    with torch.no_grad():
+        ours = frozen_llm.text_loss(frozen_llm.hidden_states(embeds, batch.attention_mask), batch.labels)
+        reference = Qwen2ForCausalLM.from_pretrained(tiny_llm_dir)(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss
+    assert torch.allclose(ours, reference, atol=1e-5)
+
+
+def test_embed_replaces_only_placeholders(frozen_llm):
+    prompt = DrivePIPrompt(frozen_llm.tokenizer)
+    batch = prompt.batch([0], 3, 2, [conversation()])
+    d = frozen_llm.hidden_size
+    spatial, plan = torch.randn(1, 3, d), torch.randn(1, 2, d)
+    embeds = frozen_llm.embed(batch.input_ids, batch.spatial_mask, spatial, batch.plan_mask, plan)
+    plain = frozen_llm.causal_lm.get_input_embeddings()(batch.input_ids)
+    assert torch.equal(embeds[batch.spatial_mask], spatial[0]) and torch.equal(embeds[batch.plan_mask], plan[0])
+    other = ~(batch.spatial_mask | batch.plan_mask)
+    assert torch.equal(embeds[other], plain[other])
+
+
+def test_greedy_generation_matches_a_no_cache_argmax_loop(frozen_llm):
+    prompt = DrivePIPrompt(frozen_llm.tokenizer)
+    ids = torch.tensor([prompt.prefix_ids(2, 0, 0) + prompt.question_ids('Are there any cars?')])
+    embed = frozen_llm.causal_lm.get_input_embeddings()
+    generated = frozen_llm.generate(embed(ids), max_new_tokens=6)
+    expected, context = [], ids
+    with torch.no_grad():
+        for _ in range(6):
+            next_id = frozen_llm.causal_lm(input_ids=context, use_cache=False).logits[0, -1].argmax().item()
+            if next_id in frozen_llm.stop_ids:
+                break
+            expected.append(next_id)
+            context = torch.cat([context, torch.tensor([[next_id]])], dim=1)
+    assert generated == expected and len(generated) > 0
+
+
+def trainable_names(llm):
+    return {n for n, p in llm.named_parameters() if p.requires_grad}
+
+
+def test_lora_trains_adapters_and_freezes_base_weights(tiny_llm_dir):
+    llm = Qwen2LLM(str(tiny_llm_dir), train_mode='lora', lora_cfg=LORA, gradient_checkpointing=True).train()
+    names = trainable_names(llm)
+    assert names and all('lora_' in n for n in names)
+    assert any('q_proj.lora_A' in n for n in names) and any('v_proj.lora_B' in n for n in names)
+    batch = DrivePIPrompt(llm.tokenizer).batch([2], 2, 1, [conversation()])
+    embeds = llm.causal_lm.get_input_embeddings()(batch.input_ids)
+    llm.text_loss(llm.hidden_states(embeds, batch.attention_mask), batch.labels).backward()
+    for name, param in llm.named_parameters():
+        if param.requires_grad:
+            assert param.grad is not None and torch.isfinite(param.grad).all(), name
+        else:
+            assert param.grad is None, name
+    # lora_B starts at zero, so its gradient is what moves the adapter
+    assert any(p.grad.abs().sum() > 0 for n, p in llm.named_parameters() if 'lora_B' in n)
+
+
+def test_frozen_and_full_modes(tiny_llm_dir):
+    assert trainable_names(Qwen2LLM(str(tiny_llm_dir), train_mode='frozen')) == set()
+    full = Qwen2LLM(str(tiny_llm_dir), train_mode='full')
+    assert all(p.requires_grad for p in full.parameters())
+    with pytest.raises(ValueError, match='train_mode'):
+        Qwen2LLM(str(tiny_llm_dir), train_mode='half')
+
+
+def test_init_weights_keeps_the_checkpoint(tiny_llm_dir):
+    llm = Qwen2LLM(str(tiny_llm_dir), train_mode='full')
+    before = {n: p.clone() for n, p in llm.named_parameters()}
+    llm.init_weights()
+    assert all(torch.equal(before[n], p) for n, p in llm.named_parameters())
+
+
+def test_bf16_weights(tiny_llm_dir):
+    llm = Qwen2LLM(str(tiny_llm_dir), train_mode='frozen', dtype='bfloat16')
+    assert llm.dtype == torch.bfloat16
+    batch = DrivePIPrompt(llm.tokenizer).batch([2], 2, 1, [conversation()])
+    embeds = llm.causal_lm.get_input_embeddings()(batch.input_ids)
+    hidden = llm.hidden_states(embeds, batch.attention_mask)
+    assert hidden.dtype == torch.float32 and torch.isfinite(hidden).all()
+
+
+def test_missing_weights_start_from_random_init_with_a_warning(tiny_llm_dir, tmp_path):
+    config = Qwen2ForCausalLM.from_pretrained(tiny_llm_dir).config.to_dict()
+    keys = ('vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads',
+            'num_key_value_heads')
+    with pytest.warns(UserWarning, match='NO LLM WEIGHTS'):
+        llm = Qwen2LLM(str(tmp_path / 'absent'), tokenizer_path=str(tiny_llm_dir),
+                       llm_config={k: config[k] for k in keys}, train_mode='frozen')
+    assert llm.hidden_size == config['hidden_size']
+    with pytest.raises(FileNotFoundError, match='no Qwen2 weights'):
+        Qwen2LLM(str(tmp_path / 'absent'), tokenizer_path=str(tiny_llm_dir))
+    with pytest.raises(FileNotFoundError, match='no tokenizer.json'):
+        Qwen2LLM(str(tmp_path / 'absent'))
+
+
+def qwen2_param_count(c: dict) -> int:
+    """Parameters of a tied-embedding Qwen2 from its architecture (q/k/v have biases, o/MLP do not)."""
+    d, kv, inter = c['hidden_size'], c['num_key_value_heads'] * c['hidden_size'] // c['num_attention_heads'], \
+        c['intermediate_size']
+    attention = (d * d + d) + 2 * (d * kv + kv) + d * d
+    layer = attention + 3 * d * inter + 2 * d
+    return c['vocab_size'] * d + c['num_hidden_layers'] * layer + d
+
+
+def test_full_size_llm_config_builds_on_meta_device():
+    llm_config = Config.fromfile(FULL_CONFIG).model.llm.llm_config
+    assert (llm_config.hidden_size, llm_config.num_hidden_layers, llm_config.num_attention_heads,
+            llm_config.num_key_value_heads, llm_config.vocab_size) == (896, 24, 14, 2, 151936)
+    with torch.device('meta'):
+        model = Qwen2ForCausalLM(Qwen2Config(**llm_config.to_dict()))
+    count = sum(p.numel() for p in model.parameters())
+    assert count == qwen2_param_count(llm_config) == 494_032_768  # Qwen2.5-0.5B: 0.49 B parameters
+    print(f'Qwen2.5-0.5B architecture: {count:,} parameters')
