@@ -1,0 +1,134 @@
+"""Occupancy / flow ground truth of a keyframe (OpenOcc layout, see docs/contracts.md).
+
+Computed from the world geometry itself, not from sensor returns:
+- semantics: the ground layer (the voxel row holding z = 0) takes the ground material's class;
+  every voxel holding a sample point of a solid (2x2x2 sub-voxel points for solids thinner than
+  4 voxels, voxel centres for bigger ones) takes the solid's class
+  (agents override static structure, static structure overrides ground);
+- flow: (vx, vy) of the owning agent rotated into the ego frame (m/s), zero elsewhere;
+- mask_lidar / mask_camera: voxels whose centre lies in front of (or at) the first surface seen by
+  the nearest LiDAR beam / camera pixel, i.e. observed free space plus the hit voxels
+  (:class:`VisibilityProjector`).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from drivepi.sim.geometry import box_corners, points_in_boxes, transform_boxes, transform_points
+
+PC_RANGE = np.array([-40.0, -40.0, -1.0, 40.0, 40.0, 5.4])
+VOXEL_SIZE = 0.4
+GRID_SHAPE = (200, 200, 16)
+FREE = 16
+SURFACE_TOLERANCE = VOXEL_SIZE * np.sqrt(3) / 2   # a voxel is seen if its centre is this close to a hit
+
+
+@dataclass
+class OccupancyGT:
+    """``semantics`` uint8 (200,200,16), ``flow`` float32 (200,200,16,2), ``mask_lidar`` and
+    ``mask_camera`` uint8 (200,200,16)."""
+    semantics: np.ndarray
+    flow: np.ndarray
+    mask_lidar: np.ndarray
+    mask_camera: np.ndarray
+
+    def to_npz_dict(self) -> dict:
+        return dict(semantics=self.semantics, mask_lidar=self.mask_lidar, mask_camera=self.mask_camera,
+                    flow=self.flow)
+
+
+def voxel_centres() -> np.ndarray:
+    """(200,200,16,3) voxel centres in the ego frame (m)."""
+    axes = [PC_RANGE[i] + (np.arange(GRID_SHAPE[i]) + 0.5) * VOXEL_SIZE for i in range(3)]
+    return np.stack(np.meshgrid(*axes, indexing='ij'), -1)
+
+
+def semantics_and_flow(mesh, ego2global: np.ndarray, agent_velocities: np.ndarray) -> tuple:
+    """Semantics (200,200,16) uint8 and flow (200,200,16,2) float32 of ``mesh`` around the ego.
+
+    Args:
+        mesh: :class:`~drivepi.sim.world.WorldMesh` at the keyframe time.
+        agent_velocities: (N,2) global (vx, vy) of the agents the mesh was built with.
+    """
+    from drivepi.sim.world import MATERIAL_TO_OCC
+    sem = np.full(GRID_SHAPE, FREE, np.uint8)
+    flow = np.zeros(GRID_SHAPE + (2,), np.float32)
+    centres = voxel_centres()
+    ground_iz = int((0.0 - PC_RANGE[2]) // VOXEL_SIZE)
+    col_xy = transform_points(ego2global, centres[:, :, ground_iz].reshape(-1, 3))[:, :2]
+    sem[:, :, ground_iz] = MATERIAL_TO_OCC[mesh.world.ground_material_at(col_xy)].reshape(GRID_SHAPE[:2])
+    global2ego = np.linalg.inv(ego2global)
+    boxes = transform_boxes(global2ego, mesh.solids.boxes)
+    yaw = np.arctan2(global2ego[1, 0], global2ego[0, 0])
+    rot = np.array([[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]])
+    reach = np.hypot(boxes[:, 3], boxes[:, 4]) / 2
+    near = np.all(np.abs(boxes[:, :2]) <= PC_RANGE[3:5] + reach[:, None], axis=1)
+    order = np.flatnonzero(near)[np.argsort(mesh.solids.owner[near] >= 0, kind='stable')]  # agents last (win)
+    for m in order:
+        idx = _voxels_of_box(boxes[m])
+        if idx is None:
+            continue
+        sem[idx] = mesh.solids.labels[m]
+        owner = mesh.solids.owner[m]
+        flow[idx] = rot @ agent_velocities[owner] if owner >= 0 else 0.0
+    return sem, flow
+
+
+def _voxels_of_box(box: np.ndarray):
+    """Index arrays of voxels holding a sample point inside ``box`` (ego frame): 2x2x2 sub-voxel points
+    for boxes thinner than 4 voxels, the voxel centres for bigger ones."""
+    corners = box_corners(box)[0]
+    lo = np.floor((corners.min(0) - PC_RANGE[:3]) / VOXEL_SIZE).astype(int)
+    hi = np.floor((corners.max(0) - PC_RANGE[:3]) / VOXEL_SIZE).astype(int)
+    lo, hi = np.maximum(lo, 0), np.minimum(hi, np.array(GRID_SHAPE) - 1)
+    if np.any(hi < lo):
+        return None
+    thin = np.min(box[3:6]) < 4 * VOXEL_SIZE
+    sub = np.array([0.25, 0.75]) * VOXEL_SIZE if thin else np.array([0.5]) * VOXEL_SIZE
+    axes = [PC_RANGE[i] + np.add.outer(np.arange(lo[i], hi[i] + 1) * VOXEL_SIZE, sub).ravel() for i in range(3)]
+    pts = np.stack(np.meshgrid(*axes, indexing='ij'), -1).reshape(-1, 3)
+    inside = points_in_boxes(pts, box[None])[:, 0]
+    vox = np.floor((pts[inside] - PC_RANGE[:3]) / VOXEL_SIZE).astype(int)
+    return tuple(vox.T) if len(vox) else None
+
+
+class VisibilityProjector:
+    """Visibility masks of the grid for one sensor set-up (the grid is fixed in the ego frame, so the
+    projection of every voxel centre into the LiDAR range image and the camera images is computed once).
+    A voxel is observed when its centre is no farther than the first surface seen by the LiDAR beam /
+    camera pixel it falls in (+ ``SURFACE_TOLERANCE``)."""
+
+    def __init__(self, setup):
+        centres = voxel_centres().reshape(-1, 3)
+        pts = transform_points(np.linalg.inv(setup.lidar2ego), centres)
+        rng = np.linalg.norm(pts, axis=1)
+        elev = np.deg2rad(np.linspace(*setup.lidar_elevation_deg, setup.lidar_beams))
+        num_az = len(np.arange(0, 360, setup.lidar_azimuth_res_deg))
+        ie = np.round((np.arcsin(pts[:, 2] / np.maximum(rng, 1e-6)) - elev[0]) / (elev[1] - elev[0])).astype(int)
+        ia = np.round(np.mod(np.arctan2(pts[:, 1], pts[:, 0]), 2 * np.pi)
+                      / np.deg2rad(setup.lidar_azimuth_res_deg)).astype(int) % num_az
+        valid = (ie >= 0) & (ie < len(elev))
+        self.lidar = (np.flatnonzero(valid), ie[valid] * num_az + ia[valid], rng[valid])
+        self.cameras = {}
+        for name, calib in setup.cameras.items():
+            cam = transform_points(np.linalg.inv(calib.cam2ego), centres)
+            front = np.flatnonzero(cam[:, 2] > 0.1)
+            uvw = cam[front] @ calib.intrinsic.T
+            u = np.floor(uvw[:, 0] / uvw[:, 2]).astype(int)
+            v = np.floor(uvw[:, 1] / uvw[:, 2]).astype(int)
+            ok = (u >= 0) & (u < calib.width) & (v >= 0) & (v < calib.height)
+            self.cameras[name] = (front[ok], v[ok] * calib.width + u[ok], cam[front[ok], 2])
+
+    def lidar_mask(self, range_image: np.ndarray) -> np.ndarray:
+        """(200,200,16) uint8 mask_lidar from a (beams, azimuths) range image (inf = no return)."""
+        idx, pix, dist = self.lidar
+        seen = np.zeros(np.prod(GRID_SHAPE), bool)
+        seen[idx] = dist <= range_image.ravel()[pix] + SURFACE_TOLERANCE
+        return seen.reshape(GRID_SHAPE).astype(np.uint8)
+
+    def camera_mask(self, depths: dict) -> np.ndarray:
+        """(200,200,16) uint8 mask_camera from channel -> (H,W) z-depth images (inf = sky)."""
+        seen = np.zeros(np.prod(GRID_SHAPE), bool)
+        for name, (idx, pix, depth) in self.cameras.items():
+            seen[idx] |= depth <= depths[name].ravel()[pix] + SURFACE_TOLERANCE
+        return seen.reshape(GRID_SHAPE).astype(np.uint8)

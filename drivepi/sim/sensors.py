@@ -1,0 +1,171 @@
+"""LIDAR_TOP and the six cameras, by ray casting a :class:`~drivepi.sim.world.WorldMesh` with
+``open3d.t.geometry.RaycastingScene`` (Embree).
+
+LiDAR: nuScenes HDL-32E geometry (32 beams evenly spaced over the elevation range, one full turn per
+sweep, all returns at the sweep time), points ``[x, y, z, intensity, ring]`` in the LiDAR frame.
+Cameras: pinhole rays through every pixel centre, shaded by class colour, Lambert term of the hit
+normal, ground-material texture (lane paint, zebra crossings) and distance haze.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+
+# reflectivity per occupancy class (LiDAR intensity) and per ground material
+CLASS_REFLECTIVITY = np.array([0.5, 0.5, 0.5, 0.5, 0.5, 0.4, 0.5, 0.3, 0.95, 0.75,
+                               0.15, 0.2, 0.3, 0.25, 0.4, 0.35, 0.0])
+MATERIAL_REFLECTIVITY = np.array([0.25, 0.12, 0.3, 0.8, 0.7])
+MATERIAL_COLOURS = np.array([[0.35, 0.5, 0.25], [0.33, 0.33, 0.35], [0.62, 0.6, 0.57],
+                             [0.92, 0.92, 0.9], [0.9, 0.75, 0.2]])
+SUN = np.array([0.4, 0.25, 0.88]) / np.linalg.norm([0.4, 0.25, 0.88])
+SKY_HORIZON, SKY_ZENITH, HAZE = np.array([0.8, 0.85, 0.9]), np.array([0.35, 0.55, 0.85]), 150.0
+
+
+@dataclass
+class RayHits:
+    """Ray-cast result for R rays: ``distance`` (R,) m (inf = miss), ``points`` (R,3) global,
+    ``normals`` (R,3) facing the ray origin, ``label`` (R,) occupancy class (16 = miss),
+    ``owner`` (R,) agent index (-1 = static / ground / miss), ``material`` (R,) ground material or 255,
+    ``solid`` (R,) index into ``mesh.solids`` (-1 = ground / miss)."""
+    distance: np.ndarray
+    points: np.ndarray
+    normals: np.ndarray
+    label: np.ndarray
+    owner: np.ndarray
+    material: np.ndarray
+    solid: np.ndarray
+
+
+def cast_rays(mesh, origins: np.ndarray, directions: np.ndarray, max_range: float = np.inf) -> RayHits:
+    """Cast (R,3) unit ``directions`` from (R,3) or (3,) global ``origins`` against ``mesh``."""
+    from drivepi.sim.world import FREE, MATERIAL_TO_OCC
+    import open3d as o3d
+    origins = np.broadcast_to(origins, directions.shape)
+    rays = np.concatenate([origins, directions], axis=1).astype(np.float32)
+    ans = mesh.raycasting_scene.cast_rays(o3d.core.Tensor(rays))
+    dist = ans['t_hit'].numpy().astype(np.float64)
+    dist[dist > max_range] = np.inf
+    hit = np.isfinite(dist)
+    prim = ans['primitive_ids'].numpy()
+    solid = mesh.solid_index(np.where(hit, prim, 0))
+    normals = ans['primitive_normals'].numpy().astype(np.float64)
+    normals *= -np.sign(np.sum(normals * directions, axis=1, keepdims=True) + 1e-12)
+    points = origins + directions * np.where(hit, dist, 0)[:, None]
+    label = np.full(len(dist), FREE, np.uint8)
+    owner = np.full(len(dist), -1, np.int64)
+    material = np.full(len(dist), 255, np.uint8)
+    on_solid, on_ground = hit & (solid >= 0), hit & (solid < 0)
+    label[on_solid] = mesh.solids.labels[solid[on_solid]]
+    owner[on_solid] = mesh.solids.owner[solid[on_solid]]
+    material[on_ground] = mesh.world.ground_material_at(points[on_ground, :2])
+    label[on_ground] = MATERIAL_TO_OCC[material[on_ground]]
+    return RayHits(dist, points, normals, label, owner, material, np.where(hit, solid, -1))
+
+
+@dataclass
+class LidarScan:
+    """One sweep: ``points`` (N,5) float32 LiDAR frame, ``owner``/``label`` (N,) of each point,
+    ``range_image`` (beams, azimuths) m (inf = no return), ``elevations``/``azimuths`` (rad)."""
+    points: np.ndarray
+    owner: np.ndarray
+    label: np.ndarray
+    range_image: np.ndarray
+    elevations: np.ndarray
+    azimuths: np.ndarray
+
+
+def lidar_directions(setup) -> tuple:
+    """Unit beam directions (B*A,3) in the LiDAR frame, ring (B*A,), elevations (B,), azimuths (A,) rad."""
+    elev = np.deg2rad(np.linspace(*setup.lidar_elevation_deg, setup.lidar_beams))
+    azim = np.deg2rad(np.arange(0, 360, setup.lidar_azimuth_res_deg))
+    e, a = np.meshgrid(elev, azim, indexing='ij')
+    dirs = np.stack([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)], -1).reshape(-1, 3)
+    ring = np.repeat(np.arange(setup.lidar_beams), len(azim))
+    return dirs, ring, elev, azim
+
+
+def cast_lidar(mesh, setup, ego2global: np.ndarray) -> LidarScan:
+    """A LIDAR_TOP sweep of ``mesh`` with the ego at ``ego2global`` (4,4)."""
+    dirs, ring, elev, azim = lidar_directions(setup)
+    lidar2global = ego2global @ setup.lidar2ego
+    hits = cast_rays(mesh, lidar2global[:3, 3], dirs @ lidar2global[:3, :3].T, setup.lidar_max_range)
+    keep = np.isfinite(hits.distance) & (hits.distance > 1.0)
+    reflect = np.where(hits.material != 255, MATERIAL_REFLECTIVITY[np.minimum(hits.material, 4)],
+                       CLASS_REFLECTIVITY[hits.label])
+    cos_inc = np.abs(np.sum(hits.normals * (dirs @ lidar2global[:3, :3].T), axis=1))
+    intensity = np.round(255 * reflect * (0.3 + 0.7 * cos_inc))
+    xyz = dirs[keep] * hits.distance[keep, None]
+    points = np.c_[xyz, intensity[keep], ring[keep]].astype(np.float32)
+    range_image = np.where(keep, hits.distance, np.inf).reshape(len(elev), len(azim))
+    return LidarScan(points, hits.owner[keep], hits.label[keep], range_image, elev, azim)
+
+
+@dataclass
+class CameraView:
+    """One rendered camera: ``image`` (H,W,3) uint8, ``depth`` (H,W) z-depth m (inf = sky),
+    ``owner``/``label`` (H,W) per pixel."""
+    image: np.ndarray
+    depth: np.ndarray
+    owner: np.ndarray
+    label: np.ndarray
+
+
+def pixel_rays(calib) -> np.ndarray:
+    """(H*W,3) unnormalised camera-frame rays through the pixel centres (z = 1)."""
+    u, v = np.meshgrid(np.arange(calib.width) + 0.5, np.arange(calib.height) + 0.5)
+    pix = np.stack([u.ravel(), v.ravel(), np.ones(u.size)], -1)
+    return pix @ np.linalg.inv(calib.intrinsic).T
+
+
+def render_cameras(mesh, setup, ego2global: np.ndarray) -> dict:
+    """All six cameras of ``setup`` with the ego at ``ego2global``: channel -> :class:`CameraView`."""
+    calibs = setup.cameras
+    origins, dirs, z_scale = [], [], []
+    for calib in calibs.values():
+        cam2global = ego2global @ calib.cam2ego
+        rays = pixel_rays(calib)
+        norm = np.linalg.norm(rays, axis=1, keepdims=True)
+        dirs.append((rays / norm) @ cam2global[:3, :3].T)
+        origins.append(np.broadcast_to(cam2global[:3, 3], (len(rays), 3)))
+        z_scale.append(1.0 / norm[:, 0])
+    dirs = np.concatenate(dirs)
+    hits = cast_rays(mesh, np.concatenate(origins), dirs)
+    colours = _shade(mesh, hits, dirs)
+    views, start = {}, 0
+    for (name, calib), zs in zip(calibs.items(), z_scale):
+        h, w = calib.height, calib.width
+        sl = slice(start, start + h * w)
+        start += h * w
+        views[name] = CameraView((colours[sl].reshape(h, w, 3) * 255).round().astype(np.uint8),
+                                 (hits.distance[sl] * zs).reshape(h, w), hits.owner[sl].reshape(h, w),
+                                 hits.label[sl].reshape(h, w))
+    return views
+
+
+def _shade(mesh, hits: RayHits, dirs: np.ndarray) -> np.ndarray:
+    """(R,3) RGB in [0,1] of the hits: base colour x Lambert x texture, hazed with distance; sky for misses."""
+    hit = np.isfinite(hits.distance)
+    base = np.zeros((len(dirs), 3))
+    on_ground = hits.material != 255
+    base[on_ground] = MATERIAL_COLOURS[hits.material[on_ground]]
+    on_solid = hit & ~on_ground
+    base[on_solid] = _solid_colours(mesh, hits, on_solid)
+    lambert = 0.45 + 0.55 * np.clip(hits.normals @ SUN, 0, 1)
+    cell = np.floor(hits.points * 4).astype(np.int64)
+    noise = ((cell[:, 0] * 73856093) ^ (cell[:, 1] * 19349663) ^ (cell[:, 2] * 83492791)) % 1000 / 1000.0
+    texture = 0.92 + 0.08 * noise
+    haze = 1 - np.exp(-np.where(hit, hits.distance, 0) / HAZE)
+    colour = (base * (lambert * texture)[:, None]) * (1 - haze[:, None]) + SKY_HORIZON * haze[:, None]
+    sky = SKY_HORIZON + (SKY_ZENITH - SKY_HORIZON) * np.clip(dirs[:, 2:3] * 3, 0, 1)
+    return np.clip(np.where(hit[:, None], colour, sky), 0, 1)
+
+
+def _solid_colours(mesh, hits: RayHits, mask: np.ndarray) -> np.ndarray:
+    """Base colours of solid hits; buildings get darker window bands every 3.2 m of height."""
+    from drivepi.sim.world import OCC_CLASSES
+    colours = mesh.solids.colours[hits.solid[mask]].copy()
+    pts, labels = hits.points[mask], hits.label[mask]
+    manmade = labels == OCC_CLASSES.index('manmade')
+    window = (np.mod(pts[:, 2], 3.2) > 1.2) & (np.mod(pts[:, 2], 3.2) < 2.4) & (pts[:, 2] > 1.0)
+    colours[manmade & window] *= 0.55
+    return colours

@@ -1,0 +1,228 @@
+"""Traffic of a mini world (grid frame): the ego route and the agents, sampled as tracks.
+
+Vehicles and cyclists follow lanes through the street grid (straight / left / right at each
+intersection, right-hand traffic); pedestrians walk sidewalks or cross on zebra crossings;
+parked vehicles, standing pedestrians, cones and barriers stand still. Candidates whose footprint
+would ever overlap the ego's or an accepted agent's are rejected, so the logged scene is collision free.
+"""
+import numpy as np
+
+from drivepi.sim.layout import (CROSSWALK, KERB_HEIGHT, LANE_WIDTH, ROAD_HALF_WIDTH, SIDEWALK_OUTER, RoadGrid)
+from drivepi.sim.motion import DriveProfile, Path, drive, fillet_path, resample
+
+# nuScenes category -> (length, width, height) ranges in metres
+CATEGORY_SIZES = {
+    'vehicle.car': ((4.2, 4.9), (1.8, 2.0), (1.5, 1.8)),
+    'vehicle.truck': ((6.0, 8.0), (2.3, 2.6), (2.8, 3.4)),
+    'vehicle.bus.rigid': ((10.5, 12.0), (2.8, 3.0), (3.2, 3.6)),
+    'vehicle.trailer': ((10.0, 12.0), (2.5, 2.8), (3.5, 3.9)),
+    'vehicle.construction': ((5.5, 6.5), (2.5, 2.8), (3.0, 3.4)),
+    'vehicle.bicycle': ((1.7, 1.9), (0.6, 0.7), (1.6, 1.8)),
+    'vehicle.motorcycle': ((2.0, 2.3), (0.8, 0.9), (1.4, 1.6)),
+    'human.pedestrian.adult': ((0.6, 0.8), (0.6, 0.8), (1.6, 1.9)),
+    'movable_object.trafficcone': ((0.4, 0.45), (0.4, 0.45), (0.8, 1.0)),
+    'movable_object.barrier': ((1.8, 2.2), (0.5, 0.6), (0.9, 1.1)),
+}
+EGO_SIZE = (4.08, 1.85, 1.6)           # l, w, h of the ego car (m)
+EGO_REAR_AXLE_OFFSET = 1.0             # box centre ahead of the rear axle (m)
+HEADINGS = np.array([[1, 0], [0, 1], [-1, 0], [0, -1]], float)
+ACTIONS = {'straight': 0, 'left': 1, 'right': -1}   # change of heading index
+
+
+def route_corners(grid: RoadGrid, node: tuple, heading: int, lead_in: float, actions: list) -> tuple:
+    """Lane polyline corners of a route through the grid.
+
+    Args:
+        node: (i, j) index of the first intersection (centre ``(centres[i], centres[j])``).
+        heading: index into ``HEADINGS`` of the travel direction towards it.
+        lead_in: metres driven before reaching the first intersection.
+        actions: action names per intersection; at the grid border the route ends.
+
+    Returns:
+        corners (K,2) of the lane line (right of the centreline by half a lane), radii (K-2,), the
+        actions actually taken.
+    """
+    c = grid.centres
+    pos = np.array([c[node[0]], c[node[1]]])
+    centre_pts, taken = [pos - HEADINGS[heading] * lead_in], []
+    for action in actions:
+        centre_pts.append(pos.copy())
+        new_heading = (heading + ACTIONS[action]) % 4
+        nxt = np.array(node) + HEADINGS[new_heading].astype(int)
+        if not (0 <= nxt[0] < len(c) and 0 <= nxt[1] < len(c)):
+            centre_pts.append(pos + HEADINGS[new_heading] * (grid.half_extent - np.abs(pos).max() + 5))
+            taken.append(action)
+            heading = new_heading
+            break
+        node, heading = tuple(nxt), new_heading
+        pos = np.array([c[node[0]], c[node[1]]])
+        taken.append(action)
+    else:
+        centre_pts.append(pos)
+    headings_in = [_heading_index(b - a) for a, b in zip(centre_pts[:-1], centre_pts[1:])]
+    right = lambda h: np.array([HEADINGS[h][1], -HEADINGS[h][0]])  # noqa: E731
+    half = LANE_WIDTH / 2
+    corners = [centre_pts[0] + half * right(headings_in[0])]
+    radii = []
+    for k in range(1, len(centre_pts) - 1):
+        h_in, h_out = headings_in[k - 1], headings_in[k]
+        offset = half * right(h_in) if h_in == h_out else half * (right(h_in) + right(h_out))
+        corners.append(centre_pts[k] + offset)
+        radii.append(7.5 if (h_out - h_in) % 4 == 1 else 4.0)
+    corners.append(centre_pts[-1] + half * right(headings_in[-1]))
+    return np.array(corners), radii, taken
+
+
+def _heading_index(d: np.ndarray) -> int:
+    return int(np.argmax(HEADINGS @ (d / np.linalg.norm(d))))
+
+
+class TrafficBuilder:
+    """Samples collision-free tracks for the ego and the agents of one scene (grid frame)."""
+
+    def __init__(self, grid: RoadGrid, rng: np.random.Generator, duration: float, dt: float):
+        self.grid, self.rng, self.duration, self.dt = grid, rng, duration, dt
+        self.circles = []   # accepted footprints: (T, k, 2) centres and (k,) radii
+        self.agents = []
+
+    # ---------------------------------------------------------------- ego
+    def ego(self, cruise: float, actions: list, stop: bool, lead_in: tuple = (15.0, 35.0)) -> dict:
+        """The ego's track (rear-axle pose, grid frame) and the actions it performs; it starts
+        ``lead_in`` (range, m) before its first intersection, inside the grid."""
+        n = len(self.grid.centres)
+        node = tuple(self.rng.integers(1, n - 1, size=2))
+        heading = int(self.rng.integers(4))
+        path_corners, radii, taken = route_corners(self.grid, node, heading, self.rng.uniform(*lead_in), actions)
+        path = fillet_path(path_corners, radii)
+        stops = ((float(self.rng.uniform(8, 25)), float(self.rng.uniform(1.5, 3.0))),) if stop else ()
+        track = drive(path, DriveProfile(cruise=cruise, stops=stops), self.duration, self.dt)
+        centre = self._box_centres(track, EGO_REAR_AXLE_OFFSET)
+        self._accept(centre, track['yaw'], EGO_SIZE[:2])
+        return dict(track=track, actions=taken)
+
+    # ---------------------------------------------------------------- agents
+    def add_agent(self, category: str, track: dict, z: np.ndarray, attribute: str, size=None) -> bool:
+        """Accept an agent if its footprint never overlaps an accepted one; returns whether it was."""
+        size = size if size is not None else self._size(category)
+        if not self._free(track['xy'], track['yaw'], size[:2]):
+            return False
+        self._accept(track['xy'], track['yaw'], size[:2])
+        self.agents.append(dict(category=category, size=size, track=track, z=z, attribute=attribute))
+        return True
+
+    def moving_vehicle(self, category: str, cruise: float, stop: bool) -> bool:
+        n = len(self.grid.centres)
+        node = tuple(self.rng.integers(0, n, size=2))
+        actions = list(self.rng.choice(list(ACTIONS), size=4, p=[0.5, 0.25, 0.25]))
+        corners, radii, _ = route_corners(self.grid, node, int(self.rng.integers(4)),
+                                          self.rng.uniform(10, 70), actions)
+        path = fillet_path(corners, radii)
+        stops = ((float(self.rng.uniform(5, 40)), float(self.rng.uniform(1, 4))),) if stop else ()
+        track = drive(path, DriveProfile(cruise=cruise, stops=stops), self.duration, self.dt)
+        moving = track['speed'].max() > 0.1
+        attr = 'cycle.with_rider' if category in ('vehicle.bicycle', 'vehicle.motorcycle') else (
+            'vehicle.moving' if moving else 'vehicle.stopped')
+        return self.add_agent(category, track, np.zeros(len(track['t'])), attr)
+
+    def parked(self, category: str, attribute: str, lateral: float, along_margin: float = 12.0) -> bool:
+        """A still object ``lateral`` m right of a random street's centreline, aligned with it."""
+        axis, c, along, direction = self._street_spot(along_margin)
+        xy, yaw = self._street_point(axis, c, along, direction, lateral)
+        return self._still(category, attribute, xy, yaw)
+
+    def pedestrian_walk(self) -> bool:
+        axis, c, along, direction = self._street_spot(SIDEWALK_OUTER)
+        lat = self.rng.uniform(ROAD_HALF_WIDTH + 0.8, SIDEWALK_OUTER - 0.6)
+        a, yaw = self._street_point(axis, c, along, direction, lat)
+        path = resample(np.array([a, a + 60 * np.array([np.cos(yaw), np.sin(yaw)])]))
+        track = drive(path, DriveProfile(cruise=self.rng.uniform(1.0, 1.6), accel=0.8),
+                      self.duration, self.dt)
+        return self.add_agent('human.pedestrian.adult', track, np.full(len(track['t']), KERB_HEIGHT),
+                              'pedestrian.moving')
+
+    def pedestrian_crossing(self) -> bool:
+        """A pedestrian walking the sidewalk onto a zebra crossing and across the street."""
+        c = self.grid.centres
+        axis, street, cross = int(self.rng.integers(2)), self.rng.choice(c), self.rng.choice(c)
+        along = cross + self.rng.choice([-1, 1]) * np.mean(CROSSWALK)
+        side = self.rng.choice([-1, 1])
+        pts = [(along + side * self.rng.uniform(3, 10) * np.sign(along - cross), side * 7.5),
+               (along, side * 7.5), (along, -side * 7.5),
+               (along, -side * 8.0)]
+        pts = np.array([[a, street + lat] if axis == 0 else [street + lat, a] for a, lat in pts])
+        path = resample(pts)
+        start = float(self.rng.uniform(0, 4))
+        track = drive(path, DriveProfile(cruise=self.rng.uniform(1.1, 1.7), accel=0.8, start_s=start),
+                      self.duration, self.dt)
+        lateral = np.abs(track['xy'][:, 1 - axis] - street)
+        z = np.where(lateral > ROAD_HALF_WIDTH, KERB_HEIGHT, 0.0)
+        return self.add_agent('human.pedestrian.adult', track, z, 'pedestrian.moving')
+
+    def pedestrian_standing(self) -> bool:
+        axis, c, along, direction = self._street_spot(SIDEWALK_OUTER)
+        xy, yaw = self._street_point(axis, c, along, direction, self.rng.uniform(6.6, 8.5))
+        return self._still('human.pedestrian.adult', 'pedestrian.standing', xy, yaw, KERB_HEIGHT)
+
+    def work_zone(self) -> int:
+        """Cones along a parking strip and barriers behind them; returns how many were placed."""
+        axis, c, along, direction = self._street_spot(20.0)
+        placed = 0
+        for k in range(int(self.rng.integers(4, 8))):
+            xy, yaw = self._street_point(axis, c, along + 2.5 * k * direction, direction, 3.9)
+            placed += self._still('movable_object.trafficcone', '', xy, yaw)
+        for k in range(int(self.rng.integers(2, 4))):
+            xy, yaw = self._street_point(axis, c, along + 2.3 * k * direction, direction, 5.2)
+            placed += self._still('movable_object.barrier', '', xy, yaw)
+        return placed
+
+    # ---------------------------------------------------------------- helpers
+    def _still(self, category, attribute, xy, yaw, z=0.0) -> bool:
+        steps = int(round(self.duration / self.dt)) + 1
+        track = dict(t=np.arange(steps) * self.dt, xy=np.repeat(xy[None], steps, 0),
+                     yaw=np.full(steps, yaw), speed=np.zeros(steps), velocity=np.zeros((steps, 2)))
+        return self.add_agent(category, track, np.full(steps, z), attribute)
+
+    def _street_spot(self, margin: float) -> tuple:
+        """Random (axis, centreline, along position, direction) on a street, ``margin`` m off crossings."""
+        segments = [s for s in self.grid.segments(margin) if s[1] - s[0] > 4]
+        lo, hi = segments[int(self.rng.integers(len(segments)))]
+        lo, hi = max(lo, -self.grid.half_extent + 5), min(hi, self.grid.half_extent - 5)
+        return (int(self.rng.integers(2)), float(self.rng.choice(self.grid.centres)),
+                float(self.rng.uniform(lo, hi)), int(self.rng.choice([-1, 1])))
+
+    @staticmethod
+    def _street_point(axis, c, along, direction, lateral) -> tuple:
+        """Grid-frame (xy, yaw) of a point ``lateral`` m right of the centreline, facing ``direction``."""
+        lat = -direction * lateral
+        xy = np.array([along, c + lat]) if axis == 0 else np.array([c - lat, along])
+        yaw = (0.0 if direction > 0 else np.pi) if axis == 0 else (np.pi / 2 if direction > 0 else -np.pi / 2)
+        return xy, yaw
+
+    def _size(self, category: str) -> tuple:
+        return tuple(float(self.rng.uniform(*r)) for r in CATEGORY_SIZES[category])
+
+    @staticmethod
+    def _box_centres(track: dict, offset: float) -> np.ndarray:
+        return track['xy'] + offset * np.stack([np.cos(track['yaw']), np.sin(track['yaw'])], -1)
+
+    @staticmethod
+    def _footprint(xy, yaw, lw) -> tuple:
+        """Circles covering an l x w footprint: centres (T,k,2) and radius."""
+        length, width = lw
+        k = max(1, int(np.ceil(length / width)))
+        offsets = (np.arange(k) + 0.5) / k * length - length / 2
+        fwd = np.stack([np.cos(yaw), np.sin(yaw)], -1)
+        centres = xy[:, None] + offsets[None, :, None] * fwd[:, None]
+        return centres, np.full(k, np.hypot(length / (2 * k), width / 2))
+
+    def _free(self, xy, yaw, lw, margin: float = 0.4) -> bool:
+        if not self.circles:
+            return True
+        centres, radii = self._footprint(xy, yaw, lw)
+        other_c = np.concatenate([c for c, _ in self.circles], axis=1)
+        other_r = np.concatenate([r for _, r in self.circles])
+        d = np.linalg.norm(centres[:, :, None] - other_c[:, None], axis=-1)
+        return bool(np.all(d > radii[None, :, None] + other_r[None, None] + margin))
+
+    def _accept(self, xy, yaw, lw) -> None:
+        self.circles.append(self._footprint(xy, yaw, lw))
