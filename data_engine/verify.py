@@ -11,6 +11,7 @@ Usage::
     python data_engine/verify.py --info INFO_PKL --qa QA_JSONL [--data-root DIR] [--config CFG.py]
 """
 import argparse
+import functools
 import math
 import sys
 from collections import Counter
@@ -52,6 +53,7 @@ class SceneOracle:
     def __init__(self, scene: SceneGT, cfg: QAEngineConfig):
         self.scene, self.cfg = scene, cfg
         self.tokens = {t: i for i, t in enumerate(scene.objects.tokens)}
+        self._corridors: dict[tuple[str, str], list] = {}
 
     # ---- occupancy ------------------------------------------------------------------------
     def _column(self, meta: dict) -> np.ndarray:
@@ -81,14 +83,27 @@ class SceneOracle:
     def place_height(self, meta):
         return format_number(self.scene.pc_range[2] + (self._top(meta) + 1) * self.scene.voxel_size, 'm')
 
-    def _corridor_voxels(self, direction: str, blocking) -> list[tuple[float, int]]:
-        """(near-face distance, label) of the voxels in a direction's corridor that ``blocking`` keeps."""
-        s, occ = self.scene, self.cfg.occupancy
+    @functools.cached_property
+    def _voxels(self) -> list[tuple[float, float, float, int]]:
+        """(x, y, z, label) of every occupied voxel, centres in m."""
+        s = self.scene
         idx = np.argwhere(s.semantics != s.free_label)
         centres = np.asarray(s.pc_range[:3]) + (idx + 0.5) * s.voxel_size
+        labels = s.semantics[tuple(idx.T)]
+        return [(float(x), float(y), float(z), int(lab)) for (x, y, z), lab in zip(centres, labels)]
+
+    def _corridor_voxels(self, direction: str, rule: str) -> list[tuple[float, int]]:
+        """(near-face distance, label) of the voxels in a direction's corridor that the blocking
+        ``rule`` (``low_obstacle`` or ``off_road``) keeps."""
+        if (direction, rule) not in self._corridors:
+            self._corridors[direction, rule] = self._scan_corridor(direction, rule)
+        return self._corridors[direction, rule]
+
+    def _scan_corridor(self, direction: str, rule: str) -> list[tuple[float, int]]:
+        occ, half = self.cfg.occupancy, self.scene.voxel_size / 2
+        blocking = self._low_obstacle if rule == 'low_obstacle' else self._off_road
         out = []
-        for (ix, iy, iz), (x, y, z) in zip(idx, centres):
-            label = int(s.semantics[ix, iy, iz])
+        for x, y, z, label in self._voxels:
             if not blocking(label, z):
                 continue
             if direction in ('ahead', 'behind'):
@@ -97,14 +112,18 @@ class SceneOracle:
                 along = y if direction == 'left' else -y
                 inside = occ.ego_x_span[0] <= x <= occ.ego_x_span[1]
             if inside and along > 0:
-                out.append((along - s.voxel_size / 2, label))
+                out.append((along - half, label))
         return out
+
+    def _off_road(self, label: int, z: float) -> bool:
+        name = self.scene.occ_classes[label]
+        return self._low_obstacle(label, z) or (name in GROUND_CLASSES and name != 'driveable_surface')
 
     def _low_obstacle(self, label: int, z: float) -> bool:
         return self._is_obstacle(label) and z <= self.cfg.occupancy.clearance_height
 
     def _nearest(self, direction):
-        hits = self._corridor_voxels(direction, self._low_obstacle)
+        hits = self._corridor_voxels(direction, 'low_obstacle')
         if not hits:
             return None
         distance = min(d for d, _ in hits)
@@ -122,12 +141,7 @@ class SceneOracle:
         return display_name(self.scene.occ_classes[self._nearest(meta['direction'])[1]])
 
     def free_space(self, meta):
-        names = self.scene.occ_classes
-
-        def blocking(label, z):
-            return self._low_obstacle(label, z) or (names[label] in GROUND_CLASSES
-                                                    and names[label] != 'driveable_surface')
-        hits = self._corridor_voxels('ahead', blocking)
+        hits = self._corridor_voxels('ahead', 'off_road')
         return format_number(min(d for d, _ in hits) if hits else self.scene.pc_range[3], 'm')
 
     def _count(self, name, radius, region):
