@@ -22,7 +22,7 @@ closed_loop = dict(
                  decel_max=8.0, moving_speed=1.0, lookahead=50.0, lateral_tolerance=1.75)),
     scoring=dict(
         stopped_speed=0.05, ttc_horizon=1.0, ttc_step=0.1, min_expert_progress=5.0,
-        ddc_window=1.0, ddc_ok=2.0, ddc_bad=6.0, lane_match_radius=2.0, lateral_fault_offset=1.0,
+        ddc_window=1.0, ddc_ok=2.0, ddc_bad=6.0, ddc_align_deg=30.0, lane_match_radius=2.0, lateral_fault_offset=1.0,
         route_max_lateral=4.0, front_angle_deg=60.0, rear_angle_deg=120.0, savgol_window=7,
         comfort_bounds=dict(min_lon_accel=-4.05, max_lon_accel=2.40, max_abs_lat_accel=4.89,
                             max_abs_lon_jerk=4.13, max_abs_jerk=8.37, max_abs_yaw_rate=0.95,

@@ -15,7 +15,10 @@ Per episode (all scores in [0, 1], higher is better):
 - ``ep`` ego progress along the expert route relative to the logged expert's progress (clipped to
   [0, 1]; 1 when the expert moves less than ``min_expert_progress``).
 - ``ddc`` driving direction compliance: the most distance driven against the lane direction in any
-  ``ddc_window`` seconds: under ``ddc_ok`` m -> 1, under ``ddc_bad`` m -> 0.5, else 0.
+  ``ddc_window`` seconds: under ``ddc_ok`` m -> 1, under ``ddc_bad`` m -> 0.5, else 0. A step is
+  against the lane direction when the ego moves within ``ddc_align_deg`` of the axis of some lane
+  centerline nearer than ``lane_match_radius`` and opposite to all such lanes (so turning across
+  lanes in an intersection does not count).
 - ``pdms`` = nc x dac x (5 ttc + 2 comfort + 5 ep) / 12.
 - ``route_completion``: the furthest point of the expert route reached while within ``route_max_lateral``
   of it, as a fraction of the route length; ``collisions_per_km``: at-fault collisions per km driven.
@@ -53,6 +56,7 @@ class ScoringParams:
     ddc_window: float = 1.0
     ddc_ok: float = 2.0
     ddc_bad: float = 6.0
+    ddc_align_deg: float = 30.0
     lane_match_radius: float = 2.0
     lateral_fault_offset: float = 1.0
     route_max_lateral: float = 4.0
@@ -169,8 +173,9 @@ class EpisodeScorer:
             dist = np.linalg.norm(step)
             if dist < 1e-3:
                 continue
-            dirs = scene_map.lane_directions_near(ego[k].center(self.vehicle), p.lane_match_radius)
-            if len(dirs) and (dirs @ (step / dist)).max() < 0.0:
+            dots = scene_map.lane_directions_near(ego[k].center(self.vehicle), p.lane_match_radius) @ (step / dist)
+            aligned = dots[np.abs(dots) > np.cos(np.radians(p.ddc_align_deg))]
+            if len(aligned) and (aligned < 0).all():
                 against[k] = dist
         dt = ego[1].t - ego[0].t
         window = max(1, int(round(p.ddc_window / dt)))
