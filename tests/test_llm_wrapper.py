@@ -89,6 +89,10 @@ def test_greedy_generation_matches_a_no_cache_argmax_loop(frozen_llm):
             expected.append(next_id)
             context = torch.cat([context, torch.tensor([[next_id]])], dim=1)
     assert generated == expected and len(generated) > 0
+    prefix_len = len(prompt.prefix_ids(2, 0, 0))
+    cache = frozen_llm.prefill(embed(ids[:, :prefix_len]))
+    assert frozen_llm.generate(embed(ids), 6, prefix_cache=cache) == expected
+    assert frozen_llm.generate(embed(ids), 6, prefix_cache=cache) == expected  # the cache is reusable
 
 
 def trainable_names(llm):

@@ -16,8 +16,8 @@ def qa_texts(qa_files: list[str]) -> list[str]:
     for path in qa_files:
         for conversations in load_qa_file(path).values():
             for conversation in conversations:
-                for turn in conversation:
-                    texts += [turn['question'], turn['answer']]
+                for turn in conversation.turns:
+                    texts += [turn.question, turn.answer]
     return texts
 
 

@@ -162,15 +162,21 @@ class DrivePI(Base3DDetector):
     def _answer_conversation(self, prefix_embeds: torch.Tensor, conversation: list) -> list[str]:
         """Answer each turn greedily, with the earlier questions and the model's own answers as context.
 
+        The prefix (instruction, spatial tokens, queries) is encoded once into a KV cache that every
+        turn's generation extends.
+
         Args:
             prefix_embeds: (L0, D) embeddings of the sample's instruction, spatial tokens and queries.
         """
+        if not conversation:
+            return []
         embed_tokens = self.llm.causal_lm.get_input_embeddings()
+        prefix_cache = self.llm.prefill(prefix_embeds[None])
         history, answers = [], []
         for turn in conversation:
             ids = torch.tensor(history + self.prompt.question_ids(turn['question']), device=prefix_embeds.device)
             context = torch.cat([prefix_embeds, embed_tokens(ids)])[None]
-            new_ids = self.llm.generate(context, self.max_answer_tokens)
+            new_ids = self.llm.generate(context, self.max_answer_tokens, prefix_cache=prefix_cache)
             answers.append(self.llm.tokenizer.decode(new_ids, skip_special_tokens=True).strip())
             history += self.prompt.turn_ids(turn['question'], answers[-1])[0]
         return answers

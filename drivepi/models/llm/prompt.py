@@ -15,10 +15,10 @@ from typing import Sequence
 
 import torch
 
+from drivepi.datasets import COMMANDS
 from .special_tokens import IM_END, IM_START, PLAN_TOKEN, SPATIAL_TOKEN
 
 IGNORE_INDEX = -100
-COMMANDS = ('turn right', 'turn left', 'go straight')  # contracts.md: ego_fut_cmd 0 / 1 / 2
 DEFAULT_INSTRUCTION = ('You are DrivePI, an autonomous driving assistant. The driving command is '
                        '{command}. The scene around the ego vehicle follows as spatial tokens, then '
                        'planning queries.')

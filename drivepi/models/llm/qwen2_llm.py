@@ -5,6 +5,7 @@ tiny checkpoint of ``tools/make_tiny_llm.py``) and applies the training mode of 
 ``'frozen'`` (no LLM weight trains), ``'lora'`` (peft LoRA adapters train, base weights frozen) or
 ``'full'`` (every weight trains); optional gradient checkpointing and bf16 weights.
 """
+import copy
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from peft import LoraConfig, get_peft_model
-from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+from transformers import AutoTokenizer, DynamicCache, Qwen2Config, Qwen2ForCausalLM
 
 from drivepi.registry import MODELS
 from .prompt import IGNORE_INDEX
@@ -148,8 +149,22 @@ class Qwen2LLM(BaseModule):
         return F.cross_entropy(logits, targets[selected])
 
     @torch.no_grad()
-    def generate(self, inputs_embeds: torch.Tensor, max_new_tokens: int) -> list[int]:
+    def prefill(self, prefix_embeds: torch.Tensor) -> DynamicCache:
+        """KV cache of a prefix (1, P, D), reusable by several ``generate`` calls that extend it."""
+        cache = DynamicCache(config=self.causal_lm.config)
+        self.causal_lm.model(inputs_embeds=prefix_embeds, past_key_values=cache, use_cache=True)
+        return cache
+
+    @torch.no_grad()
+    def generate(self, inputs_embeds: torch.Tensor, max_new_tokens: int,
+                 prefix_cache: Optional[DynamicCache] = None) -> list[int]:
         """Greedy decoding with the KV cache (``generate``) for one unpadded sequence (1, L, D).
+
+        Args:
+            inputs_embeds: (1, L, D) the whole context.
+            max_new_tokens: generation limit.
+            prefix_cache: ``prefill`` of the first P < L positions of ``inputs_embeds``; it is copied,
+                so one prefix serves many continuations.
 
         Returns:
             The new token ids, without the closing stop token.
@@ -157,6 +172,7 @@ class Qwen2LLM(BaseModule):
         attention_mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
         new_ids = self.causal_lm.generate(
             inputs_embeds=inputs_embeds, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
+            past_key_values=copy.deepcopy(prefix_cache) if prefix_cache is not None else None,
             do_sample=False, use_cache=True, eos_token_id=self.stop_ids,
             pad_token_id=self.tokenizer.pad_token_id)[0].tolist()
         return [i for i in new_ids if i not in self.stop_ids]
