@@ -34,6 +34,7 @@ MAX_ORIGINS = 8
 ORIGIN_XY_LIMIT_M = 39.0
 _TOP_PITCH_RAD = 0.21
 _FAR = torch.finfo(torch.float64).max
+_AXES = torch.arange(3)
 
 
 def lidar_ray_directions() -> torch.Tensor:
@@ -121,32 +122,35 @@ def traverse_first_hit(occupied: torch.Tensor, origins: torch.Tensor, dirs: torc
     depth = torch.full((num_rays,), -1.0, dtype=torch.float64, device=device)
     out_voxel = torch.zeros((num_rays, 3), dtype=torch.long, device=device)
     hit = torch.zeros(num_rays, dtype=torch.bool, device=device)
+    # working set of unfinished rays; last_* = exit distance and index of the last voxel inside the grid
     ray_id = torch.arange(num_rays, device=device)
+    last_t = torch.full((num_rays,), -1.0, dtype=torch.float64, device=device)
+    last_voxel = torch.zeros_like(voxel)
     was_inside = torch.zeros(num_rays, dtype=torch.bool, device=device)
     for _ in range(max_steps):
-        if ray_id.numel() == 0:
-            break
         inside = ((voxel >= 0) & (voxel < size)).all(dim=1)
-        left = was_inside & ~inside
         flat = (voxel[:, 0] * size[1] + voxel[:, 1]) * size[2] + voxel[:, 2]
         occ_here = inside & flat_occ[torch.where(inside, flat, 0)]
-
         t_x, t_y, t_z = t_max.unbind(dim=1)
         axis = torch.where(t_x < t_y, torch.where(t_x < t_z, 0, 2), torch.where(t_y < t_z, 1, 2))
-        exit_t = t_max.gather(1, axis[:, None])[:, 0]
-        record = inside & ~left
-        depth[ray_id[record]] = exit_t[record]
-        out_voxel[ray_id[record]] = voxel[record]
-        hit[ray_id[occ_here]] = True
-
-        chosen = torch.nn.functional.one_hot(axis, 3).bool()
+        last_t = torch.where(inside, t_max.gather(1, axis[:, None])[:, 0], last_t)
+        last_voxel = torch.where(inside[:, None], voxel, last_voxel)
+        finished = occ_here | (was_inside & ~inside)
+        was_inside = was_inside | inside
+        chosen = axis[:, None] == _AXES.to(device)
         voxel = voxel + torch.where(chosen, step, 0)
         t_max = t_max + torch.where(chosen, t_delta, 0.0)
-        was_inside = was_inside | inside
-
-        keep = ~(occ_here | left)
-        ray_id, voxel, t_max, t_delta, step, was_inside = (
-            x[keep] for x in (ray_id, voxel, t_max, t_delta, step, was_inside))
+        if finished.any():
+            done = finished.nonzero()[:, 0]
+            rays = ray_id[done]
+            depth[rays], out_voxel[rays], hit[rays] = last_t[done], last_voxel[done], occ_here[done]
+            keep = (~finished).nonzero()[:, 0]
+            if keep.numel() == 0:
+                break
+            ray_id, voxel, step, t_max, t_delta, last_t, last_voxel, was_inside = (
+                x.index_select(0, keep) for x in (ray_id, voxel, step, t_max, t_delta, last_t, last_voxel, was_inside))
+    else:  # rays still running after max_steps keep what they have reached
+        depth[ray_id], out_voxel[ray_id] = last_t, last_voxel
     return depth, out_voxel, hit
 
 
