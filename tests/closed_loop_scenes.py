@@ -23,7 +23,7 @@ class StraightRoadSource(SceneSource):
     def __init__(self, speed=8.0, parked=(), movers=(), duration=10.0, name='straight'):
         self.scene_name, self.speed = name, speed
         self.parked, self.movers = list(parked), list(movers)
-        self.start_time, self.end_time = 0.0, duration
+        self.start_time, self.end_time, self.timestamp_offset = 0.0, duration, 0.0
         road = shapely.box(-50, -3.5, 400, 3.5)
         lanes = [shapely.LineString([(-50, LANE_Y), (400, LANE_Y)]),
                  shapely.LineString([(400, -LANE_Y), (-50, -LANE_Y)])]
@@ -42,5 +42,8 @@ class StraightRoadSource(SceneSource):
             boxes.append([x0 + v * t, y, 0.0, *CAR_SIZE, 0.0])
         return AgentStates(tokens, cats, np.array(boxes).reshape(-1, 7), np.array(vels).reshape(-1, 2))
 
-    def render(self, ego2global, agents, t):
+    def render_lidar(self, ego2global, agents, t):
+        raise NotImplementedError('StraightRoadSource has no sensors')
+
+    def render_cameras(self, ego2global, agents, t):
         raise NotImplementedError('StraightRoadSource has no sensors')
