@@ -1,0 +1,1 @@
+"""Info-file creation from nuScenes-format datasets."""

@@ -1,0 +1,70 @@
+"""The DrivePI dataset: mmdet3d v2 infos + DrivePI keys, with the QA conversations of each sample."""
+import os.path as osp
+from typing import Optional
+
+import numpy as np
+from mmdet3d.datasets import Det3DDataset
+from mmdet3d.structures import LiDARInstance3DBoxes
+
+from drivepi.datasets.classes import CAMERA_NAMES, DETECTION_CLASSES, OPENOCC_CLASSES
+from drivepi.datasets.converters.nuscenes_converter import INFO_VERSION
+from drivepi.datasets.qa_schema import load_qa_file
+from drivepi.registry import DATASETS
+
+NUSCENES_DATA_PREFIX = dict(pts='samples/LIDAR_TOP', sweeps='sweeps/LIDAR_TOP',
+                            **{cam: f'samples/{cam}' for cam in CAMERA_NAMES})
+
+
+@DATASETS.register_module()
+class DrivePIDataset(Det3DDataset):
+    """Keyframes of a nuScenes-format dataset (real nuScenes or the generated mini set).
+
+    Each data info is the info-file entry (docs/contracts.md) with file paths joined to
+    ``data_root`` / ``data_prefix`` (``occ_path`` to ``data_root``), ``occ_classes`` from the
+    metainfo, ``conversations`` (the sample's ``QAConversation`` list from the QA file, ``[]`` when
+    none) and,
+    in training, ``ann_info`` with ``gt_bboxes_3d`` as ``LiDARInstance3DBoxes`` (LiDAR frame,
+    bottom-centre origin) and ``gt_labels_3d``; instances of other classes (label -1) are dropped.
+
+    Args:
+        qa_file: QA JSONL (docs/contracts.md), read with ``drivepi.datasets.qa_schema.load_qa_file``;
+            a path as given (absolute or relative to the working directory), or None for no QA.
+        data_prefix: folders of the LiDAR keyframes, sweeps and each camera, relative to data_root.
+        filter_empty_gt: drop samples without boxes (False: every keyframe counts for DrivePI).
+        **kwargs: ``Det3DDataset`` arguments (``data_root``, ``ann_file``, ``pipeline``, ``test_mode``...).
+    """
+
+    METAINFO = dict(classes=DETECTION_CLASSES, occ_classes=OPENOCC_CLASSES)
+
+    def __init__(self, qa_file: Optional[str] = None, data_prefix: dict = NUSCENES_DATA_PREFIX,
+                 modality: dict = dict(use_lidar=True, use_camera=True), filter_empty_gt: bool = False,
+                 **kwargs):
+        self.qa_file = qa_file
+        self.conversations_by_token = {} if qa_file is None else load_qa_file(qa_file)
+        super().__init__(data_prefix=data_prefix, modality=modality, filter_empty_gt=filter_empty_gt, **kwargs)
+
+    def load_data_list(self) -> list:
+        """The parsed infos; rejects info files that tools/create_data.py did not write."""
+        data_list = super().load_data_list()
+        if self.metainfo.get('info_version') != INFO_VERSION:
+            raise ValueError(f'{self.ann_file} is not a DrivePI info file (info_version '
+                             f'{self.metainfo.get("info_version")!r}, expected {INFO_VERSION!r}); mmdet3d '
+                             'infos differ (box z at the centre, no planning keys): run tools/create_data.py')
+        return data_list
+
+    def parse_data_info(self, info: dict) -> dict:
+        info = super().parse_data_info(info)
+        info['occ_path'] = osp.join(self.data_root, info['occ_path']) if info.get('occ_path') else ''
+        info['occ_classes'] = list(self.metainfo['occ_classes'])
+        info['conversations'] = self.conversations_by_token.get(info['token'], [])
+        return info
+
+    def parse_ann_info(self, info: dict) -> dict:
+        """``gt_bboxes_3d`` (LiDARInstance3DBoxes, LiDAR frame) and ``gt_labels_3d`` (int64) of the keyframe."""
+        ann_info = super().parse_ann_info(info)
+        if ann_info is None:
+            ann_info = dict(gt_bboxes_3d=np.zeros((0, 7), dtype=np.float32),
+                            gt_labels_3d=np.zeros(0, dtype=np.int64))
+        ann_info = self._remove_dontcare(ann_info)
+        ann_info['gt_bboxes_3d'] = LiDARInstance3DBoxes(ann_info['gt_bboxes_3d'].reshape(-1, 7), box_dim=7)
+        return ann_info

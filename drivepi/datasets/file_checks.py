@@ -1,0 +1,66 @@
+"""Cheap validity checks of sensor files, raising errors that name the file and the problem."""
+import os
+from pathlib import Path
+
+import numpy as np
+
+FLOAT32_BYTES = 4
+JPEG_END_MARKER = b'\xff\xd9'
+JPEG_SUFFIXES = ('.jpg', '.jpeg')
+
+
+def check_exists(path: str | os.PathLike, what: str) -> Path:
+    """Raise FileNotFoundError naming ``path`` (a ``what``, e.g. 'LiDAR file') when it is not a file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'{what} not found: {path}')
+    return path
+
+
+def check_points_file(path: str | os.PathLike, num_feats: int = 5) -> Path:
+    """Check a ``.pcd.bin`` of float32 points: it exists, is non-empty and whole points long.
+
+    Args:
+        path: the point file.
+        num_feats: floats per point (5 for nuScenes: x, y, z, intensity, ring).
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: its size is zero or not a multiple of ``num_feats * 4`` bytes (truncated).
+    """
+    path = check_exists(path, 'LiDAR point file')
+    size = path.stat().st_size
+    point_bytes = num_feats * FLOAT32_BYTES
+    if size == 0 or size % point_bytes:
+        raise ValueError(f'LiDAR point file {path} is truncated or malformed: {size} bytes is not a '
+                         f'positive multiple of {point_bytes} ({num_feats} float32 per point)')
+    return path
+
+
+def check_finite_points(points: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """Raise ValueError naming ``path`` when ``points`` (N, C) hold NaN or inf; return them unchanged."""
+    finite = np.isfinite(points)
+    if not finite.all():
+        bad_rows = int((~finite).any(axis=1).sum())
+        raise ValueError(f'LiDAR point file {path} holds {bad_rows} points with NaN/inf values')
+    return points
+
+
+def check_image_file(path: str | os.PathLike) -> Path:
+    """Check a camera image: it exists, is non-empty and, for JPEG, ends with the end-of-image marker.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: the file is empty or a truncated JPEG.
+    """
+    path = check_exists(path, 'camera image')
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f'camera image {path} is empty')
+    if path.suffix.lower() in JPEG_SUFFIXES:
+        with open(path, 'rb') as f:
+            f.seek(max(0, size - 64))
+            tail = f.read().rstrip(b'\x00\r\n')
+        if not tail.endswith(JPEG_END_MARKER):
+            raise ValueError(f'camera image {path} is a truncated JPEG (no end-of-image marker)')
+    return path

@@ -1,0 +1,49 @@
+"""Pack a pipeline result into the DrivePI data sample of docs/contracts.md."""
+import numpy as np
+import torch
+from mmcv.transforms import BaseTransform
+from mmdet3d.structures import Det3DDataSample
+from mmengine.structures import InstanceData
+
+from drivepi.registry import TRANSFORMS
+
+META_KEYS = ('sample_idx', 'token', 'scene_token', 'scene_name', 'frame_idx', 'ego2global', 'cam2img', 'cam2ego',
+             'ego2img', 'img_shape', 'cam_valid', 'ego_fut_cmd', 'ego_status', 'occ_classes')
+# result key -> (data-sample field, dtype); packed when the pipeline produced it
+TENSOR_FIELDS = dict(gt_occ=('gt_occ', torch.long), gt_flow=('gt_flow', torch.float32),
+                     gt_mask_camera=('gt_mask_camera', torch.bool), gt_traj=('gt_traj', torch.float32),
+                     gt_traj_mask=('gt_traj_mask', torch.float32))
+
+
+@TRANSFORMS.register_module()
+class PackDrivePIInputs(BaseTransform):
+    """``{'inputs': {'points': float32 (N,5) ego frame, 'imgs': uint8 (V,3,H,W)}, 'data_samples':
+    Det3DDataSample}`` with the metainfo ``META_KEYS`` and the GT fields the pipeline loaded
+    (``gt_occ`` long, ``gt_flow`` float, ``gt_mask_camera`` bool, ``gt_traj``, ``gt_traj_mask``,
+    ``gt_fut_boxes`` list of (N_t,7) tensors, ``gt_instances_3d``) plus ``conversations``.
+
+    ``Det3DDataPreprocessor`` batches it: ``inputs['points']`` a list of B tensors, ``inputs['imgs']``
+    (B,V,3,H,W). Missing required keys raise a KeyError naming them and the sample.
+    """
+
+    def transform(self, results: dict) -> dict:
+        missing = [key for key in ('points', 'img') + META_KEYS if key not in results]
+        if missing:
+            raise KeyError(f'sample {results.get("token")}: the pipeline produced no {missing} for PackDrivePIInputs')
+        imgs = np.ascontiguousarray(np.stack(results['img']).transpose(0, 3, 1, 2))
+        inputs = dict(points=results['points'].tensor.float(), imgs=torch.from_numpy(imgs))
+        metainfo = {key: results[key] for key in META_KEYS}
+        metainfo['img_shape'] = tuple(metainfo['img_shape'])
+        metainfo['ego2global'] = np.asarray(metainfo['ego2global'], dtype=np.float64)
+        data_sample = Det3DDataSample(metainfo=metainfo)
+        for key, (field, dtype) in TENSOR_FIELDS.items():
+            if key in results:
+                data_sample.set_field(torch.as_tensor(np.asarray(results[key])).to(dtype), field)
+        if 'gt_fut_boxes' in results:
+            data_sample.gt_fut_boxes = [torch.from_numpy(np.asarray(b, dtype=np.float32)) for b in results['gt_fut_boxes']]
+        if 'gt_bboxes_3d' in results:
+            data_sample.gt_instances_3d = InstanceData(
+                bboxes_3d=results['gt_bboxes_3d'],
+                labels_3d=torch.as_tensor(np.asarray(results['gt_labels_3d']), dtype=torch.long))
+        data_sample.conversations = results.get('conversations', [])
+        return dict(inputs=inputs, data_samples=data_sample)
