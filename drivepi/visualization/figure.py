@@ -1,0 +1,112 @@
+"""The picture of one sample: 3D occupancy (open3d, headless) and BEV for ground truth and
+prediction side by side, the class legend, and the six cameras with projected occupancy and
+trajectories. Saved atomically as PNG.
+"""
+from pathlib import Path
+from typing import Dict, Sequence, Tuple
+
+import numpy as np
+
+from drivepi.datasets.classes import OPENOCC_CLASSES
+from drivepi.fileio import atomic_open
+
+from .bev import plot_bev
+from .camera import CAMERA_ORDER, draw_camera_panel
+from .palette import EGO_COLOR, GT_TRAJ_COLOR, PRED_TRAJ_COLOR, legend_handles
+from .render import CHASE_VIEW, View, render_offscreen
+from .sample_io import SampleView
+from .scene import build_scene
+
+
+def _trajectories(view: SampleView, which: str) -> Dict[str, Tuple[np.ndarray, tuple]]:
+    """Trajectories drawn on a panel: GT on GT panels, both on prediction panels."""
+    trajs = {}
+    if view.gt_traj is not None and len(view.gt_traj):
+        trajs['GT trajectory'] = (view.gt_traj, GT_TRAJ_COLOR)
+    if which == 'pred' and view.pred_traj is not None:
+        trajs['planned trajectory'] = (view.pred_traj, PRED_TRAJ_COLOR)
+    return trajs
+
+
+def _panels(view: SampleView) -> list:
+    """(name, occupancy, flow, mask) of the GT and prediction columns that have something to show."""
+    panels = [('ground truth', view.gt_occ, view.gt_flow, view.gt_mask_camera, 'gt')]
+    if view.pred_occ is not None or view.pred_traj is not None:
+        panels.append(('prediction', view.pred_occ, view.pred_flow, None, 'pred'))
+    return panels
+
+
+def draw_sample_figure(view: SampleView, view3d: View = CHASE_VIEW,
+                       class_names: Sequence[str] = OPENOCC_CLASSES, render_size=(640, 480),
+                       invisible: str = 'dim'):
+    """Build the matplotlib Figure of one sample.
+
+    Args:
+        view: the sample's data (:func:`drivepi.visualization.sample_io.load_sample_view`).
+        view3d: camera of the 3D panels.
+        class_names: occupancy class list, free last.
+        render_size: (width, height) in pixels of each 3D render.
+        invisible: how camera-invisible GT voxels are drawn (``'show'``, ``'dim'``, ``'hide'``).
+
+    Returns:
+        matplotlib Figure (not shown; save it with :func:`save_figure`).
+    """
+    import matplotlib
+    matplotlib.use('Agg', force=False)
+    import matplotlib.pyplot as plt
+    panels = _panels(view)
+    has_cams = bool(view.cameras)
+    fig = plt.figure(figsize=(6.0 * len(panels) + 2.5, 12.5 if has_cams else 5.5))
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.0, 1.25]) if has_cams else (fig, None)
+    axes = top.subplots(1, 2 * len(panels), gridspec_kw=dict(width_ratios=[4 / 3, 1] * len(panels)))
+    present = set()
+    for (name, occ, flow, mask, which), ax3d, axbev in zip(panels, axes[0::2], axes[1::2]):
+        trajs = _trajectories(view, which)
+        if occ is not None:
+            present |= set(np.unique(occ).tolist())
+            items = build_scene(occ, flow, trajs, mask, class_names, invisible)
+            ax3d.imshow(render_offscreen(items, *render_size, view=view3d))
+        ax3d.set_title(f'{name} (3D)')
+        ax3d.set_axis_off()
+        plot_bev(axbev, occ, flow, trajs, view.boxes, mask, class_names, title=f'{name} (BEV)')
+    extra = {'ego vehicle': EGO_COLOR, 'GT trajectory': GT_TRAJ_COLOR}
+    if view.pred_traj is not None:
+        extra['planned trajectory'] = PRED_TRAJ_COLOR
+    top.legend(handles=legend_handles(class_names, sorted(present), extra), loc='center right',
+               fontsize=8, frameon=False)
+    top.subplots_adjust(left=0.01, right=0.86, wspace=0.15)
+    top.suptitle(f'sample {view.token}', fontsize=10)
+    if has_cams:
+        _draw_cameras(bottom, view, class_names)
+    return fig
+
+
+def _draw_cameras(subfig, view: SampleView, class_names: Sequence[str]) -> None:
+    """2x3 camera panels; occupancy from the prediction when there is one, else from GT."""
+    use_pred = view.pred_occ is not None
+    occ = view.pred_occ if use_pred else view.gt_occ
+    trajs = _trajectories(view, 'pred')
+    for ax, cam in zip(subfig.subplots(2, 3).ravel(), CAMERA_ORDER):
+        params = view.cameras[cam]
+        draw_camera_panel(ax, params['image'], params['cam2img'], params['cam2ego'], occ, trajs,
+                          class_names, title=cam)
+    subfig.suptitle(f"cameras with projected {'predicted' if use_pred else 'ground-truth'} occupancy",
+                    fontsize=10)
+    subfig.subplots_adjust(left=0.01, right=0.99, top=0.93, bottom=0.01, wspace=0.03, hspace=0.08)
+
+
+def save_figure(fig, out_path, dpi: int = 100) -> Path:
+    """Write ``fig`` as PNG to ``out_path`` atomically (temp file + ``os.replace``) and close it."""
+    import matplotlib.pyplot as plt
+    out_path = Path(out_path)
+    with atomic_open(out_path, 'wb') as f:
+        fig.savefig(f, format='png', dpi=dpi)
+    plt.close(fig)
+    return out_path
+
+
+def render_sample(view: SampleView, out_path, view3d: View = CHASE_VIEW,
+                  class_names: Sequence[str] = OPENOCC_CLASSES, dpi: int = 100,
+                  invisible: str = 'dim') -> Path:
+    """Draw one sample and save it as PNG at ``out_path``; returns the path."""
+    return save_figure(draw_sample_figure(view, view3d, class_names, invisible=invisible), out_path, dpi)

@@ -1,0 +1,109 @@
+"""Draw a scene of :class:`SceneItem` headless (open3d ``OffscreenRenderer``) or in a window.
+
+Headless rendering runs on a CPU machine through Filament's Vulkan backend on Mesa's llvmpipe
+(Debian ``libvulkan1 mesa-vulkan-drivers``). Materials are unlit and post-processing is off, so a
+pixel shows exactly the baked vertex colour of the surface in front.
+"""
+import os
+from dataclasses import dataclass
+from typing import Sequence, Tuple
+
+import numpy as np
+import open3d as o3d
+from open3d.visualization import rendering
+
+from .occ_grid import PC_RANGE
+from .palette import BACKGROUND_COLOR
+from .scene import SceneItem
+
+
+@dataclass(frozen=True)
+class View:
+    """A camera for a scene in the ego frame (metres).
+
+    ``kind='top'`` is an orthographic bird's-eye view of the (x, y) window ``extent =
+    (x_min, y_min, x_max, y_max)``, x (forward) pointing up the image, y (left) to the left, so
+    that pixel ``(row, col)`` sees ``x = x_max - (row + 0.5) * dx``, ``y = y_max - (col + 0.5) * dy``.
+    ``kind='perspective'`` looks from ``eye`` at ``center`` with vertical field of view ``fov`` deg.
+    """
+    kind: str = 'perspective'
+    eye: Tuple[float, float, float] = (-32.0, 0.0, 38.0)
+    center: Tuple[float, float, float] = (8.0, 0.0, 0.0)
+    up: Tuple[float, float, float] = (1.0, 0.0, 1.0)
+    fov: float = 55.0
+    extent: Tuple[float, float, float, float] = (PC_RANGE[0], PC_RANGE[1], PC_RANGE[3], PC_RANGE[4])
+
+
+TOP_VIEW = View(kind='top')
+CHASE_VIEW = View()
+
+
+def _material(item: SceneItem) -> rendering.MaterialRecord:
+    """Unlit material that shows vertex colours; lines get their pixel width."""
+    material = rendering.MaterialRecord()
+    if isinstance(item.geometry, o3d.geometry.LineSet):
+        material.shader = 'unlitLine'
+        material.line_width = item.line_width
+    else:
+        material.shader = 'defaultUnlit'
+    return material
+
+
+def _setup_camera(renderer: rendering.OffscreenRenderer, view: View, width: int, height: int) -> None:
+    """Point the renderer's camera as ``view`` says."""
+    if view.kind == 'perspective':
+        renderer.setup_camera(view.fov, list(view.center), list(view.eye), list(view.up))
+        return
+    if view.kind != 'top':
+        raise ValueError(f"view kind must be 'top' or 'perspective', got {view.kind!r}")
+    x0, y0, x1, y1 = view.extent
+    if not np.isclose((x1 - x0) / height, (y1 - y0) / width):
+        raise ValueError(f'top view extent {view.extent} does not match image aspect {width}x{height}')
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    camera = renderer.scene.camera
+    # image right = -y, image up = +x: half-widths in camera axes
+    camera.set_projection(rendering.Camera.Projection.Ortho, -(y1 - y0) / 2, (y1 - y0) / 2,
+                          -(x1 - x0) / 2, (x1 - x0) / 2, 1.0, 1000.0)
+    camera.look_at([cx, cy, 0.0], [cx, cy, 500.0], [1.0, 0.0, 0.0])
+
+
+def render_offscreen(items: Sequence[SceneItem], width: int = 800, height: int = 800,
+                     view: View = CHASE_VIEW, background=BACKGROUND_COLOR) -> np.ndarray:
+    """Render the scene headless.
+
+    Args:
+        items: geometries from :func:`drivepi.visualization.scene.build_scene`.
+        width, height: image size in pixels.
+        view: camera (:data:`TOP_VIEW`, :data:`CHASE_VIEW` or a custom :class:`View`).
+        background: uint8 RGB.
+
+    Returns:
+        uint8 image (height, width, 3).
+    """
+    renderer = rendering.OffscreenRenderer(width, height)
+    try:
+        renderer.scene.set_background(list(np.asarray(background, np.float64) / 255.0) + [1.0])
+        renderer.scene.view.set_post_processing(False)
+        for item in items:
+            renderer.scene.add_geometry(item.name, item.geometry, _material(item))
+        _setup_camera(renderer, view, width, height)
+        return np.array(renderer.render_to_image())
+    finally:
+        del renderer
+
+
+def has_display() -> bool:
+    """True when an X11 or Wayland display is available for an interactive window."""
+    return bool(os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY'))
+
+
+def show_interactive(items: Sequence[SceneItem], title: str = 'DrivePI occupancy') -> None:
+    """Open an interactive open3d window (mouse to orbit); needs a display.
+
+    Raises:
+        RuntimeError: when no display is available (use :func:`render_offscreen` instead).
+    """
+    if not has_display():
+        raise RuntimeError('no display (DISPLAY / WAYLAND_DISPLAY unset): write a PNG with '
+                           'render_offscreen instead of opening a window')
+    o3d.visualization.draw_geometries([item.geometry for item in items], window_name=title)

@@ -1,0 +1,186 @@
+"""Read what a picture shows: one info-file sample, its occupancy GT, camera images, predictions.
+
+Every reader validates and raises an error naming the file and the problem (missing file, missing
+key, wrong shape, NaN) instead of drawing something wrong.
+"""
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+
+from drivepi.datasets.classes import CAMERA_NAMES
+from drivepi.datasets.file_checks import check_exists, check_image_file
+
+from .occ_grid import check_grid
+
+
+@dataclass
+class SampleView:
+    """Everything drawn for one sample, ego frame of its keyframe.
+
+    Attributes:
+        token: sample token.
+        gt_occ: (X, Y, Z) uint8 GT classes or None; gt_mask_camera: (X, Y, Z) bool or None;
+        gt_flow: (X, Y, Z, 2) m/s or None; gt_traj: (T, 2) m or None.
+        pred_occ / pred_flow / pred_traj: the same from a results directory, or None.
+        boxes: (N, 5) ``[x, y, l, w, yaw]`` GT agent boxes in the ego frame (BEV).
+        cameras: ``{CAM_*: dict(image (H, W, 3) uint8, cam2img (3, 3), cam2ego (4, 4))}``.
+    """
+    token: str
+    gt_occ: Optional[np.ndarray] = None
+    gt_mask_camera: Optional[np.ndarray] = None
+    gt_flow: Optional[np.ndarray] = None
+    gt_traj: Optional[np.ndarray] = None
+    pred_occ: Optional[np.ndarray] = None
+    pred_flow: Optional[np.ndarray] = None
+    pred_traj: Optional[np.ndarray] = None
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 5)))
+    cameras: Dict[str, dict] = field(default_factory=dict)
+
+
+def load_infos(info_path) -> dict:
+    """Load an info ``.pkl`` (``{'metainfo', 'data_list'}``); ValueError naming the file if malformed."""
+    info_path = check_exists(info_path, 'info file')
+    try:
+        with open(info_path, 'rb') as f:
+            infos = pickle.load(f)
+    except (pickle.UnpicklingError, EOFError) as err:
+        raise ValueError(f'info file {info_path} is truncated or not a pickle: {err}') from err
+    if not isinstance(infos, dict) or not isinstance(infos.get('data_list'), list):
+        raise ValueError(f"info file {info_path} has no 'data_list' list (not an mmdet3d v2 info file)")
+    return infos
+
+
+def find_sample(infos: dict, token: Optional[str], info_path) -> dict:
+    """The info of sample ``token`` (the first sample when None); KeyError naming the file otherwise."""
+    data_list = infos['data_list']
+    if not data_list:
+        raise ValueError(f'info file {info_path} holds no samples')
+    if token is None:
+        return data_list[0]
+    for info in data_list:
+        if info.get('token') == token:
+            return info
+    raise KeyError(f'sample token {token!r} is not in info file {info_path} '
+                   f'({len(data_list)} samples, e.g. {data_list[0].get("token")!r})')
+
+
+def load_occ_gt(path) -> Dict[str, np.ndarray]:
+    """Read a ``labels.npz`` (OpenOcc with flow, or Occ3D without).
+
+    Returns:
+        ``semantics`` uint8 (200,200,16), ``mask_camera`` bool (200,200,16), ``flow`` float32
+        (200,200,16,2) (zeros when the file has none).
+    """
+    path = check_exists(path, 'occupancy GT file')
+    with np.load(path) as data:
+        for key in ('semantics', 'mask_camera'):
+            if key not in data:
+                raise KeyError(f'occupancy GT file {path} has no {key!r} array (keys: {list(data.keys())})')
+        semantics = data['semantics']
+        mask = data['mask_camera']
+        flow = data['flow'].astype(np.float32) if 'flow' in data else np.zeros(semantics.shape + (2,), np.float32)
+    check_grid(semantics, 'semantics', str(path))
+    check_grid(mask, 'mask_camera', str(path))
+    check_grid(flow, 'flow', str(path), trailing=(2,))
+    return dict(semantics=semantics.astype(np.uint8), mask_camera=mask.astype(bool), flow=flow)
+
+
+def load_prediction(results_dir, token: str) -> Dict[str, np.ndarray]:
+    """Read ``results_dir/predictions/<token>.npz`` written by ``tools/test.py --out-dir``.
+
+    Returns:
+        the arrays present among ``occ`` uint8 (200,200,16), ``flow`` float32 (200,200,16,2),
+        ``traj`` float32 (T, 2), each validated.
+    """
+    path = check_exists(Path(results_dir) / 'predictions' / f'{token}.npz', 'prediction file')
+    with np.load(path) as data:
+        out = {k: data[k] for k in ('occ', 'flow', 'traj') if k in data}
+    if not out:
+        raise KeyError(f"prediction file {path} holds none of 'occ', 'flow', 'traj'")
+    if 'occ' in out:
+        check_grid(out['occ'], 'occ', str(path))
+        out['occ'] = out['occ'].astype(np.uint8)
+    if 'flow' in out:
+        out['flow'] = out['flow'].astype(np.float32)
+        check_grid(out['flow'], 'flow', str(path), trailing=(2,))
+    if 'traj' in out:
+        out['traj'] = _check_traj(out['traj'], f'prediction file {path}')
+    return out
+
+
+def _check_traj(traj, source: str) -> np.ndarray:
+    traj = np.asarray(traj, np.float32)
+    if traj.ndim != 2 or traj.shape[1] != 2 or not np.isfinite(traj).all():
+        raise ValueError(f'{source}: trajectory must be finite (T, 2), got shape {traj.shape}')
+    return traj
+
+
+def image_path(data_root: Path, cam: str, img_path: str) -> Path:
+    """Resolve a camera's ``img_path``: relative to the data root, or to ``samples/<CAM>`` (mmdet3d prefix)."""
+    candidates = [data_root / img_path, data_root / 'samples' / cam / img_path]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f'camera image of {cam} not found: tried {[str(c) for c in candidates]}')
+
+
+def load_cameras(info: dict, data_root: Path, info_path) -> Dict[str, dict]:
+    """The six camera images and parameters of one sample (``CAM_*`` keys)."""
+    from PIL import Image
+    images = info.get('images') or {}
+    missing = [cam for cam in CAMERA_NAMES if cam not in images]
+    if missing:
+        raise KeyError(f'info file {info_path}: sample {info.get("token")!r} lacks cameras {missing}')
+    cameras = {}
+    for cam in CAMERA_NAMES:
+        entry = images[cam]
+        path = check_image_file(image_path(data_root, cam, entry['img_path']))
+        cam2img = np.asarray(entry['cam2img'], np.float64)[:3, :3]
+        cameras[cam] = dict(image=np.asarray(Image.open(path).convert('RGB')), cam2img=cam2img,
+                            cam2ego=np.asarray(entry['cam2ego'], np.float64), path=path)
+    return cameras
+
+
+def boxes_in_ego(info: dict) -> np.ndarray:
+    """BEV boxes (N, 5) ``[x, y, l, w, yaw]`` of the sample's instances, LiDAR frame -> ego frame."""
+    instances = info.get('instances') or []
+    if not instances:
+        return np.zeros((0, 5))
+    boxes = np.asarray([inst['bbox_3d'] for inst in instances], np.float64).reshape(-1, 7)
+    lidar2ego = np.asarray(info['lidar_points']['lidar2ego'], np.float64)
+    centre = boxes[:, :3] @ lidar2ego[:3, :3].T + lidar2ego[:3, 3]
+    yaw = boxes[:, 6] + np.arctan2(lidar2ego[1, 0], lidar2ego[0, 0])
+    return np.concatenate([centre[:, :2], boxes[:, 3:5], yaw[:, None]], axis=1)
+
+
+def load_sample_view(info_path, token: Optional[str] = None, data_root=None, results_dir=None,
+                     with_cameras: bool = True) -> SampleView:
+    """Gather a :class:`SampleView` from an info file (+ data root) and an optional results directory.
+
+    Args:
+        info_path: ``*_infos_*.pkl``.
+        token: sample token; the first sample of the file when None.
+        data_root: root that ``occ_path`` and image paths are relative to (default: the info file's folder).
+        results_dir: ``tools/test.py --out-dir`` directory; GT only when None.
+        with_cameras: load the six images (skip for 3D/BEV-only pictures).
+    """
+    infos = load_infos(info_path)
+    info = find_sample(infos, token, info_path)
+    data_root = Path(data_root) if data_root is not None else Path(info_path).parent
+    view = SampleView(token=info['token'], boxes=boxes_in_ego(info))
+    if info.get('occ_path'):
+        gt = load_occ_gt(data_root / info['occ_path'])
+        view.gt_occ, view.gt_mask_camera, view.gt_flow = gt['semantics'], gt['mask_camera'], gt['flow']
+    if info.get('ego_fut_traj') is not None:
+        traj = _check_traj(info['ego_fut_traj'], f'info file {info_path}')
+        mask = np.asarray(info.get('ego_fut_mask', np.ones(len(traj))), bool)
+        view.gt_traj = traj[mask]
+    if results_dir is not None:
+        pred = load_prediction(results_dir, view.token)
+        view.pred_occ, view.pred_flow, view.pred_traj = pred.get('occ'), pred.get('flow'), pred.get('traj')
+    if with_cameras:
+        view.cameras = load_cameras(info, data_root, info_path)
+    return view
