@@ -128,13 +128,12 @@ def generate_records(info_path, data_root=None, seed: int = 0, cfg: QAEngineConf
     return records
 
 
-def finish(records: list[QARecord], out_path, max_answer_share: float, seed: int) -> dict:
-    """Balance, write the JSONL and its stats (both atomically); return the stats."""
+def write_qa_outputs(records: list[QARecord], out_path, max_answer_share: float, seed: int) -> dict:
+    """Balance, write the JSONL and ``<out>.stats.json`` (both atomically); return the stats."""
     records = balance_answers(records, max_answer_share, seed)
     write_qa_file(records, out_path)
     stats = qa_stats(records)
     atomic_write_json(f'{out_path}.stats.json', stats)
-    print(format_stats_table(stats))
     return stats
 
 
@@ -156,12 +155,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     cfg = QAEngineConfig.from_file(args.config) if args.config else QAEngineConfig()
-    if args.nuscenes_qa:
+    if args.nuscenes_qa:  # a public benchmark: imported whole, never balanced
         tokens = ({i['token'] for i in load_infos(args.info)['data_list']} if args.info else None)
-        return finish(import_nuscenes_qa(args.nuscenes_qa, tokens), args.out, 1.0, args.seed)  # benchmark: keep all
-    captioner = load_captioner(args.captioner) if args.captioner else TemplateCaptioner(cfg.caption_radius)
-    records = generate_records(args.info, args.data_root, args.seed, cfg, captioner)
-    return finish(records, args.out, cfg.max_answer_share, args.seed)
+        stats = write_qa_outputs(import_nuscenes_qa(args.nuscenes_qa, tokens), args.out, 1.0, args.seed)
+    else:
+        captioner = load_captioner(args.captioner) if args.captioner else TemplateCaptioner(cfg.caption_radius)
+        records = generate_records(args.info, args.data_root, args.seed, cfg, captioner)
+        stats = write_qa_outputs(records, args.out, cfg.max_answer_share, args.seed)
+    print(format_stats_table(stats))
+    print(f'written {args.out} and {args.out}.stats.json')
+    return stats
 
 
 if __name__ == '__main__':

@@ -68,72 +68,85 @@ class OccupancyQAConfig:
     count_radii: tuple = (10, 20, 30)
 
 
+def column_any(grid: np.ndarray) -> np.ndarray:
+    """(X, Y) True where a 1-byte (X, Y, Z) grid has any non-zero value; Z must be a multiple of 8
+    (the columns are read as 64-bit words, ~10x faster than ``grid.any(axis=2)``)."""
+    words = np.ascontiguousarray(grid).view(np.uint64)
+    out = words[..., 0].copy()
+    for k in range(1, words.shape[-1]):
+        out |= words[..., k]
+    return out != 0
+
+
 class OccupancyView:
-    """Column-wise summaries of a scene's semantic grid, computed once per scene."""
+    """Column-wise summaries of a scene's semantic grid, computed once per scene.
+
+    The grid is handled z-major, ``(Z, X, Y)``, so that reductions over the 16 heights run as
+    whole-plane operations.
+    """
 
     def __init__(self, scene: SceneGT, cfg: OccupancyQAConfig):
-        sem = scene.semantics
-        nx, ny, nz = sem.shape
+        sem = np.ascontiguousarray(scene.semantics.transpose(2, 0, 1))  # (Z, X, Y)
+        nz, nx, ny = sem.shape
         x0, y0, z0 = scene.pc_range[:3]
         size = scene.voxel_size
         self.x_c = x0 + (np.arange(nx) + 0.5) * size
         self.y_c = y0 + (np.arange(ny) + 0.5) * size
-        z_c = z0 + (np.arange(nz) + 0.5) * size
-        free = scene.free_label
-        names = scene.occ_classes
-        obstacle_lut = np.zeros(256, bool)
-        obstacle_lut[[i for i, n in enumerate(names) if n not in GROUND_CLASSES and i != free]] = True
-        off_road_lut = np.zeros(256, bool)
-        off_road_lut[[names.index(n) for n in GROUND_CLASSES if n != 'driveable_surface']] = True
-        occupied = sem != free
-        top_from_above = occupied[:, :, ::-1].argmax(axis=2)
-        self.top_iz = np.where(occupied.any(axis=2), nz - 1 - top_from_above, -1)
-        self.top_label = np.where(self.top_iz >= 0,
-                                  np.take_along_axis(sem, np.maximum(self.top_iz, 0)[..., None], 2)[..., 0],
-                                  free)
+        num_low = int(np.sum(z0 + (np.arange(nz) + 0.5) * size <= cfg.clearance_height))
+        free, names = scene.free_label, scene.occ_classes
+        self.obstacle_labels = np.array([i for i, n in enumerate(names) if n not in GROUND_CLASSES and i != free])
+        off_road_labels = [names.index(n) for n in GROUND_CLASSES if n != 'driveable_surface']
+        levels = np.arange(1, nz + 1, dtype=np.uint8)[:, None, None]
+        self.top_iz = ((sem != free) * levels).max(axis=0).astype(int) - 1  # -1: empty column
+        self.top_label = np.take_along_axis(sem, np.maximum(self.top_iz, 0)[None], 0)[0]
+        self.top_label[self.top_iz < 0] = free
         self.top_z = z0 + (self.top_iz + 1) * size
-        obstacle = obstacle_lut[sem]
-        self.obstacle_column = obstacle.any(axis=2)
-        self.low_obstacle = obstacle & (z_c <= cfg.clearance_height)
-        self.off_road = off_road_lut[sem].any(axis=2)
-        observed = scene.mask_camera.any(axis=2) if scene.mask_camera is not None else None
+        if len(names) > 32:
+            raise ValueError(f'at most 32 occupancy classes are supported, got {len(names)}')
+        class_bits = np.left_shift(np.uint32(1), sem, dtype=np.uint32)  # (Z, X, Y), one bit per class
+        present = np.bitwise_or.reduce(class_bits, axis=0)  # (X, Y) classes of each column
+        present_low = np.bitwise_or.reduce(class_bits[:num_low], axis=0)  # ... below the clearance
+        obstacle_bits = np.uint32(sum(1 << int(i) for i in self.obstacle_labels))
+        off_road_bits = np.uint32(sum(1 << i for i in off_road_labels))
+        self.obstacle_column = (present & obstacle_bits) != 0
+        self.low_column = (present_low & obstacle_bits) != 0
+        self.off_road_column = (present & off_road_bits) != 0
+        observed = column_any(scene.mask_camera) if scene.mask_camera is not None else None
         self.candidate = observed if observed is not None and observed.any() else np.ones((nx, ny), bool)
-        self.size, self.sem, self.cfg = size, sem, cfg
+        self.size, self.sem, self.num_low, self.cfg = size, sem, num_low, cfg
 
     def corridor(self, direction: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Rows of a direction's corridor, nearest first.
-
-        Returns:
-            low_obstacle (R, C, Z) bool, labels (R, C, Z), near_face (R,) distances in m.
-        """
+        """A direction's corridor: row indices (nearest first), column mask, near faces (m)."""
         cfg, half = self.cfg, self.size / 2
         if direction in ('ahead', 'behind'):
             cols = np.abs(self.y_c) <= cfg.corridor_half_width
             rows = np.flatnonzero(self.x_c > 0) if direction == 'ahead' else np.flatnonzero(self.x_c < 0)[::-1]
-            near = np.abs(self.x_c[rows]) - half
-            return self.low_obstacle[rows][:, cols], self.sem[rows][:, cols], near
+            return rows, cols, np.abs(self.x_c[rows]) - half
         cols = (self.x_c >= cfg.ego_x_span[0]) & (self.x_c <= cfg.ego_x_span[1])
         rows = np.flatnonzero(self.y_c > 0) if direction == 'left' else np.flatnonzero(self.y_c < 0)[::-1]
-        near = np.abs(self.y_c[rows]) - half
-        return (self.low_obstacle[:, rows][cols].transpose(1, 0, 2), self.sem[:, rows][cols].transpose(1, 0, 2),
-                near)
+        return rows, cols, np.abs(self.y_c[rows]) - half
+
+    @staticmethod
+    def _take(array: np.ndarray, direction: str, rows, cols) -> np.ndarray:
+        """``array[..., X, Y]`` restricted to a corridor as ``[..., row, column]``."""
+        if direction in ('ahead', 'behind'):
+            return array[..., rows, :][..., cols]
+        return np.swapaxes(array[..., cols, :][..., rows], -1, -2)
 
     def nearest_obstacle(self, direction: str) -> tuple[float, int] | None:
         """(distance m, class label) of the nearest low obstacle in a direction, None if clear."""
-        low, labels, near = self.corridor(direction)
-        hit_rows = np.flatnonzero(low.any(axis=(1, 2)))
+        rows, cols, near = self.corridor(direction)
+        hit_rows = np.flatnonzero(self._take(self.low_column, direction, rows, cols).any(axis=1))
         if hit_rows.size == 0:
             return None
-        row = hit_rows[0]
-        counts = np.bincount(labels[row][low[row]], minlength=1)
-        return float(near[row]), int(counts.argmax())
+        labels = self._take(self.sem[:self.num_low], direction, rows[hit_rows[:1]], cols)
+        hits = labels[np.isin(labels, self.obstacle_labels)]
+        return float(near[hit_rows[0]]), int(np.bincount(hits).argmax())
 
     def free_road_ahead(self) -> float:
         """Free driveable length straight ahead (m), see module docstring."""
-        low, _, near = self.corridor('ahead')
-        cols = np.abs(self.y_c) <= self.cfg.corridor_half_width
-        rows = np.flatnonzero(self.x_c > 0)
-        blocked = low.any(axis=(1, 2)) | self.off_road[rows][:, cols].any(axis=1)
+        rows, cols, near = self.corridor('ahead')
+        blocked = self._take(self.low_column | self.off_road_column, 'ahead', rows, cols).any(axis=1)
         hit = np.flatnonzero(blocked)
         return float(near[hit[0]]) if hit.size else float(near[-1] + self.size)
 
