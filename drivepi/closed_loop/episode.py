@@ -126,7 +126,7 @@ class EpisodeRunner:
         plans, failure = [], None
         for k in range(len(times) - 1):
             if k % self.replan_every == 0:
-                ctx = PlanningContext(source, ego[-1], agents[-1], ego[:-1], episode_id)
+                ctx = PlanningContext(source, ego[-1], agents[-1], ego[:-1], agents[:-1], episode_id)
                 try:
                     plan = check_plan(planner.plan(ctx), self.max_plan_speed)
                 except PlanError as err:

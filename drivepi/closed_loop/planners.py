@@ -25,12 +25,14 @@ class PlanningContext:
         source: the :class:`~drivepi.closed_loop.sources.SceneSource` of the episode.
         ego: the simulated ego state now. agents: the agents now (global frame).
         history: earlier simulated ego states of the episode (oldest first, at the simulation rate).
+        agent_history: the agents at those earlier steps.
         episode_id: id of the running episode.
     """
     source: object
     ego: EgoState
     agents: AgentStates
     history: List[EgoState] = field(default_factory=list)
+    agent_history: List[AgentStates] = field(default_factory=list)
     episode_id: str = ''
 
 

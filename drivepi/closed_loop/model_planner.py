@@ -1,0 +1,163 @@
+"""The trained DrivePI model as a closed-loop planner.
+
+At every planning step the scene source renders the sensors at the simulated ego pose (the current
+LiDAR sweep, ``num_sweeps`` earlier sweeps at the simulated poses of earlier steps, the six camera
+images). They are written under ``work_dir`` in the nuScenes layout (``samples/LIDAR_TOP``,
+``sweeps/LIDAR_TOP``, ``samples/CAM_*``) and described by an info dict built from the scene's nearest
+logged keyframe info (calibration, scene fields) with the simulated pose, timestamps, ego status and
+driving command (from the logged route) put in; the config's test pipeline (without the GT loaders
+named in ``drop_transforms``) turns it into a model input exactly as in ``tools/test.py``, and
+``model.test_step`` returns ``pred_traj`` (6, 2), ego frame. Planning GT fields are zero with a zero
+mask, so no future leaks into the model. Earlier steps' files are deleted when an episode starts.
+"""
+import copy
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from drivepi.sim.files import atomic_write_bytes, atomic_write_image
+
+from .planners import NUM_WAYPOINTS, PLAN_DT, ExpertPlanner, PlanningContext
+
+GT_TRANSFORMS = ('LoadOccFlowGT', 'LoadAnnotations3D', 'BoxesToEgo')
+SWEEP_LOADERS = ('DrivePILoadPointsFromMultiSweeps', 'LoadPointsFromMultiSweeps')
+
+
+class ModelPlanner:
+    """Plans with a built DrivePI model (see the module docstring).
+
+    Args:
+        model: the model (eval mode, on its device), with ``test_step``.
+        dataset: a lazily initialised ``DrivePIDataset`` with ``data_root=work_dir`` and the inference
+            pipeline; only ``parse_data_info`` and ``pipeline`` are used.
+        scene_infos: scene name -> keyframe infos in time order (calibration templates).
+        work_dir: folder for the rendered sensor files.
+        num_sweeps: earlier sweeps rendered per plan. sweep_interval: their spacing (s), a multiple of
+            the simulation step (the step is used when it is finer).
+    """
+    name = 'model'
+
+    def __init__(self, model, dataset, scene_infos: dict, work_dir, num_sweeps: int = 0, sweep_interval: float = 0.1):
+        self.model, self.dataset, self.scene_infos = model, dataset, scene_infos
+        self.work_dir = Path(work_dir)
+        self.num_sweeps, self.sweep_interval = num_sweeps, sweep_interval
+        self.episode, self.sweep_files = None, {}
+
+    @classmethod
+    def from_config(cls, cfg, checkpoint: str, scene_infos: dict, work_dir, device: str = 'cpu') -> 'ModelPlanner':
+        """Build the model from ``cfg.model``, load ``checkpoint``, and the pipeline from ``cfg.test_dataloader``.
+
+        ``cfg.closed_loop.model`` may set ``drop_transforms`` (default :data:`GT_TRANSFORMS`) and
+        ``sweep_interval`` (s, default 0.1); ``num_sweeps`` is the test pipeline's ``sweeps_num``.
+        """
+        from mmengine.runner import load_checkpoint
+
+        from drivepi.registry import DATASETS, MODELS
+        from drivepi.utils import register_all_modules
+        register_all_modules()
+        options = cfg.closed_loop.get('model', {})
+        drop = set(options.get('drop_transforms', GT_TRANSFORMS))
+        ds_cfg = copy.deepcopy(cfg.test_dataloader.dataset)
+        pipeline = [t for t in ds_cfg.pipeline if t['type'] not in drop]
+        sweeps = [t.get('sweeps_num', 10) for t in pipeline if t['type'] in SWEEP_LOADERS]
+        ds_cfg.update(data_root=str(work_dir), ann_file='', qa_file=None, pipeline=pipeline, test_mode=True,
+                      lazy_init=True)
+        model = MODELS.build(cfg.model)
+        load_checkpoint(model, checkpoint, map_location='cpu')
+        model.to(device).eval()
+        return cls(model, DATASETS.build(ds_cfg), scene_infos, work_dir, num_sweeps=sweeps[0] if sweeps else 0,
+                   sweep_interval=options.get('sweep_interval', 0.1))
+
+    def plan(self, ctx: PlanningContext) -> np.ndarray:
+        """(6, 2) ego-frame waypoints predicted from the sensors rendered at the simulated pose."""
+        if ctx.episode_id != self.episode:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+            self.episode, self.sweep_files = ctx.episode_id, {}
+        info = self.build_info(ctx)
+        sample = self.dataset.pipeline(self.dataset.parse_data_info(info))
+        from mmengine.dataset import pseudo_collate
+        with torch.no_grad():
+            out = self.model.test_step(pseudo_collate([sample]))[0]
+        return out.pred_traj.detach().cpu().numpy().astype(np.float64).reshape(NUM_WAYPOINTS, 2)
+
+    # ------------------------------------------------------------------ info of the simulated frame
+    def build_info(self, ctx: PlanningContext) -> dict:
+        """Info dict (docs/contracts.md) of the simulated frame, its sensor files written under work_dir."""
+        source, ego = ctx.source, ctx.ego
+        abs_time = ego.t + source.timestamp_offset
+        infos = self.scene_infos[source.scene_name]
+        template = infos[int(np.argmin([abs(i['timestamp'] - abs_time) for i in infos]))]
+        info = copy.deepcopy(template)
+        step = len(ctx.history)
+        token = f'{ctx.episode_id}-{step:04d}'
+        ego2global = source.ego2global(ego.x, ego.y, ego.yaw, ego.t)
+        lidar2ego = np.asarray(template['lidar_points']['lidar2ego'], dtype=np.float64)
+        lidar_name = f'{token}.bin'
+        atomic_write_bytes(self.work_dir / 'samples' / 'LIDAR_TOP' / lidar_name,
+                           source.render_lidar(ego2global, ctx.agents, ego.t).astype(np.float32).tobytes())
+        for cam, image in source.render_cameras(ego2global, ctx.agents, ego.t).items():
+            atomic_write_image(self.work_dir / 'samples' / cam / f'{token}.jpg', image, quality=95)
+            info['images'][cam].update(img_path=f'{token}.jpg', timestamp=abs_time)
+        info.update(token=token, sample_idx=step, timestamp=abs_time, ego2global=ego2global.tolist(),
+                    lidar_sweeps=self._sweeps(ctx, ego2global @ lidar2ego, lidar2ego),
+                    instances=[], cam_instances={}, occ_path='', frame_idx=step,
+                    ego_fut_traj=np.zeros((NUM_WAYPOINTS, 2), np.float32),
+                    ego_fut_mask=np.zeros(NUM_WAYPOINTS, np.float32),
+                    ego_fut_cmd=self._command(ctx), ego_status=self._status(ctx),
+                    fut_boxes=[np.zeros((0, 7), np.float32) for _ in range(NUM_WAYPOINTS)])
+        info['lidar_points'].update(lidar_path=lidar_name)
+        return info
+
+    def _sweeps(self, ctx: PlanningContext, key_lidar2global: np.ndarray, lidar2ego: np.ndarray) -> list:
+        """Earlier sweeps rendered at the simulated poses of earlier steps, newest first (mmdet3d v2 layout)."""
+        if not ctx.history:
+            return []
+        sim_dt = ctx.ego.t - ctx.history[-1].t
+        stride = max(1, int(round(self.sweep_interval / sim_dt)))
+        sweeps = []
+        for j in range(1, self.num_sweeps + 1):
+            index = len(ctx.history) - j * stride
+            if index < 0:
+                break
+            state, agents = ctx.history[index], ctx.agent_history[index]
+            ego2global = ctx.source.ego2global(state.x, state.y, state.yaw, state.t)
+            name = f'{ctx.episode_id}-{index:04d}.bin'
+            if index not in self.sweep_files:
+                points = ctx.source.render_lidar(ego2global, agents, state.t)
+                atomic_write_bytes(self.work_dir / 'sweeps' / 'LIDAR_TOP' / name, points.astype(np.float32).tobytes())
+                self.sweep_files[index] = name
+            sweep_lidar2global = ego2global @ lidar2ego
+            sweeps.append(dict(
+                timestamp=state.t + ctx.source.timestamp_offset, ego2global=ego2global.tolist(),
+                sample_data_token=name,
+                lidar_points=dict(lidar_path=f'sweeps/LIDAR_TOP/{name}', lidar2ego=lidar2ego.tolist(),
+                                  lidar2sensor=(np.linalg.inv(sweep_lidar2global) @ key_lidar2global)
+                                  .astype(np.float32).tolist())))
+        return sweeps
+
+    @staticmethod
+    def _command(ctx: PlanningContext) -> int:
+        """Driving command from the logged route seen from the simulated pose (the info-file rule)."""
+        from drivepi.datasets.converters.ego_motion import driving_command
+        return driving_command(ExpertPlanner().plan(ctx), np.ones(NUM_WAYPOINTS))
+
+    @staticmethod
+    def _status(ctx: PlanningContext) -> np.ndarray:
+        """Ego status (5,) by the info-file finite differences over poses 0.5 s apart: simulated poses
+        within the episode, logged ones before it; at the log start the next logged poses (as the infos do)."""
+        from drivepi.datasets.converters.ego_motion import ego_status
+        from drivepi.sim.geometry import pose2d_matrix
+        states = ctx.history + [ctx.ego]
+        sim_dt = ctx.ego.t - ctx.history[-1].t if ctx.history else 0.1
+
+        def pose_at(t: float) -> np.ndarray:
+            index = int(round((t - states[0].t) / sim_dt))
+            return states[index].ego2global() if index >= 0 else pose2d_matrix(*ctx.source.expert_pose(t))
+
+        now = ctx.ego.t
+        past = [now - k * PLAN_DT for k in (2, 1) if now - k * PLAN_DT >= ctx.source.start_time - 1e-6]
+        times = past + [now] if past else [now, now + PLAN_DT, now + 2 * PLAN_DT]
+        poses = [pose_at(t) if t <= now else pose2d_matrix(*ctx.source.expert_pose(t)) for t in times]
+        return ego_status(times, poses, len(past))
