@@ -45,7 +45,7 @@ def lidar_ray_directions() -> torch.Tensor:
     """
     pitches = [-(math.pi / 2 - math.atan(k + 1)) for k in range(10)]
     while pitches[-1] < _TOP_PITCH_RAD:
-        pitches.append(2 * pitches[-1] - pitches[-2])
+        pitches.append(pitches[-1] + (pitches[-1] - pitches[-2]))
     pitch = np.asarray(pitches)[:, None]
     azimuth = np.deg2rad(np.arange(0, 360, 1))[None, :]
     dirs = np.stack(np.broadcast_arrays(np.cos(pitch) * np.cos(azimuth), np.cos(pitch) * np.sin(azimuth),
@@ -159,9 +159,11 @@ def cast_scene_rays(semantics: torch.Tensor, origins_m: torch.Tensor, directions
                     voxel_size: float = OCC_VOXEL_SIZE) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Cast every direction from every origin through a semantic grid (SparseOcc's per-sample render).
 
-    Voxel-unit origins and end points are formed in float32 exactly as the reference does
-    (``(p - range_min) / voxel_size`` with the end point one metre along the ray), so the double
-    precision traversal sees the same numbers.
+    Voxel-unit origins and end points are formed on the CPU in float32 exactly as the reference does
+    (``(p - range_min) / voxel_size`` with the end point one metre along the ray, true division by a
+    tensor) and the direction in float64 as ``r / sqrt(rx*rx + ry*ry + rz*rz)``, so the traversal sees
+    the same numbers on every device (CUDA divides by a scalar through its reciprocal, which moves
+    rays that run exactly along voxel faces).
 
     Args:
         semantics: long ``(X, Y, Z)`` class indices; ``free_label`` = empty.
@@ -175,15 +177,16 @@ def cast_scene_rays(semantics: torch.Tensor, origins_m: torch.Tensor, directions
         ``label`` long ``(T*R,)`` class of the reported voxel (free when nothing is hit),
         ``depth`` float32 ``(T*R,)`` metres, ``voxel`` long ``(T*R, 3)``; origin-major order.
     """
-    device = semantics.device
-    offset = torch.tensor(point_cloud_range[:3], dtype=torch.float32, device=device)
-    origins_m = origins_m.to(device, torch.float32)
-    directions = directions.to(device, torch.float32)
-    origin_vox = ((origins_m - offset) / voxel_size)[:, None, :].expand(-1, directions.shape[0], -1)
-    end_vox = ((directions[None] + origins_m[:, None]) - offset) / voxel_size
+    offset = torch.tensor(point_cloud_range[:3], dtype=torch.float32)
+    scale = torch.full((3,), voxel_size, dtype=torch.float32)
+    origins_m = origins_m.detach().cpu().float()
+    directions = directions.detach().cpu().float()
+    origin_vox = ((origins_m - offset) / scale)[:, None, :].expand(-1, directions.shape[0], -1)
+    end_vox = ((directions[None] + origins_m[:, None]) - offset) / scale
     ray = (end_vox - origin_vox).double()
-    ray = ray / ray.norm(dim=-1, keepdim=True)
-    depth, voxel, hit = traverse_first_hit(semantics != free_label, origin_vox.reshape(-1, 3),
+    ray_x, ray_y, ray_z = ray.unbind(dim=-1)
+    ray = ray / torch.sqrt(ray_x * ray_x + ray_y * ray_y + ray_z * ray_z)[..., None]
+    depth, voxel, hit = traverse_first_hit(semantics != free_label, origin_vox.reshape(-1, 3).double(),
                                            ray.reshape(-1, 3))
     label = semantics[voxel[:, 0], voxel[:, 1], voxel[:, 2]].long()
     label = torch.where(hit, label, torch.full_like(label, free_label))
