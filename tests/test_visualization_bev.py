@@ -9,8 +9,10 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
 from drivepi.visualization.bev import bev_image, box_corners_xy, plot_bev, top_class  # noqa: E402
-from drivepi.visualization.episode import global_to_ego, load_episode, render_episode  # noqa: E402
-from drivepi.visualization.palette import PRED_TRAJ_COLOR, occ_palette  # noqa: E402
+from drivepi.closed_loop.episode import LOG_FORMAT  # noqa: E402
+from drivepi.visualization.episode import (draw_frame, ego_to_global, frame_steps, global_to_ego,  # noqa: E402
+                                           load_episode, render_episode)
+from drivepi.visualization.palette import AGENT_COLOR, PRED_TRAJ_COLOR, occ_palette  # noqa: E402
 
 FREE, CAR, DRIVEABLE, VEGETATION = 16, 0, 10, 15
 
@@ -64,54 +66,77 @@ def test_plot_bev_puts_classes_forward_up_and_left_left():
     plt.close(fig)
 
 
-def _write_log(path, steps=4):
-    """A straight drive at 5 m/s heading +y in the global frame, one parked car ahead."""
-    log = dict(episode_id='ep_test', dt=0.5, steps=[
-        dict(t=0.5 * i, ego_pose=[100.0, 200.0 + 2.5 * i, np.pi / 2],
-             plan=[[2.5 * k, 0.0] for k in range(1, 7)],
-             agents=[[100.0, 230.0, 4.5, 1.9, np.pi / 2]],
-             events=['collision'] if i == steps - 1 else [])
-        for i in range(steps)])
+def _write_log(path, steps=21, status='ok'):
+    """A closed-loop log (drivepi-closed-loop-episode/1): 10 Hz, heading +y at 5 m/s, a parked car ahead."""
+    times = 0.1 * np.arange(steps)
+    ego = [[100.0, 200.0 + 5.0 * t, np.pi / 2, 5.0, 0.0, 0.0] for t in times]
+    agents = [dict(tokens=['car1'], categories=['vehicle.car'], boxes=[[100.0, 230.0, 0.0, 4.5, 1.9, 1.6, np.pi / 2]],
+                   velocities=[[0.0, 0.0]]) for _ in times]
+    plans = [dict(step=k, t=float(times[k]), pose=ego[k][:3], waypoints=[[2.5 * i, 0.0] for i in range(1, 7)])
+             for k in range(0, steps - 1, 5)]
+    log = dict(format=LOG_FORMAT, episode_id='ep_test', scene_name='scene-0', planner='expert', status=status,
+               failure=None, sim_hz=10.0, replan_hz=2.0,
+               vehicle=dict(length=4.084, width=1.85, wheelbase=2.588, rear_axle_to_center=1.0),
+               times=times.tolist(), ego=ego, expert=[e[:3] for e in ego], agents=agents, plans=plans,
+               events=[dict(type='collision', step=steps - 1, t=float(times[-1]), agent='car1')], metrics=None)
     path.write_text(json.dumps(log))
     return path
 
 
-def test_global_to_ego_puts_heading_along_x():
+def test_frames_convert_between_global_and_ego():
     pose = np.array([100.0, 200.0, np.pi / 2])
     np.testing.assert_allclose(global_to_ego([[100.0, 210.0], [90.0, 200.0]], pose), [[10, 0], [0, 10]], atol=1e-9)
+    pts = np.array([[3.0, -1.0], [0.5, 7.0]])
+    np.testing.assert_allclose(global_to_ego(ego_to_global(pts, pose), pose), pts, atol=1e-9)
 
 
-def test_load_episode_validates(tmp_path):
-    episode = load_episode(_write_log(tmp_path / 'ep.json'))
-    assert len(episode['steps']) == 4 and episode['steps'][2]['t'] == 1.0
-    assert episode['steps'][0]['agents'].shape == (1, 5)
+def test_load_episode_reads_the_closed_loop_log_and_rejects_bad_ones(tmp_path):
+    log = load_episode(_write_log(tmp_path / 'ep.json'))
+    assert log['ego'].shape == (21, 6) and len(log['plans']) == 4
+    assert frame_steps(log) == [0, 5, 10, 15, 20]         # one frame per replanning (10 Hz / 2 Hz)
+    assert frame_steps(log, every=8) == [0, 8, 16, 20]
     bad = tmp_path / 'bad.json'
-    bad.write_text(json.dumps({'steps': [{'ego_pose': [1.0, float('nan'), 0.0]}]}))
-    with pytest.raises(ValueError, match=r'bad\.json, step 0: ego_pose'):
-        load_episode(bad)
     bad.write_text('{"steps": [')
     with pytest.raises(ValueError, match='not valid JSON'):
         load_episode(bad)
+    bad.write_text(json.dumps({'steps': []}))
+    with pytest.raises(ValueError, match=r'bad\.json is not a drivepi-closed-loop-episode/1'):
+        load_episode(bad)
+    data = json.loads((tmp_path / 'ep.json').read_text())
+    data['ego'] = data['ego'][:-1]
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match='same non-zero length'):
+        load_episode(bad)
     with pytest.raises(FileNotFoundError, match='missing.json'):
         load_episode(tmp_path / 'missing.json')
-    # the closed-loop AgentBoxes encoding (x, y, z, l, w, h, yaw) is read as BEV boxes too
-    bad.write_text(json.dumps({'steps': [{'ego_pose': [0, 0, 0], 'agents': {
-        'tokens': ['a'], 'categories': ['vehicle.car'], 'boxes': [[1, 2, 0, 4, 2, 1.5, 0.3]],
-        'velocities': [[0, 0]]}}]}))
-    np.testing.assert_allclose(load_episode(bad)['steps'][0]['agents'], [[1, 2, 4, 2, 0.3]])
 
 
-def test_render_episode_gif_has_one_frame_per_step_with_the_plan(tmp_path):
+def test_episode_frame_draws_the_plan_ahead_and_the_parked_car(tmp_path):
+    log = load_episode(_write_log(tmp_path / 'ep.json'))
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+    draw_frame(ax, log, 0)
+    fig.canvas.draw()
+    canvas = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+    # heading +y globally = straight up in the ego frame: plan point 7.5 m ahead, car 30 m ahead
+    np.testing.assert_array_equal(canvas[_pixel(fig, ax, 7.5 + 1.25, 0.0)], PRED_TRAJ_COLOR)
+    car = canvas[_pixel(fig, ax, 29.0, 0.5)].astype(int)
+    assert np.abs(car - (0.8 * np.array(AGENT_COLOR) + 0.2 * 255)).max() <= 2   # alpha 0.8 on white
+    assert ax.get_title().endswith('t = 0.0 s')
+    draw_frame(ax, log, 20)
+    assert '[collision]' in ax.get_title()
+    plt.close(fig)
+
+
+def test_render_episode_gif_has_one_frame_per_replanning_step(tmp_path):
     from PIL import Image
-    episode = load_episode(_write_log(tmp_path / 'ep.json'))
-    out = render_episode(episode, tmp_path / 'out' / 'ep.gif', fps=4)
+    log = load_episode(_write_log(tmp_path / 'ep.json'))
+    out = render_episode(log, tmp_path / 'out' / 'ep.gif', fps=4)
     assert out == tmp_path / 'out' / 'ep.gif' and out.is_file()
     assert not [p for p in out.parent.iterdir() if p.name.startswith('.')]   # no temp file left
     with Image.open(out) as gif:
-        assert gif.n_frames == 4
-        gif.seek(0)
+        assert gif.n_frames == 5
         frame = np.asarray(gif.convert('RGB')).astype(int)
     # the plan (magenta) is drawn; allow the GIF palette quantisation a few levels
     assert (np.abs(frame - PRED_TRAJ_COLOR).sum(-1) < 12).sum() > 50
     with pytest.raises(ValueError, match='suffix'):
-        render_episode(episode, tmp_path / 'ep.avi')
+        render_episode(log, tmp_path / 'ep.avi')

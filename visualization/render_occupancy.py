@@ -13,7 +13,8 @@ Closed-loop episodes (logs written by ``tools/closed_loop.py``)::
 
     python visualization/render_occupancy.py --episodes work_dirs/closed_loop [--format gif|mp4]
 
-writes ``<out-dir>/<episode_id>.gif`` for every episode log given (files, or folders of ``*.json``).
+writes ``<out-dir>/<episode_id>_<planner>.gif`` for every episode log given (files, or folders
+searched recursively for ``*.json``, e.g. the ``tools/closed_loop.py`` output directory).
 Each written path is printed on its own line as ``wrote PATH``.
 """
 import argparse
@@ -25,8 +26,6 @@ from tqdm import tqdm
 from drivepi.visualization.render import CHASE_VIEW, TOP_VIEW
 
 VIEWS = dict(chase=CHASE_VIEW, top=TOP_VIEW)
-# Files of a closed-loop output folder that are not episode logs.
-NON_EPISODE_FILES = ('closed_loop_metrics.json',)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -85,11 +84,12 @@ def show_sample(view, invisible: str) -> None:
 
 
 def episode_logs(paths) -> List[Path]:
-    """Episode log files from files and folders (a folder gives its ``*.json`` episode logs)."""
+    """Episode log files from files and folders (a folder gives all ``*.json`` below it)."""
+    from drivepi.closed_loop.runner import METRICS_FILE
     logs = []
     for path in map(Path, paths):
         if path.is_dir():
-            logs += sorted(p for p in path.glob('*.json') if p.name not in NON_EPISODE_FILES)
+            logs += sorted(p for p in path.rglob('*.json') if p.name != METRICS_FILE)
         else:
             logs.append(path)
     if not logs:
@@ -101,9 +101,10 @@ def render_episodes(args) -> List[Path]:
     """One animation per episode log."""
     from drivepi.visualization.episode import load_episode, render_episode
     written = []
-    for log in episode_logs(args.episodes):
-        episode = load_episode(log)
-        written.append(render_episode(episode, Path(args.out_dir) / f"{episode['episode_id']}.{args.format}"))
+    for path in episode_logs(args.episodes):
+        log = load_episode(path)
+        name = f"{log['episode_id']}_{log.get('planner', 'planner')}.{args.format}"
+        written.append(render_episode(log, Path(args.out_dir) / name))
     return written
 
 

@@ -1,81 +1,69 @@
 """A closed-loop episode as an animated BEV (GIF with Pillow, MP4 when ffmpeg is present).
 
-Episode log read here (JSON; a bare list is taken as ``steps``)::
-
-    {"episode_id": str, "dt": float (s between steps, default 0.5),
-     "steps": [{"t": float (s, optional),
-                "ego_pose": [x, y, yaw]            # global frame, m and rad
-                "plan": [[x, y], ...] | null       # (T, 2) planned waypoints, ego frame of this step
-                "agents": [[x, y, l, w, yaw], ...] # global-frame BEV boxes, or the closed-loop
-                                                   # AgentBoxes JSON {"boxes": [[x, y, z, l, w, h, yaw]], ...}
-                "events": [str, ...]               # optional, e.g. "collision"
-               }, ...]}
-
-Each frame is drawn in the ego frame of its step (ego at the origin pointing up), with the driven
-path so far, the current plan and the other agents.
+Reads the episode logs of ``tools/closed_loop.py`` (format ``drivepi-closed-loop-episode/1``,
+documented in :mod:`drivepi.closed_loop.episode`): per simulation step the ego state and the agent
+boxes (global frame), the plans with the pose they were made at, the logged expert path and the
+scored events. Each animation frame is drawn in the ego frame of its step (ego at the origin,
+heading up): other agents, the driven path so far, the expert path and the latest plan; the events
+that have happened so far are written in red in the title.
 """
 import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, List
 
 import numpy as np
 
+from drivepi.closed_loop.episode import LOG_FORMAT
 from drivepi.datasets.file_checks import check_exists
 
-from .bev import ego_box, plot_boxes, to_plot_xy
+from .bev import plot_boxes, to_plot_xy
 from .palette import AGENT_COLOR, EGO_COLOR, GT_TRAJ_COLOR, PRED_TRAJ_COLOR
 
-
-def _agent_boxes(agents, source: str) -> np.ndarray:
-    """(N, 5) ``[x, y, l, w, yaw]`` from either agent encoding of the log."""
-    if isinstance(agents, dict):
-        boxes = np.asarray(agents.get('boxes', []), np.float64).reshape(-1, 7)
-        return boxes[:, [0, 1, 3, 4, 6]]
-    boxes = np.asarray(agents if agents is not None else [], np.float64)
-    if boxes.size == 0:
-        return np.zeros((0, 5))
-    if boxes.ndim != 2 or boxes.shape[1] != 5:
-        raise ValueError(f'{source}: agents must be (N, 5) [x, y, l, w, yaw], got shape {boxes.shape}')
-    return boxes
+EXPERT_COLOR = (150, 150, 150)
 
 
 def load_episode(path) -> dict:
-    """Read and validate an episode log.
+    """Read and check a closed-loop episode log.
 
     Returns:
-        dict with ``episode_id``, ``dt``, and ``steps``: list of dicts with ``ego_pose`` (3,),
-        ``plan`` (T, 2) or None, ``agents`` (N, 5), ``events`` list of str, ``t``.
+        the log dict with ``ego`` (T, 6), ``expert`` (T, 3) and ``times`` (T,) as arrays, and
+        ``plans[*]['waypoints']`` (6, 2) / ``pose`` (3,) as arrays.
+
+    Raises:
+        FileNotFoundError / ValueError naming the file: missing, not JSON, not an episode log,
+        inconsistent lengths or non-finite poses.
     """
     path = check_exists(path, 'episode log')
     try:
-        data = json.loads(Path(path).read_text())
+        log = json.loads(Path(path).read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f'episode log {path} is not valid JSON: {err}') from err
-    if isinstance(data, list):
-        data = dict(steps=data)
-    steps = data.get('steps')
-    if not isinstance(steps, list) or not steps:
-        raise ValueError(f"episode log {path} has no non-empty 'steps' list")
-    dt = float(data.get('dt', 0.5))
-    parsed = []
-    for i, step in enumerate(steps):
-        where = f'episode log {path}, step {i}'
-        if 'ego_pose' not in step:
-            raise KeyError(f"{where}: no 'ego_pose' [x, y, yaw]")
-        pose = np.asarray(step['ego_pose'], np.float64)
-        if pose.shape != (3,) or not np.isfinite(pose).all():
-            raise ValueError(f'{where}: ego_pose must be 3 finite numbers [x, y, yaw], got {step["ego_pose"]}')
-        plan = step.get('plan')
-        if plan is not None:
-            plan = np.asarray(plan, np.float64)
-            if plan.ndim != 2 or plan.shape[1] != 2:
-                raise ValueError(f'{where}: plan must be (T, 2), got shape {plan.shape}')
-        parsed.append(dict(ego_pose=pose, plan=plan, agents=_agent_boxes(step.get('agents'), where),
-                           events=list(step.get('events', [])), t=float(step.get('t', i * dt))))
-    return dict(episode_id=str(data.get('episode_id', Path(path).stem)), dt=dt, steps=parsed)
+    if not isinstance(log, dict) or log.get('format') != LOG_FORMAT:
+        raise ValueError(f'{path} is not a {LOG_FORMAT} episode log (format: '
+                         f'{log.get("format") if isinstance(log, dict) else type(log).__name__!r})')
+    log['times'] = np.asarray(log['times'], np.float64)
+    log['ego'] = np.asarray(log['ego'], np.float64).reshape(-1, 6)
+    log['expert'] = np.asarray(log['expert'], np.float64).reshape(-1, 3)
+    num = len(log['times'])
+    if num == 0 or not (len(log['ego']) == len(log['agents']) == num):
+        raise ValueError(f'episode log {path}: times ({num}), ego ({len(log["ego"])}) and agents '
+                         f'({len(log["agents"])}) must have the same non-zero length')
+    if not np.isfinite(log['ego'][:, :3]).all():
+        raise ValueError(f'episode log {path}: non-finite ego poses')
+    for plan in log['plans']:
+        plan['pose'] = np.asarray(plan['pose'], np.float64)
+        plan['waypoints'] = np.asarray(plan['waypoints'], np.float64).reshape(-1, 2)
+    return log
+
+
+def ego_to_global(xy: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """Ego-frame (N, 2) points of ``pose`` = [x, y, yaw] to the global frame."""
+    c, s = np.cos(pose[2]), np.sin(pose[2])
+    xy = np.asarray(xy, np.float64).reshape(-1, 2)
+    return np.stack([c * xy[:, 0] - s * xy[:, 1], s * xy[:, 0] + c * xy[:, 1]], axis=1) + pose[:2]
 
 
 def global_to_ego(xy: np.ndarray, pose: np.ndarray) -> np.ndarray:
@@ -85,30 +73,54 @@ def global_to_ego(xy: np.ndarray, pose: np.ndarray) -> np.ndarray:
     return np.stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1]], axis=1)
 
 
-def _draw_frame(ax, episode: dict, index: int, radius: float) -> None:
-    """Draw step ``index`` of the episode on ``ax`` (cleared first)."""
+def frame_steps(log: dict, every: int = 0) -> List[int]:
+    """Simulation steps that become frames: every ``every``-th step (default: each replanning step)."""
+    every = every or max(1, int(round(log.get('sim_hz', 10.0) / log.get('replan_hz', 2.0))))
+    steps = list(range(0, len(log['times']), every))
+    return steps if steps[-1] == len(log['times']) - 1 else steps + [len(log['times']) - 1]
+
+
+def _ego_box(log: dict) -> np.ndarray:
+    """(1, 5) BEV box of the ego in its own (rear-axle) frame, from the log's vehicle size."""
+    vehicle = log.get('vehicle', {})
+    length, width = vehicle.get('length', 4.084), vehicle.get('width', 1.85)
+    return np.array([[vehicle.get('rear_axle_to_center', 1.0), 0.0, length, width, 0.0]])
+
+
+def draw_frame(ax, log: dict, step: int, radius: float = 40.0) -> None:
+    """Draw simulation ``step`` of the episode on ``ax`` (cleared first), ego frame of that step."""
     ax.clear()
-    step = episode['steps'][index]
-    pose = step['ego_pose']
-    boxes = step['agents'].copy()
+    pose = log['ego'][step, :3]
+    boxes = np.asarray(log['agents'][step]['boxes'], np.float64).reshape(-1, 7)[:, [0, 1, 3, 4, 6]]
     if len(boxes):
         boxes[:, :2] = global_to_ego(boxes[:, :2], pose)
         boxes[:, 4] -= pose[2]
         plot_boxes(ax, boxes, color=AGENT_COLOR)
-    plot_boxes(ax, ego_box(), color=EGO_COLOR)
-    driven = to_plot_xy(global_to_ego(np.array([s['ego_pose'][:2] for s in episode['steps'][:index + 1]]), pose))
-    ax.plot(driven[:, 0], driven[:, 1], color=np.asarray(GT_TRAJ_COLOR) / 255, linewidth=1.5, label='driven')
-    if step['plan'] is not None:
-        plan = to_plot_xy(np.concatenate([np.zeros((1, 2)), step['plan']]))
-        ax.plot(plan[:, 0], plan[:, 1], '-o', color=np.asarray(PRED_TRAJ_COLOR) / 255, markersize=3,
+    plot_boxes(ax, _ego_box(log), color=EGO_COLOR)
+    paths = [('expert', log['expert'][:, :2], EXPERT_COLOR, '--'),
+             ('driven', log['ego'][:step + 1, :2], GT_TRAJ_COLOR, '-')]
+    for label, path, color, style in paths:
+        xy = to_plot_xy(global_to_ego(path, pose))
+        ax.plot(xy[:, 0], xy[:, 1], style, color=np.asarray(color) / 255, linewidth=1.5, label=label)
+    plans = [p for p in log['plans'] if p['step'] <= step]
+    if plans:
+        plan = np.concatenate([plans[-1]['pose'][None, :2], ego_to_global(plans[-1]['waypoints'], plans[-1]['pose'])])
+        xy = to_plot_xy(global_to_ego(plan, pose))
+        ax.plot(xy[:, 0], xy[:, 1], '-o', color=np.asarray(PRED_TRAJ_COLOR) / 255, markersize=3,
                 linewidth=2, label='plan')
     ax.set_xlim(-radius, radius)
     ax.set_ylim(-radius, radius)
     ax.set_aspect('equal')
+    ax.set_xlabel('-y (m)')
+    ax.set_ylabel('x (m)')
     ax.legend(loc='lower left', fontsize=7)
-    events = ', '.join(step['events'])
-    ax.set_title(f"{episode['episode_id']}  t = {step['t']:.1f} s" + (f'  [{events}]' if events else ''),
-                 fontsize=9, color='red' if events else 'black')
+    happened = sorted({e['type'] for e in log.get('events', []) if e['step'] <= step})
+    failure = log.get('failure')
+    if failure and step == len(log['times']) - 1:
+        happened.append(f"failed: {failure['reason'][:40]}")
+    title = f"{log['episode_id']} ({log.get('planner', '?')})  t = {log['times'][step] - log['times'][0]:.1f} s"
+    ax.set_title(title + (f"  [{', '.join(happened)}]" if happened else ''), fontsize=9,
+                 color='red' if happened else 'black')
 
 
 @contextlib.contextmanager
@@ -126,13 +138,15 @@ def _atomic_path(out_path: Path) -> Iterator[Path]:
         raise
 
 
-def render_episode(episode: dict, out_path, fps: float = 4.0, radius: float = 40.0, dpi: int = 80) -> Path:
+def render_episode(log: dict, out_path, fps: float = 4.0, every: int = 0, radius: float = 40.0,
+                   dpi: int = 80) -> Path:
     """Write the episode as an animation: ``.gif`` (Pillow) or ``.mp4`` (needs ffmpeg).
 
     Args:
-        episode: from :func:`load_episode`.
-        out_path: target file; its suffix chooses the format.
-        fps: frames (steps) per second of the animation.
+        log: from :func:`load_episode`.
+        out_path: target file; its suffix chooses the format. Written atomically.
+        fps: frames per second of the animation.
+        every: one frame per ``every`` simulation steps (0: one per replanning step).
         radius: half-width in metres of the BEV window around the ego.
     """
     import matplotlib
@@ -151,13 +165,11 @@ def render_episode(episode: dict, out_path, fps: float = 4.0, radius: float = 40
     else:
         raise ValueError(f'episode animation {out_path}: suffix must be .gif or .mp4')
     fig, ax = plt.subplots(figsize=(6, 6))
-    steps = range(len(episode['steps']))
     try:
         with _atomic_path(out_path) as tmp, writer.saving(fig, str(tmp), dpi):
-            for index in tqdm(steps, desc=f'episode {episode["episode_id"]}', unit='frame'):
-                _draw_frame(ax, episode, index, radius)
+            for step in tqdm(frame_steps(log, every), desc=f"episode {log['episode_id']}", unit='frame'):
+                draw_frame(ax, log, step, radius)
                 writer.grab_frame()
     finally:
         plt.close(fig)
     return out_path
-
