@@ -22,7 +22,7 @@ from drivepi.sim.geometry import transform_points
 from drivepi.sim.nuscenes_export import NuScenesTables
 from drivepi.sim.occupancy import VisibilityProjector, semantics_and_flow
 from drivepi.sim.sensors import cast_lidar, render_cameras
-from drivepi.sim.world import CATEGORY_TO_OCC, SensorSetup
+from drivepi.sim.world import CATEGORY_TO_OCC, SensorSetup, load_scene_world
 
 VERSION = 'v1.0-drivepi-mini'
 EGO_ROUTES = (('left', 'straight', 'right'), ('right', 'straight', 'left'), ('straight', 'left', 'straight'),
@@ -100,6 +100,7 @@ def export_scene(out_dir: Path, name: str, seed: int, ego_actions, cfg: MiniPres
     world = generate_world(name, seed, cfg.num_keyframes, list(ego_actions), cfg.sensors,
                            start_timestamp_us=start_timestamp_us, ego_lead_in=cfg.ego_lead_in)
     world.save(out_dir / 'worlds' / f'{name}.json')
+    world = load_scene_world(out_dir, name)   # sensors see exactly the (rounded) world the file rebuilds
     tables = NuScenesTables(sorted(CATEGORY_TO_OCC))
     map_file = f'maps/{name}.png'
     materials = world.ground_materials[::MAP_STRIDE, ::MAP_STRIDE]
@@ -140,7 +141,7 @@ def _export_keyframe(out_dir, world, tables, scene, sample, i, ts, ego2global, a
                                (view.image.shape[1], view.image.shape[0]))
     sem, flow = semantics_and_flow(mesh, ego2global, agents.velocities)
     atomic_write_npz(out_dir / 'occupancy' / world.name / sample['token'] / 'labels.npz', dict(
-        semantics=sem, mask_lidar=projector.lidar_mask(scan.range_image),
+        semantics=sem, mask_lidar=projector.lidar_mask(scan.range_image, scan.points),
         mask_camera=projector.camera_mask({ch: v.depth for ch, v in views.items()}), flow=flow))
     ego_xy = ego2global[:2, 3]
     near = np.linalg.norm(agents.boxes[:, :2] - ego_xy, axis=1) <= ANNOTATION_RADIUS

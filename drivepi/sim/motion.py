@@ -80,7 +80,7 @@ class DriveProfile:
     decel: float = 2.5
     lat_accel: float = 2.0
     start_s: float = 0.0
-    start_speed: float = None
+    start_speed: float = None     # None: the highest speed the path allows there
     stops: tuple = ()
 
 
@@ -93,7 +93,8 @@ def drive(path: Path, profile: DriveProfile, duration: float, dt: float) -> dict
         vmax[i] = min(vmax[i], np.sqrt(vmax[i + 1] ** 2 + 2 * profile.decel * STEP))
     stops = sorted(profile.stops)
     steps = int(round(duration / dt)) + 1
-    s, v = profile.start_s, profile.cruise if profile.start_speed is None else profile.start_speed
+    s = profile.start_s
+    v = float(np.interp(s, path.s, vmax)) if profile.start_speed is None else profile.start_speed
     wait_until = None
     out_s, out_v = np.empty(steps), np.empty(steps)
     for k in range(steps):

@@ -2,8 +2,7 @@
 
 Computed from the world geometry itself, not from sensor returns:
 - semantics: the ground layer (the voxel row holding z = 0) takes the ground material's class;
-  every voxel holding a sample point of a solid (2x2x2 sub-voxel points for solids thinner than
-  4 voxels, voxel centres for bigger ones) takes the solid's class
+  every voxel that a solid overlaps (with positive volume) takes the solid's class
   (agents override static structure, static structure overrides ground);
 - flow: (vx, vy) of the owning agent rotated into the ego frame (m/s), zero elsewhere;
 - mask_lidar / mask_camera: voxels whose centre lies in front of (or at) the first surface seen by
@@ -14,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drivepi.sim.geometry import box_corners, points_in_boxes, transform_boxes, transform_points
+from drivepi.sim.geometry import box_corners, transform_boxes, transform_points
+from drivepi.sim.sensors import pixel_rays
 
 PC_RANGE = np.array([-40.0, -40.0, -1.0, 40.0, 40.0, 5.4])
 VOXEL_SIZE = 0.4
@@ -75,28 +75,37 @@ def semantics_and_flow(mesh, ego2global: np.ndarray, agent_velocities: np.ndarra
 
 
 def _voxels_of_box(box: np.ndarray):
-    """Index arrays of voxels holding a sample point inside ``box`` (ego frame): 2x2x2 sub-voxel points
-    for boxes thinner than 4 voxels, the voxel centres for bigger ones."""
+    """Index arrays of the voxels that overlap ``box`` (ego frame, yaw about z) with positive volume,
+    by the separating-axis test of each voxel square against the box footprint plus the z interval."""
     corners = box_corners(box)[0]
     lo = np.floor((corners.min(0) - PC_RANGE[:3]) / VOXEL_SIZE).astype(int)
     hi = np.floor((corners.max(0) - PC_RANGE[:3]) / VOXEL_SIZE).astype(int)
     lo, hi = np.maximum(lo, 0), np.minimum(hi, np.array(GRID_SHAPE) - 1)
     if np.any(hi < lo):
         return None
-    thin = np.min(box[3:6]) < 4 * VOXEL_SIZE
-    sub = np.array([0.25, 0.75]) * VOXEL_SIZE if thin else np.array([0.5]) * VOXEL_SIZE
-    axes = [PC_RANGE[i] + np.add.outer(np.arange(lo[i], hi[i] + 1) * VOXEL_SIZE, sub).ravel() for i in range(3)]
-    pts = np.stack(np.meshgrid(*axes, indexing='ij'), -1).reshape(-1, 3)
-    inside = points_in_boxes(pts, box[None])[:, 0]
-    vox = np.floor((pts[inside] - PC_RANGE[:3]) / VOXEL_SIZE).astype(int)
-    return tuple(vox.T) if len(vox) else None
+    half = VOXEL_SIZE / 2
+    ix, iy = np.meshgrid(np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1), indexing='ij')
+    dx = PC_RANGE[0] + (ix + 0.5) * VOXEL_SIZE - box[0]
+    dy = PC_RANGE[1] + (iy + 0.5) * VOXEL_SIZE - box[1]
+    a, b, c, s = box[3] / 2, box[4] / 2, abs(np.cos(box[6])), abs(np.sin(box[6]))
+    u = dx * np.cos(box[6]) + dy * np.sin(box[6])
+    v = -dx * np.sin(box[6]) + dy * np.cos(box[6])
+    hit = ((np.abs(dx) < half + a * c + b * s) & (np.abs(dy) < half + a * s + b * c)
+           & (np.abs(u) < a + half * (c + s)) & (np.abs(v) < b + half * (c + s)))
+    iz = np.arange(lo[2], hi[2] + 1)
+    z0 = PC_RANGE[2] + iz * VOXEL_SIZE
+    iz = iz[(z0 < box[2] + box[5]) & (z0 + VOXEL_SIZE > box[2])]
+    if not hit.any() or not len(iz):
+        return None
+    cols = np.flatnonzero(hit.ravel())
+    return (np.repeat(ix.ravel()[cols], len(iz)), np.repeat(iy.ravel()[cols], len(iz)), np.tile(iz, len(cols)))
 
 
 class VisibilityProjector:
     """Visibility masks of the grid for one sensor set-up (the grid is fixed in the ego frame, so the
     projection of every voxel centre into the LiDAR range image and the camera images is computed once).
     A voxel is observed when its centre is no farther than the first surface seen by the LiDAR beam /
-    camera pixel it falls in (+ ``SURFACE_TOLERANCE``)."""
+    camera pixel it falls in (+ ``SURFACE_TOLERANCE``), or when a LiDAR return / pixel surface lies in it."""
 
     def __init__(self, setup):
         centres = voxel_centres().reshape(-1, 3)
@@ -109,8 +118,10 @@ class VisibilityProjector:
                       / np.deg2rad(setup.lidar_azimuth_res_deg)).astype(int) % num_az
         valid = (ie >= 0) & (ie < len(elev))
         self.lidar = (np.flatnonzero(valid), ie[valid] * num_az + ia[valid], rng[valid])
-        self.cameras = {}
+        self.lidar2ego = setup.lidar2ego
+        self.cameras, self.pixel_rays = {}, {}
         for name, calib in setup.cameras.items():
+            self.pixel_rays[name] = (calib.cam2ego, pixel_rays(calib))
             cam = transform_points(np.linalg.inv(calib.cam2ego), centres)
             front = np.flatnonzero(cam[:, 2] > 0.1)
             uvw = cam[front] @ calib.intrinsic.T
@@ -119,16 +130,29 @@ class VisibilityProjector:
             ok = (u >= 0) & (u < calib.width) & (v >= 0) & (v < calib.height)
             self.cameras[name] = (front[ok], v[ok] * calib.width + u[ok], cam[front[ok], 2])
 
-    def lidar_mask(self, range_image: np.ndarray) -> np.ndarray:
-        """(200,200,16) uint8 mask_lidar from a (beams, azimuths) range image (inf = no return)."""
+    def lidar_mask(self, range_image: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """(200,200,16) uint8 mask_lidar from a (beams, azimuths) range image (inf = no return) and
+        the sweep's (N,>=3) points in the LiDAR frame."""
         idx, pix, dist = self.lidar
-        seen = np.zeros(np.prod(GRID_SHAPE), bool)
-        seen[idx] = dist <= range_image.ravel()[pix] + SURFACE_TOLERANCE
-        return seen.reshape(GRID_SHAPE).astype(np.uint8)
+        seen = np.zeros(GRID_SHAPE, bool)
+        seen.ravel()[idx] = dist <= range_image.ravel()[pix] + SURFACE_TOLERANCE
+        _mark(seen, transform_points(self.lidar2ego, points[:, :3].astype(np.float64)))
+        return seen.astype(np.uint8)
 
     def camera_mask(self, depths: dict) -> np.ndarray:
         """(200,200,16) uint8 mask_camera from channel -> (H,W) z-depth images (inf = sky)."""
-        seen = np.zeros(np.prod(GRID_SHAPE), bool)
+        seen = np.zeros(GRID_SHAPE, bool)
         for name, (idx, pix, depth) in self.cameras.items():
-            seen[idx] |= depth <= depths[name].ravel()[pix] + SURFACE_TOLERANCE
-        return seen.reshape(GRID_SHAPE).astype(np.uint8)
+            seen.ravel()[idx] |= depth <= depths[name].ravel()[pix] + SURFACE_TOLERANCE
+            cam2ego, rays = self.pixel_rays[name]
+            d = depths[name].ravel()
+            hit = np.isfinite(d)
+            _mark(seen, transform_points(cam2ego, rays[hit] * d[hit, None]))
+        return seen.astype(np.uint8)
+
+
+def _mark(grid: np.ndarray, points_ego: np.ndarray) -> None:
+    """Set the voxels of (N,3) ego-frame points inside the range."""
+    idx = np.floor((points_ego - PC_RANGE[:3]) / VOXEL_SIZE).astype(int)
+    ok = np.all((idx >= 0) & (idx < GRID_SHAPE), axis=1)
+    grid[tuple(idx[ok].T)] = True

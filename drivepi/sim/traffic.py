@@ -84,6 +84,7 @@ class TrafficBuilder:
         self.grid, self.rng, self.duration, self.dt = grid, rng, duration, dt
         self.circles = []   # accepted footprints: (T, k, 2) centres and (k,) radii
         self.agents = []
+        self.ego_xy = None  # (T,2) ego track, set by ego(); agents are placed near it
 
     # ---------------------------------------------------------------- ego
     def ego(self, cruise: float, actions: list, stop: bool, lead_in: tuple = (15.0, 35.0)) -> dict:
@@ -98,6 +99,7 @@ class TrafficBuilder:
         track = drive(path, DriveProfile(cruise=cruise, stops=stops), self.duration, self.dt)
         centre = self._box_centres(track, EGO_REAR_AXLE_OFFSET)
         self._accept(centre, track['yaw'], EGO_SIZE[:2])
+        self.ego_xy = track['xy'][::10]
         return dict(track=track, actions=taken)
 
     # ---------------------------------------------------------------- agents
@@ -111,8 +113,9 @@ class TrafficBuilder:
         return True
 
     def moving_vehicle(self, category: str, cruise: float, stop: bool) -> bool:
-        n = len(self.grid.centres)
-        node = tuple(self.rng.integers(0, n, size=2))
+        c = self.grid.centres
+        nodes = [(i, j) for i in range(len(c)) for j in range(len(c)) if self._near_ego((c[i], c[j]), 100.0)]
+        node = nodes[int(self.rng.integers(len(nodes)))]
         actions = list(self.rng.choice(list(ACTIONS), size=4, p=[0.5, 0.25, 0.25]))
         corners, radii, _ = route_corners(self.grid, node, int(self.rng.integers(4)),
                                           self.rng.uniform(10, 70), actions)
@@ -142,8 +145,8 @@ class TrafficBuilder:
 
     def pedestrian_crossing(self) -> bool:
         """A pedestrian walking the sidewalk onto a zebra crossing and across the street."""
-        c = self.grid.centres
-        axis, street, cross = int(self.rng.integers(2)), self.rng.choice(c), self.rng.choice(c)
+        axis, street, along, _ = self._street_spot(0.0)
+        cross = self.grid.centres[np.argmin(np.abs(self.grid.centres - along))]
         along = cross + self.rng.choice([-1, 1]) * np.mean(CROSSWALK)
         side = self.rng.choice([-1, 1])
         pts = [(along + side * self.rng.uniform(3, 10) * np.sign(along - cross), side * 7.5),
@@ -182,13 +185,22 @@ class TrafficBuilder:
                      yaw=np.full(steps, yaw), speed=np.zeros(steps), velocity=np.zeros((steps, 2)))
         return self.add_agent(category, track, np.full(steps, z), attribute)
 
-    def _street_spot(self, margin: float) -> tuple:
-        """Random (axis, centreline, along position, direction) on a street, ``margin`` m off crossings."""
+    def _street_spot(self, margin: float, near: float = 60.0, tries: int = 30) -> tuple:
+        """Random (axis, centreline, along position, direction) on a street, ``margin`` m off crossings
+        and (if possible within ``tries``) within ``near`` m of the ego's route."""
         segments = [s for s in self.grid.segments(margin) if s[1] - s[0] > 4]
-        lo, hi = segments[int(self.rng.integers(len(segments)))]
-        lo, hi = max(lo, -self.grid.half_extent + 5), min(hi, self.grid.half_extent - 5)
-        return (int(self.rng.integers(2)), float(self.rng.choice(self.grid.centres)),
-                float(self.rng.uniform(lo, hi)), int(self.rng.choice([-1, 1])))
+        for _ in range(tries):
+            lo, hi = segments[int(self.rng.integers(len(segments)))]
+            lo, hi = max(lo, -self.grid.half_extent + 5), min(hi, self.grid.half_extent - 5)
+            spot = (int(self.rng.integers(2)), float(self.rng.choice(self.grid.centres)),
+                    float(self.rng.uniform(lo, hi)), int(self.rng.choice([-1, 1])))
+            xy = (spot[2], spot[1]) if spot[0] == 0 else (spot[1], spot[2])
+            if self._near_ego(xy, near):
+                break
+        return spot
+
+    def _near_ego(self, xy, radius: float) -> bool:
+        return self.ego_xy is None or bool(np.min(np.linalg.norm(self.ego_xy - np.asarray(xy), axis=1)) <= radius)
 
     @staticmethod
     def _street_point(axis, c, along, direction, lateral) -> tuple:
