@@ -94,14 +94,15 @@ class IDMAgents:
         log = [self.source.agents_at(float(t)) for t in self.times]
         first = log[0]
         self.reactive = [i for i, (tok, cat) in enumerate(zip(first.tokens, first.categories))
-                         if cat.startswith(VEHICLE_PREFIX) and self._max_logged_speed(log, tok) > self.params.moving_speed]
+                         if cat.startswith(VEHICLE_PREFIX)
+                         and self._max_logged_speed(log, tok) > self.params.moving_speed]
         self.tokens = [first.tokens[i] for i in self.reactive]
         self.paths = [self._logged_path(log, tok) for tok in self.tokens]
         self.dims = first.boxes[self.reactive][:, 2:6].copy()  # z_bottom, l, w, h
         self.s = np.zeros(len(self.tokens))
         self.v = np.linalg.norm(first.velocities[self.reactive], axis=1) if self.reactive else np.zeros(0)
         self.v_desired = np.array([self._max_logged_speed(log, tok) for tok in self.tokens])
-        self.categories = {tok: first.categories[i] for tok, i in zip(self.tokens, self.reactive)}
+        self.reactive_categories = {tok: first.categories[i] for tok, i in zip(self.tokens, self.reactive)}
         return self._compose(0)
 
     def step(self, index: int, ego: EgoState) -> AgentStates:
@@ -141,9 +142,9 @@ class IDMAgents:
     def _compose(self, index: int) -> AgentStates:
         """Replayed agents from the log at ``times[index]`` plus the reactive ones at their state."""
         logged = self.source.agents_at(float(self.times[index]))
-        keep = [i for i, tok in enumerate(logged.tokens) if tok not in self.categories]
+        keep = [i for i, tok in enumerate(logged.tokens) if tok not in self.reactive_categories]
         tokens = [logged.tokens[i] for i in keep] + self.tokens
-        categories = [logged.categories[i] for i in keep] + [self.categories[t] for t in self.tokens]
+        categories = [logged.categories[i] for i in keep] + [self.reactive_categories[t] for t in self.tokens]
         boxes, vels = [logged.boxes[keep]], [logged.velocities[keep]]
         for k in range(len(self.tokens)):
             xy, yaw = self._pose(k)

@@ -34,6 +34,7 @@ from typing import Optional
 
 import numpy as np
 
+from drivepi.sim.geometry import wrap_angle
 from drivepi.sim.world import AgentStates
 
 from .agents import IDMAgents, IDMParams, LogReplayAgents
@@ -77,7 +78,7 @@ def initial_state(source, t0: float, wheelbase: float, dt: float) -> EgoState:
     """The expert's state at ``t0``: pose, speed and steering from finite differences of the log."""
     p0, p1 = source.expert_pose(t0), source.expert_pose(t0 + dt)
     v = float(np.linalg.norm(p1[:2] - p0[:2]) / dt)
-    yaw_rate = float(np.angle(np.exp(1j * (p1[2] - p0[2])))) / dt
+    yaw_rate = float(wrap_angle(p1[2] - p0[2])) / dt
     steer = float(np.arctan(wheelbase * yaw_rate / v)) if v > 0.5 else 0.0
     return EgoState(x=float(p0[0]), y=float(p0[1]), yaw=float(p0[2]), v=v, steer=steer, t=t0)
 

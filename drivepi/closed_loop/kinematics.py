@@ -101,4 +101,3 @@ def integrate_arc(x: float, y: float, yaw: float, arc: float, curvature: float):
     return (x + (np.sin(yaw + dyaw) - np.sin(yaw)) / curvature,
             y - (np.cos(yaw + dyaw) - np.cos(yaw)) / curvature,
             yaw + dyaw)
-

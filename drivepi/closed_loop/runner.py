@@ -19,7 +19,7 @@ from tqdm import tqdm
 from drivepi.fileio import atomic_write_json
 
 from .episode import LOG_FORMAT, EpisodeRunner
-from .scoring import SCORE_KEYS, aggregate_scores
+from .scoring import aggregate_scores
 
 METRICS_FORMAT = 'drivepi-closed-loop-metrics/1'
 METRICS_FILE = 'closed_loop_metrics.json'
@@ -118,7 +118,6 @@ def format_table(summary: dict) -> str:
     lines = [fmt(header), '-+-'.join('-' * w for w in widths)] + [fmt(r) for r in rows]
     lines.append(f"agents: {summary['agents_mode']}; sensors: {' / '.join(summary['sensor_note'])}")
     return '\n'.join(lines)
-
 
 
 def build_runner(cfg: dict, out_dir) -> ClosedLoopRunner:

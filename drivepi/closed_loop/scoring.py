@@ -199,7 +199,8 @@ class EpisodeScorer:
                 hit = shapely.intersects(ego_polygon(state, self.vehicle, state.v * tau), box_polygons(moved))
                 for j in np.flatnonzero(hit & ~touching):
                     if self._relative_angle(state, others.boxes[j, :2]) < p.rear_angle_deg:
-                        events.append(dict(type='ttc', step=k, t=round(state.t, 4), agent=others.tokens[j], ttc_s=float(tau)))
+                        events.append(dict(type='ttc', step=k, t=round(state.t, 4), agent=others.tokens[j],
+                                           ttc_s=float(tau)))
                         return 0.0
         return 1.0
 
@@ -207,7 +208,8 @@ class EpisodeScorer:
     def _comfort(self, ego, events):
         signals = comfort_signals(ego, self.p.savgol_window)
         b = self.p.comfort_bounds
-        checks = dict(lon_accel=(signals['lon_accel'] < b['min_lon_accel']) | (signals['lon_accel'] > b['max_lon_accel']),
+        lon = signals['lon_accel']
+        checks = dict(lon_accel=(lon < b['min_lon_accel']) | (lon > b['max_lon_accel']),
                       lat_accel=np.abs(signals['lat_accel']) > b['max_abs_lat_accel'],
                       lon_jerk=np.abs(signals['lon_jerk']) > b['max_abs_lon_jerk'],
                       jerk=np.abs(signals['jerk']) > b['max_abs_jerk'],
@@ -288,4 +290,3 @@ def aggregate_scores(episodes: List[dict]) -> dict:
     out['collisions_per_km'] = float(sum(m['num_at_fault_collisions'] for m in ok) / km) if km > 0 else 0.0
     out.update(num_episodes=n, num_failed=n - len(ok), distance_km=km)
     return out
-
