@@ -99,6 +99,9 @@ def test_resume_skips_finished_episodes(tmp_path):
     assert loaded == ['road_b'] and second.calls == 4  # only the new scene ran
     assert (tmp_path / 'episodes' / 'expert' / 'road_a.json').read_bytes() == before
     assert summary['planners']['expert']['num_episodes'] == 2
+    other = ClosedLoopRunner(EpisodeRunner(replan_hz=5.0), tmp_path, episode_seconds=2.0, config=dict(replan_hz=5.0))
+    with pytest.raises(ValueError, match='other closed-loop settings'):
+        other.run(['road_a'], load, {'expert': second})
     (tmp_path / 'episodes' / 'expert' / 'road_a.json').write_text('{"trunc')
     with pytest.raises(ValueError, match='road_a.json'):
         runner.run(['road_a'], load, {'expert': second})

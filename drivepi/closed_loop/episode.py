@@ -24,7 +24,8 @@ Episode log (one JSON file per episode and planner, read by the visualization to
                  "waypoints": [[x, y], ...6]}],                  # ego frame at that pose, 0.5 s apart
       "events": [{"type": "collision"|"offroad"|"ttc"|"wrong_way"|"discomfort", "step", "t", ...}],
       "metrics": null | {nc, dac, ttc, comfort, ep, ddc, pdms, route_completion, collisions_per_km,
-                         num_at_fault_collisions, distance_m, ego_progress_m, expert_progress_m}
+                         num_at_fault_collisions, distance_m, ego_progress_m, expert_progress_m},
+      "settings_fingerprint": str        # added by the runner (resume check)
     }
 
 A failed episode keeps the log up to the failing step (``ego``/``agents``/``times`` as far as driven).
@@ -71,7 +72,7 @@ def check_plan(plan, max_speed: float) -> np.ndarray:
 def agents_to_json(agents: AgentStates) -> dict:
     """JSON form of one agent set (see the module docstring)."""
     return dict(tokens=list(agents.tokens), categories=list(agents.categories),
-                boxes=np.round(agents.boxes, 4).tolist(), velocities=np.round(agents.velocities, 4).tolist())
+                boxes=np.round(agents.boxes, 3).tolist(), velocities=np.round(agents.velocities, 3).tolist())
 
 
 def initial_state(source, t0: float, wheelbase: float, dt: float) -> EgoState:
@@ -119,7 +120,7 @@ class EpisodeRunner:
 
     def run(self, source, planner, planner_name: str, t0: float, duration: float, episode_id: str) -> dict:
         """Drive ``duration`` seconds from ``t0`` and return the episode log (module docstring)."""
-        times = t0 + self.dt * np.arange(int(round(duration * self.sim_hz)) + 1)
+        times = t0 + self.dt * np.arange(int(np.floor(duration * self.sim_hz + 1e-6)) + 1)
         bicycle = KinematicBicycle(self.vehicle, self.dt)
         controller = PurePursuitController(self.vehicle, dt=self.dt, **self.controller_cfg)
         agent_model = self.make_agents(source)

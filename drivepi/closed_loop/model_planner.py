@@ -44,6 +44,7 @@ class ModelPlanner:
         self.work_dir = Path(work_dir)
         self.num_sweeps, self.sweep_interval = num_sweeps, sweep_interval
         self.episode, self.sweep_files = None, {}
+        self.checkpoint = None  # set by from_config; part of the runner's resume fingerprint
 
     @classmethod
     def from_config(cls, cfg, checkpoint: str, scene_infos: dict, work_dir, device: str = 'cpu') -> 'ModelPlanner':
@@ -67,8 +68,10 @@ class ModelPlanner:
         model = MODELS.build(cfg.model)
         load_checkpoint(model, checkpoint, map_location='cpu')
         model.to(device).eval()
-        return cls(model, DATASETS.build(ds_cfg), scene_infos, work_dir, num_sweeps=sweeps[0] if sweeps else 0,
-                   sweep_interval=options.get('sweep_interval', 0.1))
+        planner = cls(model, DATASETS.build(ds_cfg), scene_infos, work_dir, num_sweeps=sweeps[0] if sweeps else 0,
+                      sweep_interval=options.get('sweep_interval', 0.1))
+        planner.checkpoint = str(checkpoint)
+        return planner
 
     def plan(self, ctx: PlanningContext) -> np.ndarray:
         """(6, 2) ego-frame waypoints predicted from the sensors rendered at the simulated pose."""

@@ -8,8 +8,10 @@ Output directory layout::
                                                "episodes": {name: {episode_id: {status, pdms, failure}}}}
 
 Every file is written atomically; an episode whose log already exists is not run again (resume), its
-log is read back for the aggregate. Aggregates: :func:`drivepi.closed_loop.scoring.aggregate_scores`.
+log is read back for the aggregate. Each log records a fingerprint of the settings (the ``closed_loop``
+config without ``scenes``, and the planner's checkpoint); resuming with other settings is refused. Aggregates: :func:`drivepi.closed_loop.scoring.aggregate_scores`.
 """
+import hashlib
 import json
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence
@@ -26,11 +28,17 @@ METRICS_FILE = 'closed_loop_metrics.json'
 TABLE_KEYS = ('pdms', 'nc', 'dac', 'ttc', 'comfort', 'ep', 'ddc', 'route_completion', 'collisions_per_km')
 
 
-def read_episode_log(path: Path) -> dict:
-    """Load an episode log written by an earlier run.
+def settings_fingerprint(config: dict, planner) -> str:
+    """Hash of what decides an episode's result: the config (minus the scene list) and the planner's checkpoint."""
+    settings = dict({k: v for k, v in config.items() if k != 'scenes'}, checkpoint=getattr(planner, 'checkpoint', None))
+    return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def read_episode_log(path: Path, fingerprint: str) -> dict:
+    """Load an episode log written by an earlier run with the same settings.
 
     Raises:
-        ValueError: the file is not valid JSON or not an episode log.
+        ValueError: the file is not valid JSON, not an episode log, or made with other settings.
     """
     try:
         log = json.loads(Path(path).read_text())
@@ -38,6 +46,9 @@ def read_episode_log(path: Path) -> dict:
         raise ValueError(f'{path}: unreadable episode log ({err}); delete it to run the episode again') from err
     if log.get('format') != LOG_FORMAT or log.get('status') not in ('ok', 'failed'):
         raise ValueError(f'{path}: not a {LOG_FORMAT} episode log; delete it to run the episode again')
+    if log.get('settings_fingerprint') != fingerprint:
+        raise ValueError(f'{path}: made with other closed-loop settings or checkpoint (fingerprint '
+                         f'{log.get("settings_fingerprint")} != {fingerprint}); use another --out-dir')
     return log
 
 
@@ -77,11 +88,12 @@ class ClosedLoopRunner:
                 source = load_source(scene) if todo else None
                 for name, planner in planners.items():
                     path = self.episode_path(name, scene)
+                    fingerprint = settings_fingerprint(self.config, planner)
                     if name in todo:
-                        log = self._run_episode(source, planner, name, scene)
+                        log = dict(self._run_episode(source, planner, name, scene), settings_fingerprint=fingerprint)
                         atomic_write_json(path, log, indent=None)
                     else:
-                        log = read_episode_log(path)
+                        log = read_episode_log(path, fingerprint)
                     logs[name].append(log)
                     notes[log['setting']] = log['sensor_note']
                     bar.set_postfix(scene=scene, planner=name)
