@@ -9,7 +9,8 @@ Output directory layout::
 
 Every file is written atomically; an episode whose log already exists is not run again (resume), its
 log is read back for the aggregate. Each log records a fingerprint of the settings (the ``closed_loop``
-config without ``scenes``, and the planner's checkpoint); resuming with other settings is refused. Aggregates: :func:`drivepi.closed_loop.scoring.aggregate_scores`.
+config without ``scenes``, and the planner's checkpoint); resuming with other settings is refused.
+Aggregates: :func:`drivepi.closed_loop.scoring.aggregate_scores`.
 """
 import hashlib
 import json
