@@ -66,7 +66,7 @@ def test_plot_bev_puts_classes_forward_up_and_left_left():
     plt.close(fig)
 
 
-def _write_log(path, steps=21, status='ok'):
+def write_episode_log(path, steps=21, status='ok'):
     """A closed-loop log (drivepi-closed-loop-episode/1): 10 Hz, heading +y at 5 m/s, a parked car ahead."""
     times = 0.1 * np.arange(steps)
     ego = [[100.0, 200.0 + 5.0 * t, np.pi / 2, 5.0, 0.0, 0.0] for t in times]
@@ -91,7 +91,7 @@ def test_frames_convert_between_global_and_ego():
 
 
 def test_load_episode_reads_the_closed_loop_log_and_rejects_bad_ones(tmp_path):
-    log = load_episode(_write_log(tmp_path / 'ep.json'))
+    log = load_episode(write_episode_log(tmp_path / 'ep.json'))
     assert log['ego'].shape == (21, 6) and len(log['plans']) == 4
     assert frame_steps(log) == [0, 5, 10, 15, 20]         # one frame per replanning (10 Hz / 2 Hz)
     assert frame_steps(log, every=8) == [0, 8, 16, 20]
@@ -112,7 +112,7 @@ def test_load_episode_reads_the_closed_loop_log_and_rejects_bad_ones(tmp_path):
 
 
 def test_episode_frame_draws_the_plan_ahead_and_the_parked_car(tmp_path):
-    log = load_episode(_write_log(tmp_path / 'ep.json'))
+    log = load_episode(write_episode_log(tmp_path / 'ep.json'))
     fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
     draw_frame(ax, log, 0)
     fig.canvas.draw()
@@ -129,7 +129,7 @@ def test_episode_frame_draws_the_plan_ahead_and_the_parked_car(tmp_path):
 
 def test_render_episode_gif_has_one_frame_per_replanning_step(tmp_path):
     from PIL import Image
-    log = load_episode(_write_log(tmp_path / 'ep.json'))
+    log = load_episode(write_episode_log(tmp_path / 'ep.json'))
     out = render_episode(log, tmp_path / 'out' / 'ep.gif', fps=4)
     assert out == tmp_path / 'out' / 'ep.gif' and out.is_file()
     assert not [p for p in out.parent.iterdir() if p.name.startswith('.')]   # no temp file left

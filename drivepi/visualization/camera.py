@@ -18,6 +18,8 @@ from .scene import exposed_faces
 # Panel order of the six nuScenes cameras: front row left to right, back row left to right.
 CAMERA_ORDER = ('CAM_FRONT_LEFT', 'CAM_FRONT', 'CAM_FRONT_RIGHT',
                 'CAM_BACK_LEFT', 'CAM_BACK', 'CAM_BACK_RIGHT')
+# Ground classes: left out of camera overlays by default, so the road stays visible under them.
+FLAT_CLASSES = ('driveable_surface', 'other_flat', 'sidewalk', 'terrain')
 
 
 def ego_to_image(points: np.ndarray, cam2img: np.ndarray, cam2ego: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -60,7 +62,8 @@ def cameras_seeing(point: np.ndarray, cameras: Dict[str, dict], image_sizes: Dic
 
 def project_occupancy(semantics: np.ndarray, cam2img: np.ndarray, cam2ego: np.ndarray,
                       image_size: Tuple[int, int], class_names: Sequence[str] = OPENOCC_CLASSES,
-                      max_depth: float = 60.0, pc_range: Sequence[float] = PC_RANGE,
+                      max_depth: float = 60.0, skip_classes: Sequence[str] = (),
+                      pc_range: Sequence[float] = PC_RANGE,
                       voxel_size: float = VOXEL_SIZE) -> Dict[str, np.ndarray]:
     """Surface voxels of the grid as coloured image points, far to near (paint in this order).
 
@@ -68,12 +71,14 @@ def project_occupancy(semantics: np.ndarray, cam2img: np.ndarray, cam2ego: np.nd
         semantics: (X, Y, Z) class ids, free = last class.
         image_size: (height, width) of the camera image.
         max_depth: voxels farther than this (metres) are dropped.
+        skip_classes: class names not projected (e.g. :data:`FLAT_CLASSES`).
 
     Returns:
         ``uv`` (M, 2), ``depth`` (M,), ``labels`` (M,), ``colors`` (M, 3) uint8, sorted by depth descending.
     """
     occupied = semantics != len(class_names) - 1
     surface = exposed_faces(occupied).any(axis=-1)
+    surface &= ~np.isin(semantics, [class_names.index(name) for name in skip_classes])
     idx = np.argwhere(surface)
     uv, depth = ego_to_image(voxel_centers(idx, pc_range, voxel_size), cam2img, cam2ego)
     keep = visible_in_image(uv, depth, image_size) & (depth <= max_depth)
@@ -104,18 +109,20 @@ def draw_camera_panel(ax, image: np.ndarray, cam2img: np.ndarray, cam2ego: np.nd
                       semantics: Optional[np.ndarray] = None,
                       trajectories: Optional[Dict[str, Tuple[np.ndarray, tuple]]] = None,
                       class_names: Sequence[str] = OPENOCC_CLASSES, title: str = '',
-                      alpha: float = 0.45) -> None:
+                      alpha: float = 0.45, skip_classes: Sequence[str] = FLAT_CLASSES) -> None:
     """A camera image with projected occupancy (dots sized by distance) and trajectories.
 
     Args:
         ax: matplotlib Axes.
         image: (H, W, 3) uint8 camera image.
         trajectories: ``{label: ((T, 2) waypoints, uint8 RGB)}``.
+        skip_classes: class names not drawn (ground classes by default).
     """
     size = image.shape[:2]
     ax.imshow(image)
     if semantics is not None:
-        proj = project_occupancy(semantics, cam2img, cam2ego, size, class_names)
+        proj = project_occupancy(semantics, cam2img, cam2ego, size, class_names,
+                                 skip_classes=[c for c in skip_classes if c in class_names])
         dot = np.clip(600.0 / np.maximum(proj['depth'], 1.0), 1.0, 120.0) * size[0] / 900.0
         ax.scatter(proj['uv'][:, 0], proj['uv'][:, 1], s=dot, c=proj['colors'] / 255.0,
                    alpha=alpha, linewidths=0, marker='s')

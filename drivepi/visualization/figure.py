@@ -56,8 +56,8 @@ def draw_sample_figure(view: SampleView, view3d: View = CHASE_VIEW,
     import matplotlib.pyplot as plt
     panels = _panels(view)
     has_cams = bool(view.cameras)
-    fig = plt.figure(figsize=(6.0 * len(panels) + 2.5, 12.5 if has_cams else 5.5))
-    top, bottom = fig.subfigures(2, 1, height_ratios=[1.0, 1.25]) if has_cams else (fig, None)
+    fig = plt.figure(figsize=(6.0 * len(panels) + 2.5, 11.0 if has_cams else 4.5))
+    top, bottom = fig.subfigures(2, 1, height_ratios=[0.75, 1.25]) if has_cams else (fig, None)
     axes = top.subplots(1, 2 * len(panels), gridspec_kw=dict(width_ratios=[4 / 3, 1] * len(panels)))
     present = set()
     for (name, occ, flow, mask, which), ax3d, axbev in zip(panels, axes[0::2], axes[1::2]):
@@ -90,7 +90,7 @@ def _draw_cameras(subfig, view: SampleView, class_names: Sequence[str]) -> None:
         params = view.cameras[cam]
         draw_camera_panel(ax, params['image'], params['cam2img'], params['cam2ego'], occ, trajs,
                           class_names, title=cam)
-    subfig.suptitle(f"cameras with projected {'predicted' if use_pred else 'ground-truth'} occupancy",
+    subfig.suptitle(f"cameras with projected {'predicted' if use_pred else 'ground-truth'} occupancy (ground classes left out)",
                     fontsize=10)
     subfig.subplots_adjust(left=0.01, right=0.99, top=0.93, bottom=0.01, wspace=0.03, hspace=0.08)
 
