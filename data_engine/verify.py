@@ -28,7 +28,8 @@ from data_engine.captions import TemplateCaptioner  # noqa: E402
 from data_engine.flow import HEADINGS  # noqa: E402
 from data_engine.generate_qa import QAEngineConfig, load_infos  # noqa: E402
 from data_engine.phrasing import yes_no  # noqa: E402
-from data_engine.scene import COMMAND_NAMES, GROUND_CLASSES, STEP_SECONDS, SceneGT, display_name, load_scene  # noqa: E402
+from data_engine.scene import (COMMAND_NAMES, GROUND_CLASSES, STEP_SECONDS, SceneGT, display_name,  # noqa: E402
+                               load_scene)
 from drivepi.datasets.qa_schema import QARecord, iter_qa_records  # noqa: E402
 from drivepi.evaluation.qa_accuracy import format_number, format_waypoints  # noqa: E402
 
@@ -155,7 +156,8 @@ class SceneOracle:
         return str(self._count(meta['name'], meta['radius'], meta['region']))
 
     def compare(self, meta):
-        return yes_no(self._count(meta['a'], meta['radius'], 'around') > self._count(meta['b'], meta['radius'], 'around'))
+        radius = meta['radius']
+        return yes_no(self._count(meta['a'], radius, 'around') > self._count(meta['b'], radius, 'around'))
 
     # ---- flow -----------------------------------------------------------------------------
     def _velocity(self, meta):

@@ -1,6 +1,9 @@
 """Data engine on a hand-built scene whose answers are worked out by hand in the comments."""
 import json
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +23,7 @@ CATEGORIES = {'car': 0, 'truck': 1, 'trailer': 2, 'bus': 3, 'construction_vehicl
               'motorcycle': 6, 'pedestrian': 7, 'traffic_cone': 8, 'barrier': 9}
 L = {name: i for i, name in enumerate(OPENOCC_CLASSES)}
 FREE = L['free']
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def ix_of(x):
@@ -179,9 +183,9 @@ def test_family_generators_give_hand_answers(scene):
 
 def test_place_questions_are_consistent(scene):
     rng = np.random.default_rng(3)
+    places_only = OccupancyQAConfig(num_direction=0, num_count=0, num_compare=0, ask_free_space=False)
     for _ in range(20):
-        turns = generate_occupancy(scene, rng, OccupancyQAConfig(num_direction=0, num_count=0, num_compare=0,
-                                                                  ask_free_space=False), list(CATEGORIES))[0]
+        turns = generate_occupancy(scene, rng, places_only, list(CATEGORIES))[0]
         exist, obj, height = (t.answer for t in turns)
         assert (exist, obj, height) in {('yes', 'car', '1.8 m'), ('yes', 'barrier', '1.4 m'),
                                         ('yes', 'manmade', '3.0 m'), ('yes', 'vegetation', '3.8 m'),
@@ -295,3 +299,31 @@ def test_balance_caps_the_largest_answer_share():
     assert qa_stats(balanced)['per_type']['action']['histogram'] == {'keep speed': 15, 'stop': 10}
     only_one = [record_of('s', [('yes', 'exist')] * 3)]
     assert balance_answers(only_one, 0.6)[0].conversations == only_one[0].conversations
+
+
+def test_config_file_holds_the_defaults():
+    assert QAEngineConfig.from_file(REPO_ROOT / 'configs/_base_/data_engine.py') == QAEngineConfig()
+
+
+def test_generate_script_runs_from_the_repo_root(hand_dataset, tmp_path):
+    out = tmp_path / 'qa.jsonl'
+    result = subprocess.run([sys.executable, 'data_engine/generate_qa.py', '--info', str(hand_dataset),
+                             '--out', str(out)], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'top share' in result.stdout and 'qa.jsonl.stats.json' in result.stdout
+    assert list(load_qa_file(out)) == ['tok0']
+
+
+def test_real_keyframe_objects_agree_with_mmdet3d_boxes(demo_dir):
+    from mmdet3d.structures import LiDARInstance3DBoxes
+    infos = pickle.loads((demo_dir / 'n015-2018-07-24-11-22-45+0800.pkl').read_bytes())
+    info, categories = infos['data_list'][0], infos['metainfo']['categories']
+    lidar2ego = np.asarray(info['lidar_points']['lidar2ego'])
+    objs = objects_in_ego(info['instances'], lidar2ego, {v: k for k, v in categories.items()}, 'demo')
+    valid = [i for i in info['instances'] if i['bbox_3d_isvalid']]
+    assert len(objs) == len(valid) > 10
+    boxes = LiDARInstance3DBoxes(np.array([i['bbox_3d'] for i in valid], np.float32))
+    centres = boxes.gravity_center.numpy() @ lidar2ego[:3, :3].T + lidar2ego[:3, 3]
+    np.testing.assert_allclose(objs.centers, centres, atol=1e-3)
+    speeds = [np.hypot(*i['velocity']) for i in valid]  # a rotation keeps every speed (NaN stays NaN)
+    np.testing.assert_allclose(np.linalg.norm(objs.velocities, axis=1), speeds, atol=1e-6)
