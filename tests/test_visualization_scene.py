@@ -162,3 +162,14 @@ def test_render_area_of_each_class_matches_the_grid(top_render):
     manmade_px = (top_render == palette[MANMADE]).all(-1).sum()
     assert car_px == pytest.approx((4.0 * 2.4) / 0.04, rel=0.03)
     assert manmade_px == pytest.approx((4.0 * 4.0) / 0.04, rel=0.03)
+
+
+def test_interactive_window_needs_a_display(monkeypatch):
+    from drivepi.visualization.render import has_display, show_interactive
+    monkeypatch.delenv('DISPLAY', raising=False)
+    monkeypatch.delenv('WAYLAND_DISPLAY', raising=False)
+    assert not has_display()
+    with pytest.raises(RuntimeError, match='no display'):
+        show_interactive(build_scene(known_scene()[0]))
+    monkeypatch.setenv('DISPLAY', ':99')
+    assert has_display()

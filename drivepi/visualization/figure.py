@@ -90,8 +90,8 @@ def _draw_cameras(subfig, view: SampleView, class_names: Sequence[str]) -> None:
         params = view.cameras[cam]
         draw_camera_panel(ax, params['image'], params['cam2img'], params['cam2ego'], occ, trajs,
                           class_names, title=cam)
-    subfig.suptitle(f"cameras with projected {'predicted' if use_pred else 'ground-truth'} occupancy (ground classes left out)",
-                    fontsize=10)
+    source = 'predicted' if use_pred else 'ground-truth'
+    subfig.suptitle(f'cameras with projected {source} occupancy (ground classes left out)', fontsize=10)
     subfig.subplots_adjust(left=0.01, right=0.99, top=0.93, bottom=0.01, wspace=0.03, hspace=0.08)
 
 

@@ -22,8 +22,9 @@ class View:
     """A camera for a scene in the ego frame (metres).
 
     ``kind='top'`` is an orthographic bird's-eye view of the (x, y) window ``extent =
-    (x_min, y_min, x_max, y_max)``, x (forward) pointing up the image, y (left) to the left, so
-    that pixel ``(row, col)`` sees ``x = x_max - (row + 0.5) * dx``, ``y = y_max - (col + 0.5) * dy``.
+    (x_min, y_min, x_max, y_max)``, x (forward) pointing up the image, y (left) to the left; the
+    window is centred and widened along one axis to the image's aspect. With a matching aspect, pixel
+    ``(row, col)`` sees ``x = x_max - (row + 0.5) * dx``, ``y = y_max - (col + 0.5) * dy``.
     ``kind='perspective'`` looks from ``eye`` at ``center`` with vertical field of view ``fov`` deg.
     """
     kind: str = 'perspective'
@@ -57,13 +58,13 @@ def _setup_camera(renderer: rendering.OffscreenRenderer, view: View, width: int,
     if view.kind != 'top':
         raise ValueError(f"view kind must be 'top' or 'perspective', got {view.kind!r}")
     x0, y0, x1, y1 = view.extent
-    if not np.isclose((x1 - x0) / height, (y1 - y0) / width):
-        raise ValueError(f'top view extent {view.extent} does not match image aspect {width}x{height}')
+    # widen the window along one axis so that it has the image's aspect (pixels stay square)
+    half_x = max((x1 - x0) / 2, (y1 - y0) / 2 * height / width)
+    half_y = half_x * width / height
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     camera = renderer.scene.camera
-    # image right = -y, image up = +x: half-widths in camera axes
-    camera.set_projection(rendering.Camera.Projection.Ortho, -(y1 - y0) / 2, (y1 - y0) / 2,
-                          -(x1 - x0) / 2, (x1 - x0) / 2, 1.0, 1000.0)
+    # camera axes: image right = -y, image up = +x
+    camera.set_projection(rendering.Camera.Projection.Ortho, -half_y, half_y, -half_x, half_x, 1.0, 1000.0)
     camera.look_at([cx, cy, 0.0], [cx, cy, 500.0], [1.0, 0.0, 0.0])
 
 
@@ -81,15 +82,12 @@ def render_offscreen(items: Sequence[SceneItem], width: int = 800, height: int =
         uint8 image (height, width, 3).
     """
     renderer = rendering.OffscreenRenderer(width, height)
-    try:
-        renderer.scene.set_background(list(np.asarray(background, np.float64) / 255.0) + [1.0])
-        renderer.scene.view.set_post_processing(False)
-        for item in items:
-            renderer.scene.add_geometry(item.name, item.geometry, _material(item))
-        _setup_camera(renderer, view, width, height)
-        return np.array(renderer.render_to_image())
-    finally:
-        del renderer
+    renderer.scene.set_background(list(np.asarray(background, np.float64) / 255.0) + [1.0])
+    renderer.scene.view.set_post_processing(False)
+    for item in items:
+        renderer.scene.add_geometry(item.name, item.geometry, _material(item))
+    _setup_camera(renderer, view, width, height)
+    return np.array(renderer.render_to_image())
 
 
 def has_display() -> bool:
