@@ -1,19 +1,17 @@
-"""Atomic file writing for the generated data (temp file in the same folder, then ``os.replace``)."""
+"""Atomic writers for the generated data files, on top of :func:`drivepi.fileio.atomic_open`."""
 import io
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from drivepi.fileio import atomic_open
+
 
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically, creating parent folders."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_open(path, 'wb') as f:
+        f.write(data)
 
 
 def atomic_write_text(path, text: str) -> None:
@@ -24,12 +22,10 @@ def atomic_write_text(path, text: str) -> None:
 def atomic_write_npz(path, arrays: dict, level: int = 1) -> None:
     """Write a deflate-compressed ``.npz`` of ``arrays`` (readable by ``np.load``) to ``path`` atomically;
     ``level`` is the zlib level (1 = fast; ground-truth grids are mostly constant and compress well anyway)."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, 'w', zipfile.ZIP_DEFLATED, compresslevel=level) as zf:
+    with atomic_open(path, 'wb') as f, zipfile.ZipFile(f, 'w', zipfile.ZIP_DEFLATED, compresslevel=level) as zf:
         for name, array in arrays.items():
-            with zf.open(f'{name}.npy', 'w') as f:
-                np.lib.format.write_array(f, np.asarray(array), allow_pickle=False)
-    atomic_write_bytes(path, buf.getvalue())
+            with zf.open(f'{name}.npy', 'w') as member:
+                np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
 
 
 def atomic_write_image(path, image: np.ndarray, quality: int = 90) -> None:

@@ -43,7 +43,7 @@ class MiniPreset:
 
 
 PRESETS = {
-    'default': MiniPreset(40, 5, SensorSetup(image_width=400, image_height=225, lidar_azimuth_res_deg=0.5)),
+    'default': MiniPreset(40, 5, SensorSetup(image_width=400, image_height=225, lidar_azimuth_res_deg=0.6)),
     'test': MiniPreset(6, 2, SensorSetup(image_width=160, image_height=90, lidar_azimuth_res_deg=1.0),
                        ego_lead_in=(4.0, 10.0), workers=1),
 }

@@ -24,7 +24,7 @@ SKY_HORIZON, SKY_ZENITH, HAZE = np.array([0.8, 0.85, 0.9]), np.array([0.35, 0.55
 @dataclass
 class RayHits:
     """Ray-cast result for R rays: ``distance`` (R,) m (inf = miss), ``points`` (R,3) global,
-    ``normals`` (R,3) facing the ray origin, ``label`` (R,) occupancy class (16 = miss),
+    ``normals`` (R,3) float32 facing the ray origin, ``label`` (R,) occupancy class (16 = miss),
     ``owner`` (R,) agent index (-1 = static / ground / miss), ``material`` (R,) ground material or 255,
     ``solid`` (R,) index into ``mesh.solids`` (-1 = ground / miss)."""
     distance: np.ndarray
@@ -39,18 +39,14 @@ class RayHits:
 def cast_rays(mesh, origins: np.ndarray, directions: np.ndarray, max_range: float = np.inf) -> RayHits:
     """Cast (R,3) unit ``directions`` from (R,3) or (3,) global ``origins`` against ``mesh``."""
     from drivepi.sim.world import FREE, MATERIAL_TO_OCC
-    import open3d as o3d
     origins = np.broadcast_to(origins, directions.shape)
-    rays = np.concatenate([origins, directions], axis=1).astype(np.float32)
-    ans = mesh.raycasting_scene.cast_rays(o3d.core.Tensor(rays))
-    dist = ans['t_hit'].numpy().astype(np.float64)
+    directions = directions.astype(np.float32)
+    dist, solid, normals = mesh.cast(np.concatenate([origins.astype(np.float32), directions], axis=1))
     dist[dist > max_range] = np.inf
     hit = np.isfinite(dist)
-    prim = ans['primitive_ids'].numpy()
-    solid = mesh.solid_index(np.where(hit, prim, 0))
-    normals = ans['primitive_normals'].numpy().astype(np.float64)
-    normals *= -np.sign(np.sum(normals * directions, axis=1, keepdims=True) + 1e-12)
-    points = origins + directions * np.where(hit, dist, 0)[:, None]
+    solid[~hit] = -1
+    normals *= -np.sign(np.einsum('ij,ij->i', normals, directions) + 1e-12)[:, None]
+    points = origins + directions * np.where(hit, dist, 0)[:, None].astype(np.float32)
     label = np.full(len(dist), FREE, np.uint8)
     owner = np.full(len(dist), -1, np.int64)
     material = np.full(len(dist), 255, np.uint8)
@@ -59,7 +55,7 @@ def cast_rays(mesh, origins: np.ndarray, directions: np.ndarray, max_range: floa
     owner[on_solid] = mesh.solids.owner[solid[on_solid]]
     material[on_ground] = mesh.world.ground_material_at(points[on_ground, :2])
     label[on_ground] = MATERIAL_TO_OCC[material[on_ground]]
-    return RayHits(dist, points, normals, label, owner, material, np.where(hit, solid, -1))
+    return RayHits(dist, points, normals, label, owner, material, solid)
 
 
 @dataclass
@@ -144,27 +140,27 @@ def render_cameras(mesh, setup, ego2global: np.ndarray) -> dict:
 
 def _shade(mesh, hits: RayHits, dirs: np.ndarray) -> np.ndarray:
     """(R,3) RGB in [0,1] of the hits: base colour x Lambert x texture, hazed with distance; sky for misses."""
-    hit = np.isfinite(hits.distance)
-    base = np.zeros((len(dirs), 3))
-    on_ground = hits.material != 255
-    base[on_ground] = MATERIAL_COLOURS[hits.material[on_ground]]
-    on_solid = hit & ~on_ground
-    base[on_solid] = _solid_colours(mesh, hits, on_solid)
-    lambert = 0.45 + 0.55 * np.clip(hits.normals @ SUN, 0, 1)
-    cell = np.floor(hits.points * 4).astype(np.int64)
-    noise = ((cell[:, 0] * 73856093) ^ (cell[:, 1] * 19349663) ^ (cell[:, 2] * 83492791)) % 1000 / 1000.0
-    texture = 0.92 + 0.08 * noise
-    haze = 1 - np.exp(-np.where(hit, hits.distance, 0) / HAZE)
-    colour = (base * (lambert * texture)[:, None]) * (1 - haze[:, None]) + SKY_HORIZON * haze[:, None]
-    sky = SKY_HORIZON + (SKY_ZENITH - SKY_HORIZON) * np.clip(dirs[:, 2:3] * 3, 0, 1)
-    return np.clip(np.where(hit[:, None], colour, sky), 0, 1)
+    colour = (SKY_HORIZON + (SKY_ZENITH - SKY_HORIZON) * np.clip(dirs[:, 2:3] * 3, 0, 1)).astype(np.float32)
+    hit = np.flatnonzero(np.isfinite(hits.distance))
+    material = hits.material[hit]
+    on_ground = material != 255
+    base = np.empty((len(hit), 3), np.float32)
+    base[on_ground] = MATERIAL_COLOURS[material[on_ground]]
+    base[~on_ground] = _solid_colours(mesh, hits, hit[~on_ground])
+    lambert = 0.45 + 0.55 * np.clip(hits.normals[hit] @ SUN.astype(np.float32), 0, 1)
+    cells = np.floor(hits.points[hit] * 4).astype(np.int32).sum(1)   # 25 cm / 1 m checker texture
+    texture = 0.92 + 0.04 * (cells & 1) + 0.04 * ((cells >> 2) & 1)
+    haze = (1 - np.exp(-hits.distance[hit].astype(np.float32) / HAZE))[:, None]
+    shade = (lambert * texture)[:, None]
+    colour[hit] = np.minimum(base * shade * (1 - haze) + SKY_HORIZON * haze, 1.0)
+    return colour
 
 
-def _solid_colours(mesh, hits: RayHits, mask: np.ndarray) -> np.ndarray:
-    """Base colours of solid hits; buildings get darker window bands every 3.2 m of height."""
+def _solid_colours(mesh, hits: RayHits, index: np.ndarray) -> np.ndarray:
+    """Base colours of the solid hits ``index``; buildings get darker window bands every 3.2 m of height."""
     from drivepi.sim.world import OCC_CLASSES
-    colours = mesh.solids.colours[hits.solid[mask]].copy()
-    pts, labels = hits.points[mask], hits.label[mask]
+    colours = mesh.solids.colours[hits.solid[index]]
+    pts, labels = hits.points[index], hits.label[index]
     manmade = labels == OCC_CLASSES.index('manmade')
     window = (np.mod(pts[:, 2], 3.2) > 1.2) & (np.mod(pts[:, 2], 3.2) < 2.4) & (pts[:, 2] > 1.0)
     colours[manmade & window] *= 0.55

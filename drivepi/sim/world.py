@@ -244,34 +244,59 @@ class SceneWorld:
 
 @dataclass
 class WorldMesh:
-    """Ground quad + box triangles of one instant, with per-triangle lookup tables.
+    """Triangles of one instant: the static part (ground quad + static solids, built once per world and
+    cached) and the agents' solids (rebuilt per instant), each with its own Embree scene.
 
-    Triangles 0-1 are the ground plane (z = 0); triangle ``2 + 12 m + k`` belongs to solid ``m``.
+    ``solids`` lists the static solids first, then the agents' (:meth:`SceneWorld.solids`).
     """
     world: SceneWorld
     solids: Solids
-    vertices: np.ndarray
-    triangles: np.ndarray
+    static_scene: object
+    dynamic_scene: object
+    num_static: int
 
     @classmethod
     def build(cls, world: SceneWorld, solids: Solids) -> 'WorldMesh':
-        e = world.grid.half_extent + 200.0
-        corners = np.array([[-e, -e, 0, 1], [e, -e, 0, 1], [-e, e, 0, 1], [e, e, 0, 1]]) @ world.grid.grid2global.T
-        verts, tris = boxes_mesh(solids.boxes)
-        vertices = np.concatenate([corners[:, :3].astype(np.float32), verts])
-        triangles = np.concatenate([np.array([[0, 1, 3], [0, 3, 2]], np.int32), tris + 4])
-        return cls(world, solids, vertices, triangles)
+        num_static = len(world.static.boxes)
+        if '_static_scene' not in world.__dict__:
+            e = world.grid.half_extent + 200.0
+            ground = np.array([[-e, -e, 0, 1], [e, -e, 0, 1], [-e, e, 0, 1], [e, e, 0, 1]]) @ world.grid.grid2global.T
+            verts, tris = boxes_mesh(world.static.boxes)
+            world.__dict__['_static_scene'] = _embree_scene(
+                np.concatenate([ground[:, :3].astype(np.float32), verts]),
+                np.concatenate([np.array([[0, 1, 3], [0, 3, 2]], np.int32), tris + 4]))
+        verts, tris = boxes_mesh(solids.boxes[num_static:])
+        return cls(world, solids, world.__dict__['_static_scene'], _embree_scene(verts, tris), num_static)
 
-    def solid_index(self, triangle_ids: np.ndarray) -> np.ndarray:
-        """(N,) solid index of hit triangles, -1 for the ground plane."""
-        return np.where(triangle_ids < 2, -1, (triangle_ids.astype(np.int64) - 2) // TRIANGLES_PER_BOX)
-
-    @cached_property
-    def raycasting_scene(self):
+    def cast(self, rays: np.ndarray) -> tuple:
+        """Nearest hits of (R,6) float32 rays ``[origin, unit direction]``: distance (R,) (inf = miss),
+        solid index (R,) (-1 = ground or miss) and the hit triangle's normal (R,3)."""
         import open3d as o3d
-        scene = o3d.t.geometry.RaycastingScene()
-        scene.add_triangles(o3d.core.Tensor(self.vertices), o3d.core.Tensor(self.triangles.astype(np.uint32)))
-        return scene
+        tensor = o3d.core.Tensor(rays)
+        static = self.static_scene.cast_rays(tensor)
+        dist = static['t_hit'].numpy().astype(np.float64)
+        prim = static['primitive_ids'].numpy().astype(np.int64)
+        solid = np.where(prim < 2, -1, (prim - 2) // TRIANGLES_PER_BOX)
+        normals = static['primitive_normals'].numpy()
+        if len(self.solids.boxes) > self.num_static:
+            dyn = self.dynamic_scene.cast_rays(tensor)
+            d_dist = dyn['t_hit'].numpy()
+            closer = d_dist < dist
+            dist[closer] = d_dist[closer]
+            solid[closer] = self.num_static + dyn['primitive_ids'].numpy()[closer].astype(np.int64) // TRIANGLES_PER_BOX
+            normals[closer] = dyn['primitive_normals'].numpy()[closer]
+        solid[~np.isfinite(dist)] = -1
+        return dist, solid, normals
+
+
+def _embree_scene(vertices: np.ndarray, triangles: np.ndarray):
+    """An ``open3d.t.geometry.RaycastingScene`` of one triangle mesh."""
+    import open3d as o3d
+    scene = o3d.t.geometry.RaycastingScene()
+    if len(triangles):
+        scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)),
+                            o3d.core.Tensor(triangles.astype(np.uint32)))
+    return scene
 
 
 def load_scene_world(data_root, scene_name: str) -> SceneWorld:

@@ -1,0 +1,29 @@
+"""Generate the DrivePI mini dataset (nuScenes format, ray-cast sensors, OpenOcc occupancy GT).
+
+    python tools/create_mini_dataset.py --out-dir data/drivepi-mini
+    python tools/create_data.py nuscenes --root-path data/drivepi-mini --out-dir data/drivepi-mini \
+        --version v1.0-drivepi-mini
+"""
+import argparse
+
+from drivepi.sim.mini_dataset import PRESETS, generate_mini_dataset
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--out-dir', default='data/drivepi-mini', help='data root to write')
+    parser.add_argument('--num-scenes', type=int, default=10)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--preset', default='default', choices=sorted(PRESETS))
+    parser.add_argument('--workers', type=int, default=None, help="processes (default: the preset's)")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    version = generate_mini_dataset(args.out_dir, args.num_scenes, args.seed, args.preset, workers=args.workers)
+    print(f'\nwrote {version} ({args.num_scenes} scenes, preset {args.preset!r}) to {args.out_dir}')
+
+
+if __name__ == '__main__':
+    main()
