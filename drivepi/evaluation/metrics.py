@@ -1,0 +1,253 @@
+"""MMEngine metrics of DrivePI: occupancy (RayIoU, mIoU, mAVE, OccScore), planning and QA.
+
+Each metric receives data samples as dicts (MMEngine's ``Evaluator`` calls ``to_dict()``) with the
+prediction fields of ``DrivePI.predict`` and the GT fields / metainfo of ``docs/contracts.md``. Per
+sample only small counts are kept; the sums are turned into metrics in ``compute_metrics``.
+IoU-type values and collision rates are reported in percent, L2 in metres, mAVE in m/s.
+"""
+import os.path as osp
+from collections import defaultdict
+from functools import reduce
+from typing import Sequence
+
+import mmengine
+import numpy as np
+import torch
+from mmengine.evaluator import BaseMetric
+from mmengine.logging import MMLogger
+
+from drivepi.evaluation.metric_table import format_metrics_table
+from drivepi.evaluation.occ_miou import confusion_matrix, miou_from_confusion
+from drivepi.evaluation.planning_metrics import (HORIZONS_S, STEP_S, collision_per_step, l2_per_step,
+                                                 summarize_planning)
+from drivepi.evaluation.qa_accuracy import qa_accuracy
+from drivepi.evaluation.ray_casting import OCC_RANGE, OCC_VOXEL_SIZE, lidar_ray_directions, scene_ray_origins
+from drivepi.evaluation.ray_iou import (OPENOCC_RELATIVE_DEPTH_TOL, RAY_THRESHOLDS_M, AVE_THRESHOLD_M,
+                                        sample_ray_counts, summarize_ray_counts)
+from drivepi.registry import METRICS
+
+OPENOCC_FLOW_CLASSES = tuple(range(8))
+
+
+def _field(sample: dict, key: str):
+    """A field of a data-sample dict, or a KeyError that names what is there."""
+    if key not in sample:
+        raise KeyError(f'data sample {sample.get("token", "?")} has no {key!r}; it has {sorted(sample)}')
+    return sample[key]
+
+
+def _tensor(value, name: str, shape: tuple | None = None) -> torch.Tensor:
+    """``value`` as a CPU tensor, checked for shape and NaN."""
+    tensor = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+    tensor = tensor.detach().cpu()
+    if shape is not None and tuple(tensor.shape) != shape:
+        raise ValueError(f'{name} must have shape {shape}, got {tuple(tensor.shape)}')
+    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        raise ValueError(f'{name} holds NaN or inf')
+    return tensor
+
+
+def _require(results: list, metric: BaseMetric) -> None:
+    if not results:
+        raise ValueError(f'{type(metric).__name__}: nothing to evaluate (no samples, or no QA turns)')
+
+
+def _log_table(metrics: dict, title: str) -> None:
+    MMLogger.get_current_instance().info(f'{title}\n{format_metrics_table(metrics)}')
+
+
+class SceneOrigins:
+    """RayIoU ray origins of every keyframe, from the info file's poses (by scene token and frame index).
+
+    Args:
+        ann_file: DrivePI info ``.pkl`` (``data_list`` entries with ``scene_token``, ``frame_idx``,
+            ``ego2global`` and ``lidar_points.lidar2ego``).
+    """
+
+    def __init__(self, ann_file: str) -> None:
+        if not osp.isfile(ann_file):
+            raise FileNotFoundError(f'RayIoU needs the info file for the ego poses: {ann_file} does not exist')
+        data_list = mmengine.load(ann_file).get('data_list')
+        if not data_list:
+            raise ValueError(f'{ann_file}: no data_list entries')
+        scenes = defaultdict(dict)
+        for info in data_list:
+            try:
+                scenes[info['scene_token']][int(info['frame_idx'])] = (
+                    np.asarray(info['ego2global'], np.float64), np.asarray(info['lidar_points']['lidar2ego']))
+            except KeyError as err:
+                raise KeyError(f'{ann_file}: info {info.get("token", "?")} lacks {err}') from err
+        self.ann_file = ann_file
+        self.scenes = {token: [frames[i] for i in sorted(frames)] for token, frames in scenes.items()}
+        self.frame_pos = {token: {i: pos for pos, i in enumerate(sorted(frames))} for token, frames in scenes.items()}
+
+    def __call__(self, scene_token: str, frame_idx: int, ego2global=None) -> np.ndarray:
+        """float32 ``(T, 3)`` origins (m) in the ego frame of that keyframe; checks ``ego2global`` if given."""
+        frame_pos = self.frame_pos.get(scene_token, {}).get(int(frame_idx))
+        if frame_pos is None:
+            raise KeyError(f'{self.ann_file}: no keyframe {frame_idx} of scene {scene_token}')
+        frames = self.scenes[scene_token]
+        if ego2global is not None and not np.allclose(np.asarray(ego2global), frames[frame_pos][0], atol=1e-3):
+            raise ValueError(f'{self.ann_file}: ego2global of scene {scene_token} frame {frame_idx} differs from the '
+                             'data sample; the metric was given another info file than the dataset')
+        return scene_ray_origins([f[0] for f in frames], [f[1] for f in frames], frame_pos)
+
+
+@METRICS.register_module()
+class OccupancyMetric(BaseMetric):
+    """RayIoU (1/2/4 m), flow mAVE, OccScore and camera-masked voxel mIoU.
+
+    Args:
+        ann_file: the info ``.pkl`` of the evaluated split (for the neighbouring frames' poses);
+            joined to ``data_root`` when relative.
+        data_root: optional prefix of ``ann_file``.
+        class_names: occupancy classes, free last (the config's ``occ_classes``).
+        flow_classes: indices of the moving classes whose flow enters mAVE; ``()`` disables flow.
+        ray_thresholds: RayIoU depth thresholds (m).
+        relative_depth_tol: OpenOcc devkit's relative depth acceptance (0.1); None for SparseOcc/Occ3D.
+        ave_threshold: threshold whose TP rays are used for mAVE (m).
+        use_camera_mask: mIoU over ``gt_mask_camera`` voxels only (Occ3D); else over all voxels.
+        point_cloud_range, voxel_size: grid geometry (m).
+        device: where rays are cast: 'cpu', 'cuda' or 'auto' (CUDA when available).
+    """
+    default_prefix = 'occ'
+
+    def __init__(self, ann_file: str, class_names: Sequence[str], data_root: str = '',
+                 flow_classes: Sequence[int] = OPENOCC_FLOW_CLASSES,
+                 ray_thresholds: Sequence[float] = RAY_THRESHOLDS_M,
+                 relative_depth_tol: float | None = OPENOCC_RELATIVE_DEPTH_TOL,
+                 ave_threshold: float = AVE_THRESHOLD_M, use_camera_mask: bool = True,
+                 point_cloud_range: Sequence[float] = OCC_RANGE, voxel_size: float = OCC_VOXEL_SIZE,
+                 device: str = 'auto', **kwargs) -> None:
+        super().__init__(**kwargs)
+        if class_names[-1] != 'free':
+            raise ValueError(f'OccupancyMetric: the last class must be free, got {list(class_names)}')
+        self.class_names = list(class_names)
+        self.origins = SceneOrigins(osp.join(data_root, ann_file))
+        self.flow_classes = tuple(flow_classes)
+        self.ray_cfg = dict(thresholds=tuple(ray_thresholds), relative_depth_tol=relative_depth_tol,
+                            point_cloud_range=tuple(point_cloud_range), voxel_size=voxel_size)
+        self.ave_threshold = ave_threshold
+        self.use_camera_mask = use_camera_mask
+        self.device = torch.device('cuda' if device == 'auto' and torch.cuda.is_available()
+                                   else 'cpu' if device == 'auto' else device)
+        self.directions = lidar_ray_directions().to(self.device)
+
+    def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
+        for sample in data_samples:
+            self.results.append(self._sample_counts(sample))
+
+    def _sample_counts(self, sample: dict) -> dict:
+        num_classes = len(self.class_names)
+        gt_occ = _tensor(_field(sample, 'gt_occ'), 'gt_occ').long()
+        if gt_occ.dim() != 3:
+            raise ValueError(f'gt_occ must be an (X, Y, Z) grid, got shape {tuple(gt_occ.shape)}')
+        grid = tuple(gt_occ.shape)
+        pred_occ = _tensor(_field(sample, 'pred_occ'), 'pred_occ', grid).long()
+        mask = None
+        if self.use_camera_mask:
+            mask = _tensor(_field(sample, 'gt_mask_camera'), 'gt_mask_camera', grid).bool()
+        confusion = confusion_matrix(gt_occ, pred_occ, num_classes, mask)   # also checks the class range
+        flow = {}
+        if self.flow_classes:
+            flow = dict(gt_flow=_tensor(_field(sample, 'gt_flow'), 'gt_flow', grid + (2,)).to(self.device),
+                        pred_flow=_tensor(_field(sample, 'pred_flow'), 'pred_flow', grid + (2,)).to(self.device))
+        origins = self.origins(_field(sample, 'scene_token'), _field(sample, 'frame_idx'), sample.get('ego2global'))
+        rays = sample_ray_counts(gt_occ.to(self.device), pred_occ.to(self.device), torch.from_numpy(origins),
+                                 self.directions, num_classes, flow_classes=self.flow_classes,
+                                 ave_threshold=self.ave_threshold, **flow, **self.ray_cfg)
+        return dict(rays=rays, confusion=confusion)
+
+    def compute_metrics(self, results: list) -> dict:
+        _require(results, self)
+        thresholds = self.ray_cfg['thresholds']
+        rays = summarize_ray_counts(reduce(lambda a, b: a + b, (r['rays'] for r in results)), thresholds,
+                                    self.flow_classes)
+        voxels = miou_from_confusion(sum(r['confusion'] for r in results))
+        metrics = {'RayIoU': 100 * rays['ray_iou']}
+        metrics.update({f'RayIoU@{t:g}': 100 * v for t, v in rays['ray_iou_at'].items()})
+        metrics['mIoU'] = 100 * voxels['miou']
+        if self.flow_classes:
+            metrics.update(mAVE=rays['mave'], OccScore=100 * rays['occ_score'])
+            metrics.update({f'AVE/{self.class_names[c]}': v for c, v in rays['ave'].items()})
+        for c, name in enumerate(self.class_names[:-1]):
+            metrics.update({f'RayIoU@{t:g}/{name}': 100 * float(rays['iou'][k, c]) for k, t in enumerate(thresholds)})
+            metrics[f'IoU/{name}'] = 100 * float(voxels['iou'][c])
+        _log_table(metrics, 'Occupancy metrics')
+        return metrics
+
+
+@METRICS.register_module()
+class PlanningMetric(BaseMetric):
+    """Waypoint L2 (m) and collision rate (%) at 1/2/3 s, per-step (UniAD) and cumulative (ST-P3/VAD).
+
+    Keys: ``L2@1s/per_step`` ... ``L2@avg/per_step``, ``collision@1s/cumulative`` (percent), etc.
+
+    Args:
+        step_s: waypoint spacing (s).
+        horizons_s: reported horizons (s).
+        ego_box: overrides of the ego box (``length``, ``width``, ``center_ahead``, metres).
+    """
+    default_prefix = 'plan'
+
+    def __init__(self, step_s: float = STEP_S, horizons_s: Sequence[float] = HORIZONS_S,
+                 ego_box: dict | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.step_s = step_s
+        self.horizons_s = tuple(horizons_s)
+        self.ego_box = dict(ego_box or {})
+
+    def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
+        for sample in data_samples:
+            gt_traj = _tensor(_field(sample, 'gt_traj'), 'gt_traj').numpy()
+            pred_traj = _tensor(_field(sample, 'pred_traj'), 'pred_traj', tuple(gt_traj.shape)).numpy()
+            valid = _tensor(_field(sample, 'gt_traj_mask'), 'gt_traj_mask', gt_traj.shape[:1]).numpy() > 0
+            fut_boxes = [_tensor(b, 'gt_fut_boxes').numpy().reshape(-1, 7) for b in _field(sample, 'gt_fut_boxes')]
+            self.results.append(dict(
+                l2=l2_per_step(pred_traj, gt_traj), valid=valid,
+                collision=collision_per_step(pred_traj, fut_boxes, **self.ego_box),
+                gt_collision=collision_per_step(gt_traj, fut_boxes, **self.ego_box)))
+
+    def compute_metrics(self, results: list) -> dict:
+        _require(results, self)
+        stacked = {k: np.stack([r[k] for r in results]) for k in results[0]}
+        summary = summarize_planning(stacked['l2'], stacked['collision'], stacked['gt_collision'],
+                                     stacked['valid'], self.step_s, self.horizons_s)
+        metrics = {}
+        for convention in ('per_step', 'cumulative'):
+            for name, values in summary[convention].items():
+                metrics.update({f'{name}@{_horizon(h)}/{convention}': v for h, v in values.items()})
+        _log_table(metrics, 'Planning metrics (per_step = UniAD, cumulative = ST-P3/VAD)')
+        return metrics
+
+
+def _horizon(h) -> str:
+    return h if isinstance(h, str) else f'{h:g}s'
+
+
+@METRICS.register_module()
+class QAMetric(BaseMetric):
+    """Answer accuracy (%) per question type and overall, scored by :mod:`drivepi.evaluation.qa_accuracy`."""
+    default_prefix = 'qa'
+
+    def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
+        for sample in data_samples:
+            conversations = _field(sample, 'conversations')
+            answers = _field(sample, 'pred_answers')
+            if len(answers) != len(conversations) or any(len(a) != len(c) for a, c in zip(answers, conversations)):
+                raise ValueError(f'sample {sample.get("token", "?")}: pred_answers must parallel conversations '
+                                 f'({[len(c) for c in conversations]} turns), got {[len(a) for a in answers]}')
+            # one entry per sample: BaseMetric.evaluate keeps the first dataset-size entries
+            self.results.append([(pred, turn['answer'], turn['type'])
+                                 for conv, preds in zip(conversations, answers) for turn, pred in zip(conv, preds)])
+
+    def compute_metrics(self, results: list) -> dict:
+        turns = [turn for sample_turns in results for turn in sample_turns]
+        _require(turns, self)
+        preds, gts, types = zip(*turns)
+        acc = qa_accuracy(preds, gts, types)
+        metrics = {'accuracy': 100 * acc['overall']}
+        metrics.update({f'accuracy/{t}': 100 * v for t, v in acc['per_type'].items()})
+        metrics.update({f'num_turns/{t}': n for t, n in acc['num_turns'].items()})
+        _log_table(metrics, 'QA metrics')
+        return metrics
