@@ -8,6 +8,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmcv.ops import points_in_boxes_cpu
 
 from drivepi.models.bev_grid import grid_shape
 
@@ -62,8 +63,11 @@ def voxel_targets_from_boxes(centers: torch.Tensor, batch_idx: torch.Tensor, gt_
         in_sample = torch.nonzero(batch_idx == b).flatten()
         if len(boxes) == 0 or len(in_sample) == 0:
             continue
-        boxes = boxes.to(centers.device)
-        inside = boxes.points_in_boxes_all(centers[in_sample]) > 0  # (M_b, num_boxes)
+        pts = centers[in_sample]
+        if pts.is_cuda:  # mmcv's CUDA op
+            inside = boxes.to(pts.device).points_in_boxes_all(pts) > 0  # (M_b, num_boxes)
+        else:  # mmcv's CPU op (mmdet3d's points_in_boxes_all is CUDA only)
+            inside = points_in_boxes_cpu(pts[None], boxes.tensor[None, :, :7].to(pts))[0] > 0
         targets[in_sample] = inside.any(dim=1).float()
     return targets
 

@@ -10,6 +10,7 @@ from mmengine.model import BaseModule
 from torch import nn
 
 from drivepi.models.importance_targets import bev_targets_from_occupancy
+from drivepi.models.straight_through import straight_through_gate
 from drivepi.registry import MODELS
 
 
@@ -41,8 +42,8 @@ def scatter_tokens(tokens: torch.Tensor, keep_idx: torch.Tensor, bev: torch.Tens
 class BEVTokenFilter(BaseModule):
     """Scores BEV positions with a light conv net and keeps the top ``K`` as tokens.
 
-    Kept tokens are multiplied by the straight-through gate ``1 + p - stop_grad(p)`` (``p = sigmoid(score)``),
-    exactly 1 in the forward pass, so the LLM losses train the scorer; ``loss`` adds a focal loss
+    Kept tokens pass the straight-through gate on ``p = sigmoid(score)`` (:func:`straight_through_gate`),
+    bit-exact in the forward pass, so the LLM losses train the scorer; ``loss`` adds a focal loss
     against occupancy foreground.
 
     Args:
@@ -79,8 +80,8 @@ class BEVTokenFilter(BaseModule):
         scores = self.scorer(bev).flatten(1)
         k = num_kept_tokens(self.keep_ratio, scores.shape[1])
         keep_idx = torch.topk(scores.detach(), k, dim=1, sorted=False).indices.sort(dim=1).values
-        gate = torch.sigmoid(torch.gather(scores, 1, keep_idx)).unsqueeze(2)
-        tokens = gather_tokens(bev, keep_idx) * (1 + gate - gate.detach())
+        prob = torch.sigmoid(torch.gather(scores, 1, keep_idx)).unsqueeze(2)
+        tokens = straight_through_gate(gather_tokens(bev, keep_idx), prob)
         return dict(scores=scores, keep_idx=keep_idx, tokens=tokens)
 
     def loss(self, scores: torch.Tensor, gt_occ: torch.Tensor, bev_shape: Sequence[int]) -> torch.Tensor:

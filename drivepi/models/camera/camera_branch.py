@@ -1,7 +1,8 @@
 """Camera branch: image backbone + neck on the valid views, LSS view transform to a camera BEV."""
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from drivepi.registry import MODELS
@@ -34,7 +35,8 @@ class CameraBranch(BaseModule):
         backbone: image backbone config (e.g. ``dict(type='mmdet.ResNet', depth=18, out_indices=(2, 3))``).
         neck: neck config (e.g. ``dict(type='mmdet.FPN', in_channels=[128, 256], out_channels=64, num_outs=2)``).
         view_transform: ``LSSViewTransform`` config.
-        feat_level: index of the neck output that is lifted to BEV.
+        feat_level: index of the neck output whose resolution is lifted to BEV; the other neck levels
+            are resized to it and added, so every neck output contributes.
         init_cfg: mmengine weight-init config (e.g. pretrained backbone weights go in ``backbone.init_cfg``).
     """
 
@@ -62,5 +64,11 @@ class CameraBranch(BaseModule):
         if not cam_valid.any():
             return imgs.new_zeros((B, self.out_channels) + tuple(self.bev_shape))
         batch_idx = torch.arange(B, device=imgs.device).unsqueeze(1).expand(B, V)[cam_valid]
-        feats = self.neck(self.backbone(imgs[cam_valid]))[self.feat_level]
+        feats = self.merge_levels(self.neck(self.backbone(imgs[cam_valid])))
         return self.view_transform(feats, ego2img[cam_valid], imgs.shape[-2:], batch_idx, B)
+
+    def merge_levels(self, levels: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Sum of the neck levels ``(N, C, h_l, w_l)``, bilinearly resized to level ``feat_level``."""
+        size = levels[self.feat_level].shape[-2:]
+        return sum(F.interpolate(level, size=size, mode='bilinear', align_corners=False)
+                   if level.shape[-2:] != size else level for level in levels)

@@ -7,6 +7,7 @@ from mmengine.model import BaseModule
 from drivepi.models.importance_targets import (combine_targets, voxel_targets_from_boxes,
                                                voxel_targets_from_occupancy)
 from drivepi.models.lidar.voxelizer import voxel_ranges
+from drivepi.models.straight_through import straight_through_gate
 from drivepi.registry import MODELS
 
 OCC_RANGE = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4)
@@ -16,9 +17,9 @@ OCC_RANGE = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4)
 class LiDARBranch(BaseModule):
     """Multi-sweep points to a LiDAR BEV over the occupancy range, with Ada3D voxel filtering.
 
-    With a ``voxel_filter`` the kept voxels' features are multiplied by a straight-through gate
-    ``1 + p - stop_grad(p)`` (``p = sigmoid(importance logit)``): the forward value is unchanged and the
-    task losses reach the importance predictor, which is also supervised by ``loss_importance``.
+    With a ``voxel_filter`` the kept voxels' features pass a straight-through gate on
+    ``p = sigmoid(importance logit)`` (:func:`straight_through_gate`): the forward value is unchanged and
+    the task losses reach the importance predictor, which is also supervised by ``loss_importance``.
 
     Args:
         voxelizer: config of a voxelizer (e.g. ``DynamicVoxelizer``).
@@ -77,8 +78,8 @@ class LiDARBranch(BaseModule):
                 aux['loss_importance'] = self._importance_loss(logits, vox['centers'], batch_idx, gt_occ, gt_bboxes_3d)
             if self.voxel_filter is not None:
                 keep = self.voxel_filter(logits, voxel_ranges(vox['centers']), batch_idx, batch_size)
-                gate = torch.sigmoid(logits[keep]).unsqueeze(1)
-                feats, coords = feats[keep] * (1 + gate - gate.detach()), coords[keep]
+                prob = torch.sigmoid(logits[keep]).unsqueeze(1)
+                feats, coords = straight_through_gate(feats[keep], prob), coords[keep]
         aux['num_kept_voxels'] = torch.tensor(len(coords), device=feats.device)
         aux['voxel_keep_ratio'] = aux['num_kept_voxels'].float() / aux['num_voxels'].float()
         bev, active = self.backbone(feats, coords, batch_size)
