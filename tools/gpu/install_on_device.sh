@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install DrivePI's missing packages on a bare GPU machine from .whl/ (see prepare_wheels.sh) into
+# /tmp/site, and build mmcv 2.1.0 there (CPU ops only: imports need them, the hot path is torch/spconv).
+# Usage (on the device, from the repo root):  source tools/gpu/install_on_device.sh
+set -e
+SITE=/tmp/site
+mkdir -p "$SITE"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl
+tar -C "$SITE" -xJf .whl/spconv_cumm_cu126.tar.xz
+export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if ! python3 -c 'import mmcv._ext' 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --target /tmp/buildtools .whl/build/*.whl
+  rm -rf /tmp/mmcv-src && mkdir -p /tmp/mmcv-src && tar -C /tmp/mmcv-src -xzf .whl/mmcv-2.1.0.tar.gz
+  (cd /tmp/mmcv-src/mmcv-2.1.0 && PYTHONPATH="/tmp/buildtools:$PYTHONPATH" CUDA_VISIBLE_DEVICES='' MMCV_WITH_OPS=1 MAX_JOBS=16 \
+     python3 -m pip install -q --no-deps --no-build-isolation --target "$SITE" . > /tmp/mmcv-build.log 2>&1) \
+     || { tail -30 /tmp/mmcv-build.log; return 1 2>/dev/null || exit 1; }
+fi
+python3 -c 'import mmcv._ext, mmdet3d, spconv.pytorch, torch; print("device ready:", torch.cuda.get_device_name(0))'
