@@ -103,9 +103,10 @@ def _array(info: dict, key: str, shape: tuple, source: str, dtype=np.float32) ->
 def objects_in_ego(instances: list, lidar2ego: np.ndarray, label_names: dict, source: str) -> ObjectSet:
     """Move info ``instances`` (LiDAR-frame ``bbox_3d`` with the z at the box bottom) to the ego frame.
 
-    Instances flagged ``bbox_3d_isvalid=False`` (no LiDAR/radar point) are left out.
+    Left out: instances flagged ``bbox_3d_isvalid=False`` (no LiDAR/radar point) and those of
+    classes outside the detection set (``bbox_label_3d == -1``, as mmdet3d writes them).
     """
-    kept = [inst for inst in instances if inst.get('bbox_3d_isvalid', True)]
+    kept = [inst for inst in instances if inst.get('bbox_3d_isvalid', True) and inst['bbox_label_3d'] != -1]
     boxes = np.asarray([inst['bbox_3d'] for inst in kept], dtype=np.float64).reshape(-1, 7)
     if not np.isfinite(boxes).all():
         raise ValueError(f'{source}: an instance bbox_3d holds NaN or inf')

@@ -1,7 +1,7 @@
 """Data engine on a hand-built scene whose answers are worked out by hand in the comments."""
 import json
 import pickle
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
@@ -305,13 +305,11 @@ def test_config_file_holds_the_defaults():
     assert QAEngineConfig.from_file(REPO_ROOT / 'configs/_base_/data_engine.py') == QAEngineConfig()
 
 
-def test_generate_script_runs_from_the_repo_root(hand_dataset, tmp_path):
+def test_generate_script_entry_point(hand_dataset, tmp_path, monkeypatch, capsys):
     out = tmp_path / 'qa.jsonl'
-    result = subprocess.run([sys.executable, 'data_engine/generate_qa.py', '--info', str(hand_dataset),
-                             '--out', str(out)], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert 'top share' in result.stdout and 'qa.jsonl.stats.json' in result.stdout
-    assert list(load_qa_file(out)) == ['tok0']
+    monkeypatch.setattr(sys, 'argv', ['generate_qa.py', '--info', str(hand_dataset), '--out', str(out)])
+    runpy.run_path(str(REPO_ROOT / 'data_engine' / 'generate_qa.py'), run_name='__main__')
+    assert 'top share' in capsys.readouterr().out and list(load_qa_file(out)) == ['tok0']
 
 
 def test_real_keyframe_objects_agree_with_mmdet3d_boxes(demo_dir):
@@ -320,10 +318,10 @@ def test_real_keyframe_objects_agree_with_mmdet3d_boxes(demo_dir):
     info, categories = infos['data_list'][0], infos['metainfo']['categories']
     lidar2ego = np.asarray(info['lidar_points']['lidar2ego'])
     objs = objects_in_ego(info['instances'], lidar2ego, {v: k for k, v in categories.items()}, 'demo')
-    valid = [i for i in info['instances'] if i['bbox_3d_isvalid']]
+    valid = [i for i in info['instances'] if i['bbox_3d_isvalid'] and i['bbox_label_3d'] != -1]
     assert len(objs) == len(valid) > 10
     boxes = LiDARInstance3DBoxes(np.array([i['bbox_3d'] for i in valid], np.float32))
     centres = boxes.gravity_center.numpy() @ lidar2ego[:3, :3].T + lidar2ego[:3, 3]
     np.testing.assert_allclose(objs.centers, centres, atol=1e-3)
-    speeds = [np.hypot(*i['velocity']) for i in valid]  # a rotation keeps every speed (NaN stays NaN)
-    np.testing.assert_allclose(np.linalg.norm(objs.velocities, axis=1), speeds, atol=1e-6)
+    speeds = [np.hypot(*i['velocity']) for i in valid]  # a yaw keeps every speed (NaN stays NaN); the
+    np.testing.assert_allclose(np.linalg.norm(objs.velocities, axis=1), speeds, rtol=1e-3)  # 1.4 deg tilt ~3e-4
