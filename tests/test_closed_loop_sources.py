@@ -47,8 +47,9 @@ def test_expert_replay_in_mini_worlds_has_no_collision_and_stays_on_road(mini_da
             assert log['metrics']['nc'] == 1.0 and log['metrics']['dac'] == 1.0
             assert log['metrics']['ep'] > 0.95
             np.testing.assert_allclose(np.array(log['ego'])[:, :2], np.array(log['expert'])[:, :2], atol=0.5)
-            cv = runner.run(source, ConstantVelocityPlanner(), 'cv', source.start_time, source.end_time, scene)
-            assert cv['status'] == 'ok' and 0.0 <= cv['metrics']['pdms'] <= 1.0
+            if mode == 'log_replay':
+                cv = runner.run(source, ConstantVelocityPlanner(), 'cv', source.start_time, source.end_time, scene)
+                assert cv['status'] == 'ok' and 0.0 <= cv['metrics']['pdms'] <= 1.0
 
 
 @pytest.fixture(scope='module')

@@ -6,7 +6,6 @@ previous step), so the episode loop does not care which one it runs. Agents are
 :class:`drivepi.sim.world.AgentStates` (global boxes ``[x, y, z_bottom, l, w, h, yaw]`` and velocities).
 """
 from dataclasses import dataclass
-from typing import List
 
 import numpy as np
 import shapely
@@ -91,89 +90,85 @@ class IDMAgents:
 
     def reset(self, times: np.ndarray) -> AgentStates:
         self.times = np.asarray(times, dtype=np.float64)
-        log = [self.source.agents_at(float(t)) for t in self.times]
-        first = log[0]
+        self.log = [self.source.agents_at(float(t)) for t in self.times]
+        first = self.log[0]
         self.reactive = [i for i, (tok, cat) in enumerate(zip(first.tokens, first.categories))
                          if cat.startswith(VEHICLE_PREFIX)
-                         and self._max_logged_speed(log, tok) > self.params.moving_speed]
+                         and self._max_logged_speed(tok) > self.params.moving_speed]
         self.tokens = [first.tokens[i] for i in self.reactive]
-        self.paths = [self._logged_path(log, tok) for tok in self.tokens]
+        self.paths = np.array([self._logged_path(tok) for tok in self.tokens], dtype=object)
         self.dims = first.boxes[self.reactive][:, 2:6].copy()  # z_bottom, l, w, h
         self.s = np.zeros(len(self.tokens))
         self.v = np.linalg.norm(first.velocities[self.reactive], axis=1) if self.reactive else np.zeros(0)
-        self.v_desired = np.array([self._max_logged_speed(log, tok) for tok in self.tokens])
+        self.v_desired = np.array([self._max_logged_speed(tok) for tok in self.tokens])
         self.reactive_categories = {tok: first.categories[i] for tok, i in zip(self.tokens, self.reactive)}
-        return self._compose(0)
+        self.current = self._compose(0)
+        return self.current
 
     def step(self, index: int, ego: EgoState) -> AgentStates:
+        """Advance the reactive agents from ``times[index - 1]`` (given ``ego`` then) to ``times[index]``."""
         if len(self.tokens):
             dt = float(self.times[index] - self.times[index - 1])
-            current = self._compose(index - 1)
-            gap, v_lead = self._leaders(current, ego)
+            gap, v_lead = self._leaders(self.current, ego)
             acc = np.clip(idm_acceleration(self.v, self.v_desired, gap, v_lead, self.params),
                           -self.params.decel_max, self.params.accel_max)
             v_new = np.maximum(self.v + acc * dt, 0.0)
             self.s = self.s + 0.5 * (self.v + v_new) * dt
             self.v = v_new
-        return self._compose(index)
+        self.current = self._compose(index)
+        return self.current
 
-    @staticmethod
-    def _max_logged_speed(log: List[AgentStates], token: str) -> float:
-        speeds = [np.linalg.norm(a.velocities[a.tokens.index(token)]) for a in log if token in a.tokens]
-        return float(max(speeds))
+    def _max_logged_speed(self, token: str) -> float:
+        return float(max(np.linalg.norm(a.velocities[a.tokens.index(token)]) for a in self.log if token in a.tokens))
 
-    def _logged_path(self, log: List[AgentStates], token: str) -> shapely.LineString:
-        pts = np.array([a.boxes[a.tokens.index(token), :2] for a in log if token in a.tokens])
-        yaw = log[0].boxes[log[0].tokens.index(token), 6]
+    def _logged_path(self, token: str) -> shapely.LineString:
+        pts = np.array([a.boxes[a.tokens.index(token), :2] for a in self.log if token in a.tokens])
+        yaw = self.log[0].boxes[self.log[0].tokens.index(token), 6]
         keep = np.concatenate([[True], np.linalg.norm(np.diff(pts, axis=0), axis=1) > 0.05])
         pts = pts[keep]
         heading = pts[-1] - pts[-2] if len(pts) > 1 else np.array([np.cos(yaw), np.sin(yaw)])
         heading = heading / np.linalg.norm(heading)
         return shapely.LineString(np.concatenate([pts, pts[-1:] + self.path_extension * heading[None]]))
 
-    def _pose(self, k: int):
-        path = self.paths[k]
-        s = min(self.s[k], path.length - 0.01)
-        p0 = np.array(shapely.get_coordinates(path.interpolate(s))[0])
-        p1 = np.array(shapely.get_coordinates(path.interpolate(s + 0.01))[0])
-        d = p1 - p0
-        return p0, float(np.arctan2(d[1], d[0]))
+    def _poses(self):
+        """Positions (K, 2) and headings (K,) of the reactive agents at their path coordinates."""
+        s = np.minimum(self.s, shapely.length(self.paths) - 0.01)
+        p0 = shapely.get_coordinates(shapely.line_interpolate_point(self.paths, s))
+        d = shapely.get_coordinates(shapely.line_interpolate_point(self.paths, s + 0.01)) - p0
+        return p0, np.arctan2(d[:, 1], d[:, 0])
 
     def _compose(self, index: int) -> AgentStates:
         """Replayed agents from the log at ``times[index]`` plus the reactive ones at their state."""
-        logged = self.source.agents_at(float(self.times[index]))
+        logged = self.log[index]
         keep = [i for i, tok in enumerate(logged.tokens) if tok not in self.reactive_categories]
         tokens = [logged.tokens[i] for i in keep] + self.tokens
         categories = [logged.categories[i] for i in keep] + [self.reactive_categories[t] for t in self.tokens]
-        boxes, vels = [logged.boxes[keep]], [logged.velocities[keep]]
-        for k in range(len(self.tokens)):
-            xy, yaw = self._pose(k)
-            boxes.append(np.array([[xy[0], xy[1], *self.dims[k], yaw]]))
-            vels.append(self.v[k] * np.array([[np.cos(yaw), np.sin(yaw)]]))
-        return AgentStates(tokens, categories, np.concatenate(boxes), np.concatenate(vels))
+        xy, yaw = self._poses() if self.tokens else (np.zeros((0, 2)), np.zeros(0))
+        boxes = np.concatenate([logged.boxes[keep], np.c_[xy, self.dims, yaw]])
+        vels = np.concatenate([logged.velocities[keep], self.v[:, None] * np.c_[np.cos(yaw), np.sin(yaw)]])
+        return AgentStates(tokens, categories, boxes, vels)
 
     def _leaders(self, agents: AgentStates, ego: EgoState):
         """Gap (m, inf when free) and leader speed along the path (m/s) for each reactive agent."""
-        ego_center = ego.center(self.ego_params)
-        centers = np.concatenate([agents.boxes[:, :2], ego_center[None]])
+        centers = np.concatenate([agents.boxes[:, :2], ego.center(self.ego_params)[None]])
         lengths = np.concatenate([agents.boxes[:, 3], [self.ego_params.length]])
         vels = np.concatenate([agents.velocities, [[ego.v * np.cos(ego.yaw), ego.v * np.sin(ego.yaw)]]])
-        own = {tok: i for i, tok in enumerate(agents.tokens)}
-        points = shapely.points(centers)
-        gap = np.full(len(self.tokens), np.inf)
-        v_lead = np.zeros(len(self.tokens))
-        for k, tok in enumerate(self.tokens):
-            path, s_self = self.paths[k], min(self.s[k], self.paths[k].length)
-            s_other = shapely.line_locate_point(path, points)
-            lateral = shapely.distance(path.interpolate(s_other), points)
-            ahead = (s_other - s_self > 0) & (s_other - s_self < self.params.lookahead) & \
-                (lateral < self.params.lateral_tolerance)
-            ahead[own[tok]] = False
-            if not ahead.any():
-                continue
-            gaps = s_other - s_self - 0.5 * (lengths + self.dims[k, 1])
-            j = np.flatnonzero(ahead)[np.argmin(gaps[ahead])]
-            _, yaw = self._pose(k)
-            gap[k] = gaps[j]
-            v_lead[k] = max(0.0, vels[j] @ np.array([np.cos(yaw), np.sin(yaw)]))
-        return gap, v_lead
+        xy, yaw = self._poses()
+        heading = np.c_[np.cos(yaw), np.sin(yaw)]
+        # candidate pairs (agent k, other m): in front of k and within the look-ahead distance
+        offset = centers[None] - xy[:, None]
+        near = (np.einsum('kmj,kj->km', offset, heading) > 0) & \
+            (np.linalg.norm(offset, axis=2) < self.params.lookahead)
+        near[np.arange(len(self.tokens)), [agents.tokens.index(tok) for tok in self.tokens]] = False
+        kk, mm = np.nonzero(near)
+        points = shapely.points(centers[mm])
+        located = shapely.line_locate_point(self.paths[kk], points)
+        lateral = shapely.distance(shapely.line_interpolate_point(self.paths[kk], located), points)
+        along = located - np.minimum(self.s, shapely.length(self.paths))[kk]
+        ok = (along > 0) & (along < self.params.lookahead) & (lateral < self.params.lateral_tolerance)
+        gaps = np.full(near.shape, np.inf)
+        gaps[kk[ok], mm[ok]] = along[ok] - 0.5 * (lengths[mm[ok]] + self.dims[kk[ok], 1])
+        leader = np.argmin(gaps, axis=1)
+        gap = gaps[np.arange(len(leader)), leader]
+        v_lead = np.einsum('kj,kj->k', vels[leader], heading)
+        return gap, np.where(np.isfinite(gap), np.maximum(v_lead, 0.0), 0.0)

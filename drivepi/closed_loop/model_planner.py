@@ -66,7 +66,7 @@ class ModelPlanner:
         ds_cfg.update(data_root=str(work_dir), ann_file='', qa_file=None, pipeline=pipeline, test_mode=True,
                       lazy_init=True)
         model = MODELS.build(cfg.model)
-        load_checkpoint(model, checkpoint, map_location='cpu')
+        load_checkpoint(model, str(checkpoint), map_location='cpu')
         model.to(device).eval()
         planner = cls(model, DATASETS.build(ds_cfg), scene_infos, work_dir, num_sweeps=sweeps[0] if sweeps else 0,
                       sweep_interval=options.get('sweep_interval', 0.1))
