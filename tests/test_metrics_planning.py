@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from drivepi.evaluation.planning_metrics import collision_per_step, l2_per_step, summarize_planning
+from drivepi.evaluation.planning_metrics import box_footprints, collision_per_step, l2_per_step, summarize_planning
 
 NO_BOXES = [np.zeros((0, 7), np.float32)] * 6
 
@@ -74,3 +74,12 @@ def test_bad_trajectories_raise():
         l2_per_step(np.full((6, 2), np.nan), np.zeros((6, 2)))
     with pytest.raises(ValueError, match='sets of future boxes'):
         collision_per_step(np.zeros((6, 2)), NO_BOXES[:5])
+
+
+def test_box_footprints_are_valid_rotated_rectangles():
+    poly = box_footprints(_box(1.0, 2.0, 4.0, 2.0, np.pi / 6))[0]
+    assert poly.is_valid and poly.area == pytest.approx(8.0, rel=1e-5)
+    corner_dist = np.linalg.norm(np.asarray(poly.exterior.coords)[:4] - [1.0, 2.0], axis=1)
+    np.testing.assert_allclose(corner_dist, np.hypot(2.0, 1.0), rtol=1e-5)
+    front = np.asarray(poly.exterior.coords)[:4] @ [np.cos(np.pi / 6), np.sin(np.pi / 6)]
+    assert front.max() - front.min() == pytest.approx(4.0, rel=1e-5)    # length along the yaw direction
