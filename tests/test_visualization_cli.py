@@ -6,10 +6,7 @@ laid out as ``tools/test.py --out-dir`` writes it.
 """
 import importlib.util
 import json
-import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -121,17 +118,15 @@ def test_cli_writes_the_picture_where_it_says(data_root, tmp_path, capsys):
         assert found.get(tuple(int(v) for v in colour), 0) > 20, f'{name} colour missing from the picture'
 
 
-def test_cli_renders_closed_loop_episodes_from_an_output_folder(tmp_path):
-    """Run the script as a user would; a folder laid out like tools/closed_loop.py's output."""
+def test_cli_renders_closed_loop_episodes_from_an_output_folder(tmp_path, capsys):
+    """A folder laid out like tools/closed_loop.py's output: every episode log becomes a GIF."""
     episodes = tmp_path / 'closed_loop' / 'episodes' / 'expert'
     episodes.mkdir(parents=True)
     write_episode_log(episodes / 'ep_test.json')
     (tmp_path / 'closed_loop' / 'closed_loop_metrics.json').write_text('{}')
     out_dir = tmp_path / 'anim'
-    proc = subprocess.run([sys.executable, str(REPO / 'visualization' / 'render_occupancy.py'),
-                           '--episodes', str(tmp_path / 'closed_loop'), '--out-dir', str(out_dir)],
-                          capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1'})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.splitlines() == [f'wrote {out_dir / "ep_test_expert.gif"}']
+    _cli().main(['--episodes', str(tmp_path / 'closed_loop'), '--out-dir', str(out_dir)])
+    assert capsys.readouterr().out.splitlines() == [f'wrote {out_dir / "ep_test_expert.gif"}']
     assert (out_dir / 'ep_test_expert.gif').read_bytes()[:6] == b'GIF89a'
+    with pytest.raises(FileNotFoundError, match='no episode logs'):
+        _cli().main(['--episodes', str(tmp_path / 'anim'), '--out-dir', str(out_dir)])

@@ -109,7 +109,8 @@ def draw_camera_panel(ax, image: np.ndarray, cam2img: np.ndarray, cam2ego: np.nd
                       semantics: Optional[np.ndarray] = None,
                       trajectories: Optional[Dict[str, Tuple[np.ndarray, tuple]]] = None,
                       class_names: Sequence[str] = OPENOCC_CLASSES, title: str = '',
-                      alpha: float = 0.45, skip_classes: Sequence[str] = FLAT_CLASSES) -> None:
+                      alpha: float = 0.45, skip_classes: Sequence[str] = FLAT_CLASSES,
+                      max_width: int = 800) -> None:
     """A camera image with projected occupancy (dots sized by distance) and trajectories.
 
     Args:
@@ -117,9 +118,12 @@ def draw_camera_panel(ax, image: np.ndarray, cam2img: np.ndarray, cam2ego: np.nd
         image: (H, W, 3) uint8 camera image.
         trajectories: ``{label: ((T, 2) waypoints, uint8 RGB)}``.
         skip_classes: class names not drawn (ground classes by default).
+        max_width: the image is shown subsampled to at most this many columns (overlays keep
+            full-resolution pixel coordinates).
     """
     size = image.shape[:2]
-    ax.imshow(image)
+    step = -(-size[1] // max_width)
+    ax.imshow(image[::step, ::step], extent=(0, size[1], size[0], 0))
     if semantics is not None:
         proj = project_occupancy(semantics, cam2img, cam2ego, size, class_names,
                                  skip_classes=[c for c in skip_classes if c in class_names])

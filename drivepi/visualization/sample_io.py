@@ -11,6 +11,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from drivepi.datasets.classes import CAMERA_NAMES
+from drivepi.datasets.drivepi_dataset import NUSCENES_DATA_PREFIX
 from drivepi.datasets.file_checks import check_exists, check_image_file
 
 from .occ_grid import check_grid
@@ -119,8 +120,9 @@ def _check_traj(traj, source: str) -> np.ndarray:
 
 
 def image_path(data_root: Path, cam: str, img_path: str) -> Path:
-    """Resolve a camera's ``img_path``: relative to the data root, or to ``samples/<CAM>`` (mmdet3d prefix)."""
-    candidates = [data_root / img_path, data_root / 'samples' / cam / img_path]
+    """Resolve a camera's ``img_path`` under the dataset's camera prefix (``samples/<CAM>``) or,
+    for a flat folder such as the nuScenes demo keyframe, directly under the data root."""
+    candidates = [data_root / NUSCENES_DATA_PREFIX[cam] / img_path, data_root / img_path]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
