@@ -51,7 +51,7 @@ def make_sample(seed: int, conversations: list) -> dict:
     ds.gt_traj_mask = torch.ones(6)
     ds.gt_fut_boxes = [torch.tensor([[2.5 * (t + 1), 0.0, -1.0, 4.0, 2.0, 1.5, 0.0]]) for t in range(6)]
     ds.conversations = conversations
-    return dict(inputs=dict(points=points, imgs=imgs), data_samples=ds)
+    return dict(inputs=dict(points=points, img=imgs), data_samples=ds)
 
 
 CONVERSATIONS = [[[dict(question='Are there any cars?', answer='yes', type='exist', family='nuscenes_qa'),
@@ -62,8 +62,10 @@ CONVERSATIONS = [[[dict(question='Are there any cars?', answer='yes', type='exis
 
 
 def collate(samples: list) -> dict:
+    """pseudo_collate's layout; images under ``img``, which Det3DDataPreprocessor normalises, pads
+    and stacks into ``imgs`` (B, V, 3, H, W)."""
     return dict(inputs=dict(points=[s['inputs']['points'] for s in samples],
-                            imgs=[s['inputs']['imgs'] for s in samples]),
+                            img=[s['inputs']['img'] for s in samples]),
                 data_samples=[s['data_samples'] for s in samples])
 
 
@@ -139,7 +141,7 @@ def test_predict_does_not_depend_on_the_questions(model, batch):
 
 @pytest.mark.parametrize('bad, match', [
     ('nan', 'NaN'), ('empty', 'empty point cloud'), ('shape', r'shape \(N, 5\)'), ('no_cmd', 'ego_fut_cmd'),
-    ('gt_shape', 'does not match'), ('gt_nan', 'gt_flow contains NaN')])
+    ('gt_shape', r'`gt_occ` has shape \(100, 200, 16\)'), ('gt_nan', '`gt_flow` contains NaN')])
 def test_bad_inputs_raise_clear_errors(model, batch, bad, match):
     model.train()
     data = copy.deepcopy(batch)

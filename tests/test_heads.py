@@ -36,7 +36,7 @@ def test_channel_to_height_layout():
 def test_bev_axes_map_to_grid_axes():
     """A feature at BEV cell (ix, iy) influences voxels near (8 ix, 8 iy), not the transposed cell."""
     head = occ_head().eval()
-    bev = torch.zeros(1, 8, 25, 25, requires_grad=True)
+    bev = torch.randn(1, 8, 25, 25, requires_grad=True)
     head(bev)[0, :, 164, 36].sum().backward()
     grad = bev.grad.abs().sum((0, 1))
     assert grad[20, 4] > 0 and grad[4, 20] == 0
@@ -44,8 +44,7 @@ def test_bev_axes_map_to_grid_axes():
 
 def test_occupancy_loss_is_ce_plus_lovasz_on_visible_voxels():
     head = occ_head()
-    logits = torch.randn(1, 17) + torch.zeros(1, 17, *GRID)
-    logits = logits + torch.randn_like(logits)
+    logits = torch.randn(1, 17, *GRID)
     gt = torch.randint(0, 17, (1,) + GRID)
     mask = torch.rand((1,) + GRID) < 0.3
     losses = head.loss(logits, gt, mask)

@@ -62,3 +62,15 @@ def test_extra_texts_enter_the_vocabulary(tmp_path):
 def test_refuses_to_overwrite_a_checkpoint(tiny_llm_dir):
     with pytest.raises(FileExistsError, match='not empty'):
         make_tiny_llm(tiny_llm_dir)
+
+
+def test_cli_reads_question_and_answer_text_from_qa_files(tmp_path):
+    import importlib.util
+
+    from drivepi.datasets.qa_schema import QAConversation, QARecord, QATurn, write_qa_file
+    spec = importlib.util.spec_from_file_location('make_tiny_llm_cli', 'tools/make_tiny_llm.py')
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    turns = [QATurn('Is the barrier moving?', 'no', 'status'), QATurn('How many cones?', '4', 'count')]
+    write_qa_file([QARecord('tok0', [QAConversation('c0', 'flow', turns)])], tmp_path / 'qa.jsonl')
+    assert cli.qa_texts([str(tmp_path / 'qa.jsonl')]) == ['Is the barrier moving?', 'no', 'How many cones?', '4']

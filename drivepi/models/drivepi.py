@@ -36,7 +36,7 @@ class DrivePI(Base3DDetector):
         projector: projector config from BEV channels to the LLM hidden size (channels filled in);
             the same type maps hidden states back to BEV channels.
         num_plan_queries: Q, learned query tokens whose hidden states feed the planning head.
-        instruction: system text of the prompt, with a ``{command}`` field.
+        instruction: system text of the prompt with a ``{command}`` field (None: the default).
         max_answer_tokens: generation limit per answer in ``predict``.
         data_preprocessor: ``Det3DDataPreprocessor`` config.
     """
@@ -62,7 +62,7 @@ class DrivePI(Base3DDetector):
         self.occ_head = MODELS.build(dict(occ_head, in_channels=bev_channels))
         self.flow_head = MODELS.build(dict(flow_head, in_channels=bev_channels))
         self.plan_head = MODELS.build(dict(plan_head, in_channels=hidden, num_queries=num_plan_queries))
-        self.prompt = DrivePIPrompt(self.llm.tokenizer, **({} if instruction is None else dict(instruction=instruction)))
+        self.prompt = DrivePIPrompt(self.llm.tokenizer, instruction)
         self.max_answer_tokens = max_answer_tokens
 
     # ------------------------------------------------------------------ features
@@ -89,7 +89,7 @@ class DrivePI(Base3DDetector):
         """Token filter, LLM pass and heads.
 
         Returns:
-            dict with ``scores``, ``hidden`` (B, L, D), ``labels`` (B, L), ``prompt`` (PromptBatch),
+            dict with ``scores`` (B, Hb*Wb), ``hidden`` and ``embeds`` (B, L, D), ``prompt`` (PromptBatch),
             ``occ_logits`` (B, 17, X, Y, Z), ``flow`` (B, X, Y, Z, 2), ``traj`` (B, T, 2).
         """
         selected = self.token_filter(bev)
@@ -113,7 +113,8 @@ class DrivePI(Base3DDetector):
     # ------------------------------------------------------------------ modes
     def loss(self, inputs: dict, data_samples: SampleList) -> dict:
         """Training losses: ``loss_text``, ``loss_occ_ce``, ``loss_occ_lovasz``, ``loss_flow``,
-        ``loss_plan``, ``loss_plan_col``, ``loss_importance`` (LiDAR voxels), ``loss_token_importance``."""
+        ``loss_plan``, ``loss_plan_col``, ``loss_importance`` (LiDAR voxels), ``loss_token_importance``,
+        plus the LiDAR branch's ``*_ratio`` statistics (no 'loss' in the name: logged, not summed)."""
         gt = self._stack_gt(data_samples, inputs['points'][0].device)
         bev, aux = self.extract_feat(inputs, data_samples, gt_occ=gt['occ'])
         out = self._run_llm(bev, data_samples, [ds.get('conversations', []) for ds in data_samples])
@@ -123,23 +124,30 @@ class DrivePI(Base3DDetector):
         losses.update(self.plan_head.loss(out['traj'], gt['traj'], gt['traj_mask'], gt['fut_boxes']))
         if 'loss_importance' in aux:
             losses['loss_importance'] = aux['loss_importance']
+        losses.update({k: v.detach().float() for k, v in aux.items() if k.endswith('_ratio')})  # logged only
         losses['loss_token_importance'] = self.token_filter.loss(out['scores'], gt['occ'], bev.shape[2:])
         return losses
 
-    @staticmethod
-    def _stack_gt(data_samples: SampleList, device) -> dict:
-        """Batch the GT fields of the data samples (occ, flow, mask_camera, traj, traj_mask, fut_boxes)."""
-        fields = dict(occ='gt_occ', flow='gt_flow', mask_camera='gt_mask_camera', traj='gt_traj',
-                      traj_mask='gt_traj_mask')
+    def _stack_gt(self, data_samples: SampleList, device) -> dict:
+        """Batch and check the GT fields of the data samples (occ, flow, mask_camera, traj, traj_mask,
+        fut_boxes); a missing field, a wrong shape or a NaN raises naming the sample and field."""
+        grid, steps = self.occ_head.grid_size, (self.plan_head.num_waypoints,)
+        fields = dict(occ=('gt_occ', grid), flow=('gt_flow', grid + (2,)), mask_camera=('gt_mask_camera', grid),
+                      traj=('gt_traj', steps + (2,)), traj_mask=('gt_traj_mask', steps))
         gt = {}
-        for name, key in fields.items():
-            missing = [i for i, ds in enumerate(data_samples) if ds.get(key) is None]
-            if missing:
-                raise KeyError(f'data samples {missing} have no `{key}` needed for training')
-            gt[name] = torch.stack([torch.as_tensor(ds.get(key)) for ds in data_samples]).to(device)
-        for name in ('flow', 'traj'):
-            if not torch.isfinite(gt[name]).all():
-                raise ValueError(f'gt_{name} contains NaN/inf values')
+        for name, (key, shape) in fields.items():
+            values = []
+            for i, ds in enumerate(data_samples):
+                value = ds.get(key)
+                if value is None:
+                    raise KeyError(f'data sample {i} has no `{key}` needed for training')
+                value = torch.as_tensor(value)
+                if tuple(value.shape) != shape:
+                    raise ValueError(f'data sample {i}: `{key}` has shape {tuple(value.shape)}, expected {shape}')
+                if value.is_floating_point() and not torch.isfinite(value).all():
+                    raise ValueError(f'data sample {i}: `{key}` contains NaN/inf values')
+                values.append(value)
+            gt[name] = torch.stack(values).to(device)
         gt['occ'] = gt['occ'].long()
         gt['fut_boxes'] = [[torch.as_tensor(b, dtype=torch.float32, device=device) for b in ds.get('gt_fut_boxes', [])]
                            for ds in data_samples]

@@ -11,7 +11,7 @@ every other label is ``IGNORE_INDEX``. Labels are aligned with ``input_ids`` (no
 Hugging Face convention: the logit at position t is trained on ``labels[t + 1]``.
 """
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
@@ -51,12 +51,13 @@ class DrivePIPrompt:
 
     Args:
         tokenizer: a Hugging Face tokenizer holding the Qwen chat tokens and DrivePI's placeholders.
-        instruction: system text; ``{command}`` is replaced by the driving command phrase.
+        instruction: system text; ``{command}`` is replaced by the driving command phrase
+            (None: ``DEFAULT_INSTRUCTION``).
     """
 
-    def __init__(self, tokenizer, instruction: str = DEFAULT_INSTRUCTION):
+    def __init__(self, tokenizer, instruction: Optional[str] = None):
         self.tokenizer = tokenizer
-        self.instruction = instruction
+        self.instruction = instruction or DEFAULT_INSTRUCTION
         self.spatial_id = self._single_id(SPATIAL_TOKEN)
         self.plan_id = self._single_id(PLAN_TOKEN)
         self.im_end_id = self._single_id(IM_END)
