@@ -121,3 +121,48 @@ def test_scene_ray_origins_from_poses():
     origins = scene_ray_origins(poses, [lidar2ego] * 12, ref_index=5)
     expected_frames = [0, 2, 3, 5, 6, 8, 9, 11]                  # round(linspace(0, 11, 8))
     np.testing.assert_allclose(origins[:, 0], [f - 5 + 0.94 for f in expected_frames], atol=1e-5)
+
+
+def _scalar_amanatides_woo(occupied: np.ndarray, origin, direction):
+    """One ray, one step at a time (the textbook loop, z before y before x on ties): (voxel, exit, hit)."""
+    voxel = [math.floor(c) for c in origin]
+    step = [1 if d >= 0 else -1 for d in direction]
+    t_max = [(voxel[a] + (step[a] > 0) - origin[a]) / direction[a] if direction[a] else math.inf for a in range(3)]
+    t_delta = [step[a] / direction[a] if direction[a] else math.inf for a in range(3)]
+    last = None
+    while True:
+        inside = all(0 <= voxel[a] < occupied.shape[a] for a in range(3))
+        if not inside:
+            return last + (False,)
+        if t_max[0] < t_max[1]:
+            axis = 0 if t_max[0] < t_max[2] else 2
+        else:
+            axis = 1 if t_max[1] < t_max[2] else 2
+        last = (tuple(voxel), t_max[axis])
+        if occupied[tuple(voxel)]:
+            return last + (True,)
+        voxel[axis] += step[axis]
+        t_max[axis] += t_delta[axis]
+
+
+def test_full_ray_set_matches_scalar_traversal_including_face_aligned_rays():
+    """Real ray directions from an origin on a voxel face (y = 0 m): many rays run along voxel faces."""
+    rng = np.random.default_rng(1)
+    semantics = torch.full((200, 200, 16), 16, dtype=torch.long)
+    semantics[:, :, 0] = 10
+    semantics[torch.from_numpy(rng.random((200, 200, 16)) < 0.003)] = 4
+    dirs = lidar_ray_directions()
+    pick = torch.cat([torch.arange(0, len(dirs), 360 // 4 * 1),              # azimuths 0/90/180/270 deg
+                      torch.from_numpy(rng.choice(len(dirs), 200, replace=False))])
+    origin = torch.tensor([[0.94, 0.0, 1.84]])
+    label, depth, voxel = cast_scene_rays(semantics, origin, dirs[pick], 16)
+    occupied = (semantics != 16).numpy()
+    origin_vox = ((origin - torch.tensor([-40.0, -40.0, -1.0])) / torch.full((3,), 0.4))[0].double().tolist()
+    for i, d in enumerate(dirs[pick]):
+        end = ((d + origin[0] - torch.tensor([-40.0, -40.0, -1.0])) / torch.full((3,), 0.4)).double().tolist()
+        ray = [e - o for e, o in zip(end, origin_vox)]
+        norm = math.sqrt(ray[0] * ray[0] + ray[1] * ray[1] + ray[2] * ray[2])
+        ref_voxel, ref_exit, ref_hit = _scalar_amanatides_woo(occupied, origin_vox, [r / norm for r in ray])
+        assert tuple(voxel[i].tolist()) == ref_voxel
+        assert depth[i].item() == pytest.approx(ref_exit * 0.4, rel=1e-6)
+        assert label[i].item() == (semantics[ref_voxel].item() if ref_hit else 16)
