@@ -166,3 +166,18 @@ def test_full_ray_set_matches_scalar_traversal_including_face_aligned_rays():
         assert tuple(voxel[i].tolist()) == ref_voxel
         assert depth[i].item() == pytest.approx(ref_exit * 0.4, rel=1e-6)
         assert label[i].item() == (semantics[ref_voxel].item() if ref_hit else 16)
+
+
+def test_grids_cast_in_one_pass_equal_separate_casts():
+    rng = np.random.default_rng(2)
+    grids = torch.from_numpy(np.where(rng.random((2, 20, 20, 8)) < 0.05, 3, 16))
+    grids[1, :, :, 0] = 10
+    dirs = lidar_ray_directions()[::7]
+    origins = torch.tensor([[0.3, -0.2, 0.5], [1.1, 0.4, 0.3]])
+    cfg = dict(point_cloud_range=(-4, -4, -1, 4, 4, 2.2), voxel_size=0.4)
+    together = cast_scene_rays(grids, origins, dirs, 16, **cfg)
+    for g in range(2):
+        alone = cast_scene_rays(grids[g], origins, dirs, 16, **cfg)
+        for both, one in zip(together, alone):
+            assert torch.equal(both[g], one)
+    assert (together[0][1] == 10).any() and not (together[0][0] == 10).any()

@@ -130,11 +130,8 @@ def sample_ray_counts(gt_sem: torch.Tensor, pred_sem: torch.Tensor, origins_m: t
         flow_classes, thresholds, relative_depth_tol, ave_threshold: see :func:`count_rays`.
         point_cloud_range, voxel_size: grid geometry (metres).
     """
-    free = num_classes - 1
-    gt_label, gt_depth, gt_vox = cast_scene_rays(gt_sem, origins_m, directions, free, point_cloud_range,
-                                                 voxel_size)
-    pred_label, pred_depth, pred_vox = cast_scene_rays(pred_sem, origins_m, directions, free,
-                                                       point_cloud_range, voxel_size)
+    (gt_label, pred_label), (gt_depth, pred_depth), (gt_vox, pred_vox) = cast_scene_rays(
+        torch.stack([gt_sem, pred_sem]), origins_m, directions, num_classes - 1, point_cloud_range, voxel_size)
     ray_flow = {}
     if gt_flow is not None and pred_flow is not None:
         ray_flow = dict(gt_flow=gt_flow[gt_vox[:, 0], gt_vox[:, 1], gt_vox[:, 2]],
