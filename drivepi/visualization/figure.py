@@ -17,6 +17,11 @@ from .render import CHASE_VIEW, View, render_offscreen
 from .sample_io import SampleView
 from .scene import build_scene
 
+# Figure layout in inches: one GT or prediction column pair (3D + BEV), the legend, the top row.
+PANEL_PAIR_WIDTH = 6.5
+LEGEND_WIDTH = 2.0
+TOP_HEIGHT = 4.2
+
 
 def _trajectories(view: SampleView, which: str) -> Dict[str, Tuple[np.ndarray, tuple]]:
     """Trajectories drawn on a panel: GT on GT panels, both on prediction panels."""
@@ -55,9 +60,13 @@ def draw_sample_figure(view: SampleView, view3d: View = CHASE_VIEW,
     matplotlib.use('Agg', force=False)
     import matplotlib.pyplot as plt
     panels = _panels(view)
-    has_cams = bool(view.cameras)
-    fig = plt.figure(figsize=(6.0 * len(panels) + 2.5, 11.0 if has_cams else 4.5))
-    top, bottom = fig.subfigures(2, 1, height_ratios=[0.75, 1.25]) if has_cams else (fig, None)
+    width = PANEL_PAIR_WIDTH * len(panels) + LEGEND_WIDTH
+    heights = [TOP_HEIGHT]
+    if view.cameras:
+        image_h, image_w = view.cameras[CAMERA_ORDER[0]]['image'].shape[:2]
+        heights.append(2 * (width / 3) * image_h / image_w + 0.8)   # two rows of three + titles
+    fig = plt.figure(figsize=(width, sum(heights)))
+    top, bottom = fig.subfigures(2, 1, height_ratios=heights) if view.cameras else (fig, None)
     axes = top.subplots(1, 2 * len(panels), gridspec_kw=dict(width_ratios=[4 / 3, 1] * len(panels)))
     present = set()
     for (name, occ, flow, mask, which), ax3d, axbev in zip(panels, axes[0::2], axes[1::2]):
@@ -74,9 +83,9 @@ def draw_sample_figure(view: SampleView, view3d: View = CHASE_VIEW,
         extra['planned trajectory'] = PRED_TRAJ_COLOR
     top.legend(handles=legend_handles(class_names, sorted(present), extra), loc='center right',
                fontsize=8, frameon=False)
-    top.subplots_adjust(left=0.01, right=0.86, wspace=0.15)
+    top.subplots_adjust(left=0.01, right=1 - LEGEND_WIDTH / width, bottom=0.12, top=0.86, wspace=0.25)
     top.suptitle(f'sample {view.token}', fontsize=10)
-    if has_cams:
+    if view.cameras:
         _draw_cameras(bottom, view, class_names)
     return fig
 
@@ -92,7 +101,7 @@ def _draw_cameras(subfig, view: SampleView, class_names: Sequence[str]) -> None:
                           class_names, title=cam)
     source = 'predicted' if use_pred else 'ground-truth'
     subfig.suptitle(f'cameras with projected {source} occupancy (ground classes left out)', fontsize=10)
-    subfig.subplots_adjust(left=0.01, right=0.99, top=0.93, bottom=0.01, wspace=0.03, hspace=0.08)
+    subfig.subplots_adjust(left=0.01, right=0.99, top=0.9, bottom=0.01, wspace=0.03, hspace=0.12)
 
 
 def save_figure(fig, out_path, dpi: int = 100) -> Path:
