@@ -119,9 +119,11 @@ def test_ego_status_matches_constant_turn(toy):
         np.testing.assert_allclose(np.hypot(status[0], status[1]), abs(chord_speed), rtol=1e-4)
         np.testing.assert_allclose(status[4], yaw_rate, atol=1e-4)
         assert status[0] > 5.5  # driving forwards
-        if info['frame_idx'] >= 2:  # two past intervals: centripetal acceleration ~ v * w, to the inside
-            np.testing.assert_allclose(status[3], SPEED * yaw_rate, atol=0.15)
-            assert abs(status[2]) < 0.3
+        if info['frame_idx'] >= 2:  # two past chords, at headings -w dt / 2 and -3 w dt / 2 in the ego frame
+            angles = -yaw_rate * KEYFRAME_DT * np.array([0.5, 1.5])
+            chords = abs(chord_speed) * np.stack([np.cos(angles), np.sin(angles)], 1)
+            np.testing.assert_allclose(status[2:4], (chords[0] - chords[1]) / KEYFRAME_DT, atol=1e-3)
+            np.testing.assert_allclose(status[3], SPEED * yaw_rate, atol=0.15)  # ~ centripetal v * w
 
 
 def test_ego_status_hand_computed():
@@ -176,12 +178,12 @@ def test_instances_in_lidar_frame(toy):
         assert labels == [-1, 0, 7]  # debris (unmapped), car, pedestrian
         car = next(inst for inst in info['instances'] if inst['bbox_label_3d'] == 0)
         xy, size, _ = agent_box_global(0, t_now)
-        bottom_global = lidar2global @ np.append(car['bbox_3d'][:3], 1.0)
-        np.testing.assert_allclose(bottom_global[:3], [*xy, 0.0], atol=1e-4)
+        centre_lidar = np.array(car['bbox_3d'][:3]) + [0.0, 0.0, car['bbox_3d'][5] / 2]  # z_bottom + h / 2
+        centre_global = lidar2global @ np.append(centre_lidar, 1.0)
+        np.testing.assert_allclose(centre_global[:3], [*xy, size[2] / 2], atol=1e-4)
         # the car drives 4 m/s along the start heading; nuScenes velocity by annotation differences
-        velocity_global = lidar2global[:3, :3] @ np.array([*car['velocity'], 0.0])
-        np.testing.assert_allclose(velocity_global[:2], 4.0 * np.array([np.cos(START_POSE[2]), np.sin(START_POSE[2])]),
-                                   atol=1e-3)
+        velocity_global = 4.0 * np.array([np.cos(START_POSE[2]), np.sin(START_POSE[2]), 0.0])
+        np.testing.assert_allclose(car['velocity'], (lidar2global[:3, :3].T @ velocity_global)[:2], atol=1e-6)
         assert car['bbox_3d_isvalid'] and car['num_lidar_pts'] == 5 and car['instance_token']
 
 

@@ -101,7 +101,7 @@ def test_random_resize_crop_pixels_agree_with_matrix(demo_results):
                          random_crop=True))(results)
     aug = results['img_aug_matrix']
     new_w, new_h = round(aug[0, 0] * 1600), round(aug[1, 1] * 900)
-    left, top = int(-aug[0, 3]), int(-aug[1, 3])
+    left, top = int(-aug[0, 2]), int(-aug[1, 2])
     np.testing.assert_allclose(results['ego2img'], aug @ ego2img_before, atol=1e-9)
     for original, out in zip(originals, results['img']):
         resized = mmcv.imresize(original, (new_w, new_h))
@@ -236,7 +236,7 @@ PIPELINE = [
 def test_packed_sample_fields_and_batching(demo_results, tmp_path):
     from mmengine.dataset import Compose, pseudo_collate
     packed = Compose(PIPELINE)(full_demo_results(demo_results, tmp_path))
-    points, imgs = packed['inputs']['points'], packed['inputs']['imgs']
+    points, imgs = packed['inputs']['points'], packed['inputs']['img']
     assert points.dtype == torch.float32 and points.shape == (34688, 5)
     assert (points[:, 4] == 0).all()  # no sweeps in the demo: every point has time lag 0
     assert imgs.dtype == torch.uint8 and imgs.shape == (6, 3, 64, 176)

@@ -17,13 +17,15 @@ TENSOR_FIELDS = dict(gt_occ=('gt_occ', torch.long), gt_flow=('gt_flow', torch.fl
 
 @TRANSFORMS.register_module()
 class PackDrivePIInputs(BaseTransform):
-    """``{'inputs': {'points': float32 (N,5) ego frame, 'imgs': uint8 (V,3,H,W)}, 'data_samples':
+    """``{'inputs': {'points': float32 (N,5) ego frame, 'img': uint8 (V,3,H,W)}, 'data_samples':
     Det3DDataSample}`` with the metainfo ``META_KEYS`` and the GT fields the pipeline loaded
     (``gt_occ`` long, ``gt_flow`` float, ``gt_mask_camera`` bool, ``gt_traj``, ``gt_traj_mask``,
     ``gt_fut_boxes`` list of (N_t,7) tensors, ``gt_instances_3d``) plus ``conversations``.
 
     ``Det3DDataPreprocessor`` batches it: ``inputs['points']`` a list of B tensors, ``inputs['imgs']``
-    (B,V,3,H,W). Missing required keys raise a KeyError naming them and the sample.
+    (B,V,3,H,W). The per-sample image key is ``img``, as mmdet3d's ``Pack3DDetInputs`` writes it:
+    ``Det3DDataPreprocessor`` (mmdet3d 1.4) only collates ``inputs['img']`` and outputs ``imgs``.
+    Missing required keys raise a KeyError naming them and the sample.
     """
 
     def transform(self, results: dict) -> dict:
@@ -31,7 +33,7 @@ class PackDrivePIInputs(BaseTransform):
         if missing:
             raise KeyError(f'sample {results.get("token")}: the pipeline produced no {missing} for PackDrivePIInputs')
         imgs = np.ascontiguousarray(np.stack(results['img']).transpose(0, 3, 1, 2))
-        inputs = dict(points=results['points'].tensor.float(), imgs=torch.from_numpy(imgs))
+        inputs = dict(points=results['points'].tensor.float(), img=torch.from_numpy(imgs))
         metainfo = {key: results[key] for key in META_KEYS}
         metainfo['img_shape'] = tuple(metainfo['img_shape'])
         metainfo['ego2global'] = np.asarray(metainfo['ego2global'], dtype=np.float64)

@@ -85,7 +85,8 @@ class MultiViewImageResizeCrop(BaseTransform):
     The base scale makes the image just cover ``final_size``; it is multiplied by a factor drawn
     uniformly from ``scale_range``. The crop keeps the bottom of the image (the sky goes first);
     horizontally it is centred, or uniform at random with ``random_crop``. Regions outside the
-    resized image are zero. Pixel (u, v) maps to (u * sx - left, v * sy - top).
+    resized image are zero. Pixel (u, v) maps to (u * sx - left, v * sy - top); as ``ego2img`` yields
+    (u d, v d, d, 1) for depth d, the offsets sit in column 2 of the (4,4) ``img_aug_matrix``.
 
     Args:
         final_size: output (H, W) in pixels.
@@ -124,7 +125,7 @@ class MultiViewImageResizeCrop(BaseTransform):
         results['img'] = [self._crop(mmcv.imresize(img, (new_w, new_h)), left, top) for img in results['img']]
         img_aug = np.eye(4)
         img_aug[0, 0], img_aug[1, 1] = new_w / width, new_h / height
-        img_aug[0, 3], img_aug[1, 3] = -left, -top
+        img_aug[0, 2], img_aug[1, 2] = -left, -top
         results['cam2img'] = img_aug @ results['cam2img']
         results['ego2img'] = img_aug @ results['ego2img']
         results['img_aug_matrix'] = img_aug
