@@ -4,12 +4,11 @@ A random street grid (rotated and shifted into the global frame), block interior
 buildings, trees, bushes and street lights, then traffic (:mod:`drivepi.sim.traffic`) and the ego
 route, whose intersection actions are given so that a dataset covers left, right and straight.
 """
-import uuid
-
 import numpy as np
 
 from drivepi.sim import layout
 from drivepi.sim.geometry import pose2d_matrix, transform_boxes, wrap_angle
+from drivepi.sim.nuscenes_export import token
 from drivepi.sim.traffic import TrafficBuilder
 from drivepi.sim.world import OCC_CLASSES, SceneWorld, SensorSetup, Solids
 
@@ -72,12 +71,12 @@ def _to_global_xy(mat: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
 
 def _agent_record(agent: dict, grid2global: np.ndarray, rng, scene: str, k: int) -> dict:
+    """World-file record of accepted agent ``k``: global states, deterministic token, body colour."""
     track = agent['track']
     vel = track['velocity'] @ grid2global[:2, :2].T
     states = np.c_[_to_global_xy(grid2global, track['xy']), agent['z'],
                    wrap_angle(track['yaw'] + _yaw(grid2global)), vel]
-    token = uuid.UUID(int=int(rng.integers(1 << 62)) << 64 | k).hex
-    return dict(token=token, category=agent['category'], attribute=agent['attribute'],
+    return dict(token=token(scene, 'instance', k), category=agent['category'], attribute=agent['attribute'],
                 size=list(agent['size']), colour=rng.uniform(0.15, 0.9, 3).tolist(), states=states)
 
 
