@@ -86,10 +86,14 @@ class SceneOracle:
 
     @functools.cached_property
     def _voxels(self) -> list[tuple[float, float, float, int]]:
-        """(x, y, z, label) of every occupied voxel, centres in m."""
-        s = self.scene
+        """(x, y, z, label) of every occupied voxel that lies in one of the direction corridors
+        (``|y| <= corridor_half_width`` or ``x`` in ``ego_x_span``), centres in m."""
+        s, occ = self.scene, self.cfg.occupancy
         idx = np.argwhere(s.semantics != s.free_label)
         centres = np.asarray(s.pc_range[:3]) + (idx + 0.5) * s.voxel_size
+        near_axes = ((np.abs(centres[:, 1]) <= occ.corridor_half_width)
+                     | ((centres[:, 0] >= occ.ego_x_span[0]) & (centres[:, 0] <= occ.ego_x_span[1])))
+        idx, centres = idx[near_axes], centres[near_axes]
         labels = s.semantics[tuple(idx.T)]
         return [(float(x), float(y), float(z), int(lab)) for (x, y, z), lab in zip(centres, labels)]
 
