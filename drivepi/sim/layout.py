@@ -63,6 +63,15 @@ class RoadGrid:
         return out
 
 
+def ground_height(grid: RoadGrid, xy: np.ndarray) -> np.ndarray:
+    """(N,) height of the ground surface (m) at grid-frame (N,2) points: the kerb height on sidewalks
+    (within ``SIDEWALK_OUTER`` of a centreline but off every street), 0 elsewhere."""
+    lateral = np.abs(np.asarray(xy, float)[:, :, None] - grid.centres).min(axis=2)   # (N,2): to x / y streets
+    on_road = (lateral <= ROAD_HALF_WIDTH).any(axis=1)
+    near_street = (lateral <= SIDEWALK_OUTER).any(axis=1)
+    return np.where(near_street & ~on_road, KERB_HEIGHT, 0.0)
+
+
 def _axis_rect(axis: int, centre: float, lat: tuple, along: tuple) -> tuple:
     """(xmin, ymin, xmax, ymax) of a band ``lat`` across / ``along`` a street along ``axis`` at ``centre``."""
     if axis == 0:

@@ -7,7 +7,7 @@ would ever overlap the ego's or an accepted agent's are rejected, so the logged 
 """
 import numpy as np
 
-from drivepi.sim.layout import (CROSSWALK, KERB_HEIGHT, LANE_WIDTH, ROAD_HALF_WIDTH, SIDEWALK_OUTER, RoadGrid)
+from drivepi.sim.layout import CROSSWALK, LANE_WIDTH, ROAD_HALF_WIDTH, SIDEWALK_OUTER, RoadGrid, ground_height
 from drivepi.sim.motion import DriveProfile, Path, drive, fillet_path, resample
 
 # nuScenes category -> (length, width, height) ranges in metres
@@ -140,7 +140,7 @@ class TrafficBuilder:
         path = resample(np.array([a, a + 60 * np.array([np.cos(yaw), np.sin(yaw)])]))
         track = drive(path, DriveProfile(cruise=self.rng.uniform(1.0, 1.6), accel=0.8),
                       self.duration, self.dt)
-        return self.add_agent('human.pedestrian.adult', track, np.full(len(track['t']), KERB_HEIGHT),
+        return self.add_agent('human.pedestrian.adult', track, ground_height(self.grid, track['xy']),
                               'pedestrian.moving')
 
     def pedestrian_crossing(self) -> bool:
@@ -157,14 +157,13 @@ class TrafficBuilder:
         start = float(self.rng.uniform(0, 4))
         track = drive(path, DriveProfile(cruise=self.rng.uniform(1.1, 1.7), accel=0.8, start_s=start),
                       self.duration, self.dt)
-        lateral = np.abs(track['xy'][:, 1 - axis] - street)
-        z = np.where(lateral > ROAD_HALF_WIDTH, KERB_HEIGHT, 0.0)
-        return self.add_agent('human.pedestrian.adult', track, z, 'pedestrian.moving')
+        return self.add_agent('human.pedestrian.adult', track, ground_height(self.grid, track['xy']),
+                              'pedestrian.moving')
 
     def pedestrian_standing(self) -> bool:
         axis, c, along, direction = self._street_spot(SIDEWALK_OUTER)
         xy, yaw = self._street_point(axis, c, along, direction, self.rng.uniform(6.6, 8.5))
-        return self._still('human.pedestrian.adult', 'pedestrian.standing', xy, yaw, KERB_HEIGHT)
+        return self._still('human.pedestrian.adult', 'pedestrian.standing', xy, yaw)
 
     def work_zone(self) -> int:
         """Cones along a parking strip and barriers behind them; returns how many were placed."""
@@ -179,8 +178,10 @@ class TrafficBuilder:
         return placed
 
     # ---------------------------------------------------------------- helpers
-    def _still(self, category, attribute, xy, yaw, z=0.0) -> bool:
+    def _still(self, category, attribute, xy, yaw) -> bool:
+        """A still agent standing on the ground (kerb height on sidewalks)."""
         steps = int(round(self.duration / self.dt)) + 1
+        z = float(ground_height(self.grid, xy[None])[0])
         track = dict(t=np.arange(steps) * self.dt, xy=np.repeat(xy[None], steps, 0),
                      yaw=np.full(steps, yaw), speed=np.zeros(steps), velocity=np.zeros((steps, 2)))
         return self.add_agent(category, track, np.full(steps, z), attribute)
