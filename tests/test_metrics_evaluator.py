@@ -119,8 +119,8 @@ def test_qa_metric_round_trip_per_type():
         return dict(question='?', answer=answer, type=qa_type, family='nuscenes_qa')
     samples = [dict(token='a', conversations=[[turn('yes', 'exist'), turn('3', 'count')]],
                     pred_answers=[['Yes.', '3']]),
-               dict(token='b', conversations=[[turn('no', 'exist')], [turn('12.4 m', 'distance'),
-                                                                     turn('5.0 m', 'distance')]],
+               dict(token='b', conversations=[[turn('no', 'exist')],
+                                              [turn('12.4 m', 'distance'), turn('5.0 m', 'distance')]],
                     pred_answers=[['yes'], ['12.8 m', '5.6 m']])]   # 0.4 m within 10 %; 0.6 m outside 0.5 m
     evaluator = Evaluator([METRICS.build(dict(type='QAMetric'))])
     evaluator.process(samples)

@@ -9,7 +9,6 @@ equal the CPU ones.
     python tools/benchmark_metrics.py --repeats 3 --out work_dirs/benchmark_metrics.json
 """
 import argparse
-import json
 import platform
 import time
 
@@ -86,7 +85,8 @@ def main() -> None:
     for r in rows:
         same = '' if r['device'] == 'cpu' else f"{r['equal_to_cpu']} (max depth diff {r['max_depth_diff_m']:.2e} m)"
         print(f"{r['scene']:15} {r['device']:6} {r['rays']:8d} {r['seconds']:9.3f} {r['rays_per_s']:12,.0f}  {same}")
-    env = dict(torch=torch.__version__, threads=torch.get_num_threads(), machine=platform.processor() or platform.machine(),
+    env = dict(torch=torch.__version__, threads=torch.get_num_threads(),
+               machine=platform.processor() or platform.machine(),
                gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
     atomic_write_json(args.out, dict(environment=env, results=rows))
     print(f'written {args.out}')
