@@ -115,7 +115,8 @@ def test_ego_status_matches_constant_turn(toy):
         status = info['ego_status']
         assert status.dtype == np.float32 and status.shape == (5,)
         # chord speed over a 0.5 s interval of a circle: 2 R sin(w dt / 2) / dt
-        chord_speed = SPEED if yaw_rate == 0 else 2 * SPEED / yaw_rate * np.sin(yaw_rate * KEYFRAME_DT / 2) / KEYFRAME_DT
+        chord_speed = (SPEED if yaw_rate == 0
+                       else 2 * SPEED / yaw_rate * np.sin(yaw_rate * KEYFRAME_DT / 2) / KEYFRAME_DT)
         np.testing.assert_allclose(np.hypot(status[0], status[1]), abs(chord_speed), rtol=1e-4)
         np.testing.assert_allclose(status[4], yaw_rate, atol=1e-4)
         assert status[0] > 5.5  # driving forwards
@@ -223,12 +224,13 @@ def test_camera_extrinsics_include_ego_motion(toy, demo_info):
 def test_official_split_for_real_versions(tmp_path, demo_info):
     make_toy_nuscenes(tmp_path, demo_info, version='v1.0-mini', with_occ=False)
     with pytest.warns(UserWarning, match='occupancy root'):
-        paths = create_drivepi_infos(tmp_path, tmp_path, 'v1.0-mini', max_sweeps=2)
+        paths = create_drivepi_infos(tmp_path, tmp_path, 'v1.0-mini', max_sweeps=2, occ_format='occ3d')
     infos = {split: pickle.loads(path.read_bytes()) for split, path in paths.items()}
     # nuscenes-devkit mini_train holds scene-0061 and scene-0553, mini_val scene-0103
     assert sorted({i['scene_name'] for i in infos['train']['data_list']}) == ['scene-0061', 'scene-0553']
     assert {i['scene_name'] for i in infos['val']['data_list']} == {'scene-0103'}
     assert infos['train']['metainfo']['dataset'] == 'nuscenes'
+    assert infos['train']['metainfo']['occ_classes'][0] == 'others' and len(infos['val']['metainfo']['occ_classes']) == 18
     assert all(i['occ_path'] == '' for i in infos['train']['data_list'])
     assert all(len(i['lidar_sweeps']) <= 2 for i in infos['train']['data_list'])
 

@@ -1,4 +1,5 @@
 """DrivePIDataset built from the dataset configs, run end to end through its pipelines."""
+import copy
 import pickle
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from nuscenes_tables import KEYFRAME_DT, LANDMARKS_GLOBAL, SCENES, ego_state, ma
 
 from drivepi.datasets.converters.nuscenes_converter import create_drivepi_infos
 from drivepi.datasets.qa_schema import QAConversation, QARecord, QATurn, write_qa_file
-from drivepi.registry import DATASETS, MODELS
+from drivepi.registry import DATASETS, MODELS, TRANSFORMS
 from drivepi.utils import register_all_modules
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,6 +88,24 @@ def test_train_sample_end_to_end(toy_root):
     assert sample.gt_occ.shape == (200, 200, 16) and sample.gt_occ[100, 100, 2] == 0
     assert sample.ego_fut_cmd == 1 and sample.gt_traj.shape == (6, 2)
     assert sample.conversations == []
+
+
+def test_sweeps_need_the_exact_inverse(toy_root):
+    """mmdet3d 1.4's LoadPointsFromMultiSweeps misplaces sweeps of a turning ego; the DrivePI loader does not."""
+    dataset = DATASETS.build(dataset_cfg('drivepi_mini.py', 'val', toy_root, pipeline=[]))  # scene-0553: right arc
+    results = dataset.get_data_info(6)
+    ego2global = pose_matrix(*ego_state(SCENES['scene-0553'], 6 * KEYFRAME_DT))
+    landmarks_lidar = (LANDMARKS_GLOBAL - (ego2global @ np.asarray(results['lidar_points']['lidar2ego']))[:3, 3])
+    landmarks_lidar = landmarks_lidar @ (ego2global @ np.asarray(results['lidar_points']['lidar2ego']))[:3, :3]
+    errors = {}
+    for loader in ('LoadPointsFromMultiSweeps', 'DrivePILoadPointsFromMultiSweeps'):
+        out = TRANSFORMS.build(dict(type=loader, sweeps_num=10, load_dim=5, use_dim=5, test_mode=True))(
+            TRANSFORMS.build(dict(type='LoadPointsFromFile', coord_type='LIDAR', load_dim=5, use_dim=5))(
+                copy.deepcopy(results)))
+        per_file = out['points'].tensor.numpy().reshape(11, -1, 5)[:, :len(LANDMARKS_GLOBAL), :3]
+        errors[loader] = np.abs(per_file - landmarks_lidar).max()
+    assert errors['DrivePILoadPointsFromMultiSweeps'] < 2e-3
+    assert errors['LoadPointsFromMultiSweeps'] > 0.1
 
 
 def test_val_sample_conversations_and_batch(toy_root):

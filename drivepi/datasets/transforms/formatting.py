@@ -42,7 +42,8 @@ class PackDrivePIInputs(BaseTransform):
             if key in results:
                 data_sample.set_field(torch.as_tensor(np.asarray(results[key])).to(dtype), field)
         if 'gt_fut_boxes' in results:
-            data_sample.gt_fut_boxes = [torch.from_numpy(np.asarray(b, dtype=np.float32)) for b in results['gt_fut_boxes']]
+            data_sample.gt_fut_boxes = [torch.from_numpy(np.asarray(boxes, dtype=np.float32))
+                                        for boxes in results['gt_fut_boxes']]
         if 'gt_bboxes_3d' in results:
             data_sample.gt_instances_3d = InstanceData(
                 bboxes_3d=results['gt_bboxes_3d'],
