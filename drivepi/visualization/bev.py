@@ -74,7 +74,7 @@ def plot_boxes(ax, boxes: np.ndarray, color=AGENT_COLOR, **kwargs) -> None:
 
 def ego_box() -> np.ndarray:
     """(1, 5) BEV box of the ego vehicle around its rear-axle origin."""
-    return np.array([[EGO_BOX['length'] / 2 - EGO_BOX['rear_overhang'], 0.0,
+    return np.array([[EGO_BOX['rear_axle_to_center'], 0.0,
                       EGO_BOX['length'], EGO_BOX['width'], 0.0]])
 
 

@@ -21,6 +21,7 @@ from drivepi.datasets.file_checks import check_exists
 
 from .bev import plot_boxes, to_plot_xy
 from .palette import AGENT_COLOR, EGO_COLOR, GT_TRAJ_COLOR, PRED_TRAJ_COLOR
+from .scene import EGO_BOX
 
 EXPERT_COLOR = (150, 150, 150)
 
@@ -82,9 +83,8 @@ def frame_steps(log: dict, every: int = 0) -> List[int]:
 
 def _ego_box(log: dict) -> np.ndarray:
     """(1, 5) BEV box of the ego in its own (rear-axle) frame, from the log's vehicle size."""
-    vehicle = log.get('vehicle', {})
-    length, width = vehicle.get('length', 4.084), vehicle.get('width', 1.85)
-    return np.array([[vehicle.get('rear_axle_to_center', 1.0), 0.0, length, width, 0.0]])
+    vehicle = {**EGO_BOX, **log.get('vehicle', {})}
+    return np.array([[vehicle['rear_axle_to_center'], 0.0, vehicle['length'], vehicle['width'], 0.0]])
 
 
 def draw_frame(ax, log: dict, step: int, radius: float = 40.0) -> None:

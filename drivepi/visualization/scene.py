@@ -29,8 +29,8 @@ _FACE_CORNERS = np.array([
 _FACE_NORMALS = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]])
 # Brightness of each face direction: top exact, sides darker so edges and heights stay readable.
 FACE_SHADE = np.array([0.78, 0.78, 0.62, 0.62, 1.0, 0.45])
-# Ego vehicle of nuScenes (Renault Zoe): 4.084 m x 1.85 m, rear-axle origin ~1.0 m from the rear.
-EGO_BOX = dict(length=4.084, width=1.85, height=1.5, rear_overhang=1.0)
+# Ego vehicle of nuScenes (Renault Zoe), rear-axle origin; sizes as in configs/_base_/closed_loop.py.
+EGO_BOX = dict(length=4.084, width=1.85, height=1.5, rear_axle_to_center=1.385)
 
 
 @dataclass
@@ -132,7 +132,7 @@ def occupancy_mesh(semantics: np.ndarray, free_index: int = len(OPENOCC_CLASSES)
 
 def ego_car_mesh(color=EGO_COLOR) -> o3d.geometry.TriangleMesh:
     """The ego vehicle as a box on the ground around the rear-axle origin (:data:`EGO_BOX`)."""
-    x0 = -EGO_BOX['rear_overhang']
+    x0 = EGO_BOX['rear_axle_to_center'] - EGO_BOX['length'] / 2
     mins = np.array([[x0, -EGO_BOX['width'] / 2, 0.0]])
     maxs = np.array([[x0 + EGO_BOX['length'], EGO_BOX['width'] / 2, EGO_BOX['height']]])
     return boxes_mesh(mins, maxs, np.array([color]))
