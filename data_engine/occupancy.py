@@ -166,7 +166,7 @@ def _place_turns(view: OccupancyView, scene: SceneGT, rng: np.random.Generator) 
                        'place_exist', x=x, y=y),
              make_turn(pick(rng, Q_PLACE_OBJECT), display_name(scene.occ_classes[label]), 'object',
                        'place_object', x=x, y=y)]
-    if view.top_iz[ix, iy] >= 0:
+    if want:  # heights of obstacles only: a ground column would always answer the road level
         turns.append(make_turn(pick(rng, Q_PLACE_HEIGHT), format_number(view.top_z[ix, iy], 'm'),
                                'height', 'place_height', x=x, y=y))
     return turns
