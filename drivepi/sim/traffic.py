@@ -127,11 +127,15 @@ class TrafficBuilder:
             'vehicle.moving' if moving else 'vehicle.stopped')
         return self.add_agent(category, track, np.zeros(len(track['t'])), attr)
 
-    def parked(self, category: str, attribute: str, lateral: float, along_margin: float = 12.0) -> bool:
-        """A still object ``lateral`` m right of a random street's centreline, aligned with it."""
+    def parked(self, category: str, attribute: str, lateral: float = None, along_margin: float = 12.0) -> bool:
+        """A still object ``lateral`` m right of a random street's centreline, aligned with it
+        (``None``: in the parking strip, 0.25 m off the kerb)."""
+        size = self._size(category)
+        if lateral is None:
+            lateral = ROAD_HALF_WIDTH - 0.25 - size[1] / 2
         axis, c, along, direction = self._street_spot(along_margin)
         xy, yaw = self._street_point(axis, c, along, direction, lateral)
-        return self._still(category, attribute, xy, yaw)
+        return self._still(category, attribute, xy, yaw, size)
 
     def pedestrian_walk(self) -> bool:
         axis, c, along, direction = self._street_spot(SIDEWALK_OUTER)
@@ -178,13 +182,13 @@ class TrafficBuilder:
         return placed
 
     # ---------------------------------------------------------------- helpers
-    def _still(self, category, attribute, xy, yaw) -> bool:
+    def _still(self, category, attribute, xy, yaw, size=None) -> bool:
         """A still agent standing on the ground (kerb height on sidewalks)."""
         steps = int(round(self.duration / self.dt)) + 1
         z = float(ground_height(self.grid, xy[None])[0])
         track = dict(t=np.arange(steps) * self.dt, xy=np.repeat(xy[None], steps, 0),
                      yaw=np.full(steps, yaw), speed=np.zeros(steps), velocity=np.zeros((steps, 2)))
-        return self.add_agent(category, track, np.full(steps, z), attribute)
+        return self.add_agent(category, track, np.full(steps, z), attribute, size)
 
     def _street_spot(self, margin: float, near: float = 60.0, tries: int = 30) -> tuple:
         """Random (axis, centreline, along position, direction) on a street, ``margin`` m off crossings
