@@ -49,7 +49,7 @@ def lidar_ray_directions() -> torch.Tensor:
     pitch = np.asarray(pitches)[:, None]
     azimuth = np.deg2rad(np.arange(0, 360, 1))[None, :]
     dirs = np.stack(np.broadcast_arrays(np.cos(pitch) * np.cos(azimuth), np.cos(pitch) * np.sin(azimuth),
-                                        np.sin(pitch) + 0 * azimuth), axis=-1)
+                                        np.sin(pitch)), axis=-1)
     return torch.from_numpy(dirs.reshape(-1, 3).astype(np.float32))
 
 
