@@ -196,3 +196,11 @@ def test_scene_export_is_deterministic(sim_set, tmp_path):
         digest = hashlib.md5((tmp_path / rel).read_bytes()).hexdigest()
         assert digest == hashlib.md5((root / rel).read_bytes()).hexdigest(), rel
     assert records['scene'][0]['token'] == token('scene-0001', 'scene')
+
+
+def test_bad_generation_arguments_raise(tmp_path):
+    with pytest.raises(ValueError, match="preset 'tiny'"):
+        generate_mini_dataset(tmp_path, num_scenes=1, seed=0, preset='tiny')
+    with pytest.raises(ValueError, match='num_scenes'):
+        generate_mini_dataset(tmp_path, num_scenes=0, seed=0, preset='test')
+    assert not any(tmp_path.iterdir())
