@@ -39,6 +39,16 @@ def test_lovasz_loss_module_gradients():
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
 
 
+def test_lovasz_subset_estimates_the_full_loss():
+    torch.manual_seed(0)
+    labels = torch.randint(0, 5, (20000,))
+    logits = torch.randn(20000, 5) + 2 * torch.nn.functional.one_hot(labels, 5)
+    full = MODELS.build(dict(type='LovaszSoftmaxLoss'))(logits, labels)
+    assert MODELS.build(dict(type='LovaszSoftmaxLoss', max_voxels=20000))(logits, labels) == full
+    estimate = MODELS.build(dict(type='LovaszSoftmaxLoss', max_voxels=4000))(logits, labels)
+    assert estimate != full and abs(estimate - full) < 0.02
+
+
 def test_box_signed_distance_rotated_box():
     box = torch.tensor([[0.0, 10.0, 0.0, 4.0, 2.0, 1.5, math.pi / 2]])  # 4 m long along +y
     points = torch.tensor([[0.0, 11.5], [1.5, 10.0], [0.0, 14.0], [3.0, 14.0], [0.0, 10.0]])

@@ -40,7 +40,7 @@ model = dict(
              lora_cfg=dict(r=16, lora_alpha=32, lora_dropout=0.05,
                            target_modules=['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj',
                                            'down_proj']),
-             gradient_checkpointing=True, dtype='bfloat16'),
+             gradient_checkpointing=True, dtype='bfloat16', loss_weight=1.0),
     projector=dict(type='MLPProjector'),
     num_plan_queries=6,
     max_answer_tokens=64,

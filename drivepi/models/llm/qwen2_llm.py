@@ -65,12 +65,13 @@ class Qwen2LLM(BaseModule):
         lora_cfg: ``peft.LoraConfig`` kwargs for ``train_mode='lora'``.
         gradient_checkpointing: recompute decoder layers in backward to save memory.
         dtype: ``'float32'``, ``'bfloat16'`` or ``'float16'`` weights.
+        loss_weight: multiplier of the answer-token cross-entropy (``loss_text``).
     """
 
     def __init__(self, llm_path: str, tokenizer_path: Optional[str] = None,
                  llm_config: Optional[dict] = None, train_mode: str = 'lora',
                  lora_cfg: Optional[dict] = None, gradient_checkpointing: bool = False,
-                 dtype: str = 'float32'):
+                 dtype: str = 'float32', loss_weight: float = 1.0):
         super().__init__()
         if train_mode not in TRAIN_MODES:
             raise ValueError(f'train_mode {train_mode!r} is not one of {TRAIN_MODES}')
@@ -87,6 +88,7 @@ class Qwen2LLM(BaseModule):
         if len(self.tokenizer) > causal_lm.config.vocab_size:
             causal_lm.resize_token_embeddings(len(self.tokenizer))
         self.train_mode = train_mode
+        self.loss_weight = loss_weight
         causal_lm.requires_grad_(train_mode == 'full')
         if gradient_checkpointing:
             causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(use_reentrant=False))
@@ -139,14 +141,14 @@ class Qwen2LLM(BaseModule):
             hidden: (B, L, D) hidden states; labels: long (B, L), ``IGNORE_INDEX`` where unlabelled.
 
         Returns:
-            Scalar mean over answer tokens; a zero that keeps the graph when the batch has none.
+            ``loss_weight`` x the mean over answer tokens; a zero that keeps the graph when there are none.
         """
         targets = labels[:, 1:]
         selected = targets != IGNORE_INDEX
         if not selected.any():
             return hidden.sum() * 0.0
         logits = self.causal_lm.lm_head(hidden[:, :-1][selected].to(self.dtype)).float()
-        return F.cross_entropy(logits, targets[selected])
+        return self.loss_weight * F.cross_entropy(logits, targets[selected])
 
     @torch.no_grad()
     def prefill(self, prefix_embeds: torch.Tensor) -> DynamicCache:

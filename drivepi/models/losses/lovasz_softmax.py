@@ -1,4 +1,6 @@
 """Lovasz-softmax loss (Berman et al., CVPR 2018): a convex surrogate of the mean Jaccard loss."""
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -47,14 +49,23 @@ def lovasz_softmax(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 class LovaszSoftmaxLoss(nn.Module):
     """Lovasz-softmax on logits.
 
+    The loss sorts all N errors once per present class; on CPU that dominates a mini training step
+    (about 0.1 s per class for 3e5 voxels), so ``max_voxels`` can bound N by a uniform random subset of
+    the voxels each call (a stochastic estimate of the full-grid loss; None uses every voxel).
+
     Args:
         loss_weight: multiplier of the loss.
+        max_voxels: evaluate on at most this many randomly chosen voxels (None: all).
     """
 
-    def __init__(self, loss_weight: float = 1.0):
+    def __init__(self, loss_weight: float = 1.0, max_voxels: Optional[int] = None):
         super().__init__()
         self.loss_weight = loss_weight
+        self.max_voxels = max_voxels
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """logits (N, C), labels long (N,) -> scalar."""
+        if self.max_voxels is not None and len(labels) > self.max_voxels:
+            subset = torch.randperm(len(labels), device=labels.device)[:self.max_voxels]
+            logits, labels = logits[subset], labels[subset]
         return self.loss_weight * lovasz_softmax(logits.float().softmax(-1), labels)
