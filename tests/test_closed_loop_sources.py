@@ -77,6 +77,26 @@ def test_nuscenes_sweep_reexpressed_at_simulated_pose(demo_source, demo_dir):
     assert sorted(images) == sorted(info['images']) and images['CAM_FRONT'].shape == (900, 1600, 3)
 
 
+def test_nuscenes_expert_pose_interpolates_keyframes_and_extrapolates(demo_source):
+    _, info = demo_source
+    first = np.asarray(info['ego2global'])
+    x0, y0, yaw0 = matrix_to_pose2d(first)
+    second = first.copy()
+    second[:2, 3] += 5.0 * np.array([np.cos(yaw0), np.sin(yaw0)])  # 5 m ahead 0.5 s later: 10 m/s
+    turn = np.array([[np.cos(0.2), -np.sin(0.2), 0], [np.sin(0.2), np.cos(0.2), 0], [0, 0, 1]])
+    second[:3, :3] = turn @ first[:3, :3]  # 0.2 rad to the left
+    source = NuScenesLogSource([info, dict(info, ego2global=second.tolist(), timestamp=info['timestamp'] + 0.5)],
+                               '.', {})
+    assert (source.start_time, source.end_time) == (0.0, 0.5)
+    np.testing.assert_allclose(source.expert_pose(0.25)[:2], [x0 + 2.5 * np.cos(yaw0), y0 + 2.5 * np.sin(yaw0)])
+    assert source.expert_pose(0.25)[2] == pytest.approx(np.angle(np.exp(1j * (yaw0 + 0.1))))
+    np.testing.assert_allclose(source.expert_pose(1.0)[:2], [x0 + 10 * np.cos(yaw0), y0 + 10 * np.sin(yaw0)])
+    # the lifted pose keeps the keyframe's height, roll and pitch and takes the simulated yaw
+    lifted = source.ego2global(x0, y0, yaw0 + 0.2, 0.5)
+    np.testing.assert_allclose(lifted[:3, :3], second[:3, :3], atol=1e-9)
+    assert lifted[2, 3] == second[2, 3]
+
+
 def test_nuscenes_agents_and_missing_map(demo_source, demo_dir, tmp_path):
     source, info = demo_source
     agents = source.agents_at(0.0)

@@ -143,9 +143,10 @@ class NuScenesLogSource(SceneSource):
         map_margin: metres of map kept around the logged ego path.
     """
     setting = 'nuscenes_log'
-    sensor_note = ('nuScenes log replay: keyframe LiDAR sweep re-expressed at the simulated pose (points '
-                   'to global, then into the new ego frame; nothing re-rendered), camera images from the '
-                   'log unchanged (approximation), agents replayed from the log')
+    sensor_note = ('nuScenes log replay: the nearest keyframe LiDAR sweep re-expressed at the simulated pose '
+                   '(points to global, then into the new ego frame; nothing re-rendered, earlier sweeps are the '
+                   'same re-expression at earlier simulated poses), camera images from the log unchanged '
+                   '(approximation), agents replayed from the log')
 
     def __init__(self, infos: list, data_root, data_prefix: dict, map_root=None, map_margin: float = 60.0):
         if not infos:
