@@ -128,3 +128,12 @@ def test_idm_matches_closed_form_and_agent_stops_behind_stopped_ego():
     gap = (ego.x + VehicleParams().rear_axle_to_center - VehicleParams().length / 2) - (follower[0] + follower[3] / 2)
     assert 0.5 < gap < p.min_gap + 1.0  # stopped near the jam distance instead of driving through
     assert np.linalg.norm(state.velocities[state.tokens.index('follower')]) < 0.3
+
+
+def test_malformed_settings_are_rejected_with_clear_errors():
+    with pytest.raises(ValueError, match='replan_hz=3.0 must divide sim_hz=10.0'):
+        EpisodeRunner(replan_hz=3.0)
+    with pytest.raises(ValueError, match="agents.mode must be 'log_replay' or 'idm'"):
+        EpisodeRunner(agents=dict(mode='reactive'))
+    with pytest.raises(TypeError, match='wheel_base'):
+        EpisodeRunner(vehicle=dict(wheel_base=2.5))
