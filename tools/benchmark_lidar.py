@@ -35,6 +35,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('config', help='DrivePI config with model.lidar_branch')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--num-sweeps', type=int, nargs='+', default=[1, 10], help='point-cloud sizes to run')
+    parser.add_argument('--batch-size', type=int, default=1, help='copies of the point cloud per forward pass')
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--warmup', type=int, default=5)
     parser.add_argument('--demo-dir', type=Path, default=DEFAULT_DEMO_DIR, help='nuScenes demo keyframe folder')
@@ -100,15 +101,16 @@ def timed_runs(branch: torch.nn.Module, batch: list, device: torch.device, iters
     return durations[warmup:], aux
 
 
-def run_variant(cfg: dict, points: torch.Tensor, device: torch.device, iters: int, warmup: int) -> dict:
-    """Latency and voxel statistics of one LiDAR branch config on one point cloud.
+def run_variant(cfg: dict, points: torch.Tensor, batch_size: int, device: torch.device, iters: int,
+                warmup: int) -> dict:
+    """Latency and voxel statistics of one LiDAR branch config on ``batch_size`` copies of a point cloud.
 
     The whole-branch latency is measured without stage hooks (no extra synchronisation); the stage
     latencies come from a second series of runs with synchronising hooks.
     """
     torch.manual_seed(0)
     branch = MODELS.build(cfg).to(device).eval()
-    batch = [points.to(device)]
+    batch = [points.to(device)] * batch_size
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
     with torch.no_grad():
@@ -156,11 +158,12 @@ def main() -> None:
         points = stack_sweeps(sweep, num_sweeps)
         for filter_on, variant in variants.items():
             rows.append(dict(num_sweeps=num_sweeps, filter=filter_on,
-                             **run_variant(variant, points, device, args.iters, args.warmup)))
+                             **run_variant(variant, points, args.batch_size, device, args.iters, args.warmup)))
     print_table(rows)
     report = dict(config=str(args.config), device=str(device),
                   device_name=torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor(),
-                  torch=torch.__version__, iters=args.iters, warmup=args.warmup, lidar_branch=branch_cfg, results=rows)
+                  torch=torch.__version__, batch_size=args.batch_size, iters=args.iters, warmup=args.warmup,
+                  lidar_branch=branch_cfg, results=rows)
     atomic_write_json(args.out, report)
     print(f'wrote {args.out}')
 

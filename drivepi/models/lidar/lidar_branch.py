@@ -78,8 +78,9 @@ class LiDARBranch(BaseModule):
                 aux['loss_importance'] = self._importance_loss(logits, vox['centers'], batch_idx, gt_occ, gt_bboxes_3d)
             if self.voxel_filter is not None:
                 keep = self.voxel_filter(logits, voxel_ranges(vox['centers']), batch_idx, batch_size)
-                prob = torch.sigmoid(logits[keep]).unsqueeze(1)
-                feats, coords = straight_through_gate(feats[keep], prob), coords[keep]
+                kept = torch.nonzero(keep).squeeze(1)  # one host sync for the three gathers
+                prob = torch.sigmoid(logits[kept]).unsqueeze(1)
+                feats, coords = straight_through_gate(feats[kept], prob), coords[kept]
         aux['num_kept_voxels'] = torch.tensor(len(coords), device=feats.device)
         aux['voxel_keep_ratio'] = aux['num_kept_voxels'].float() / aux['num_voxels'].float()
         bev, active = self.backbone(feats, coords, batch_size)
