@@ -87,3 +87,18 @@ def test_model_planner_drives_an_episode(setup):
         assert 0.0 <= log['metrics']['pdms'] <= 1.0
     else:  # an untrained model may plan absurdly: recorded, not raised
         assert 'plan' in log['failure']['reason']
+
+
+def test_nan_trajectory_from_the_model_fails_only_that_episode(setup, monkeypatch):
+    planner, source = setup
+    real_test_step = planner.model.test_step
+
+    def nan_test_step(data):
+        out = real_test_step(data)
+        out[0].pred_traj = torch.full_like(out[0].pred_traj, float('nan'))
+        return out
+
+    monkeypatch.setattr(planner.model, 'test_step', nan_test_step)
+    log = EpisodeRunner().run(source, planner, 'model', 0.0, 1.0, 'nan-episode')
+    assert log['status'] == 'failed' and log['metrics'] is None
+    assert log['failure']['step'] == 0 and 'non-finite' in log['failure']['reason']
