@@ -271,3 +271,17 @@ def test_packed_sample_fields_and_batching(demo_results, tmp_path):
 def test_pack_names_missing_keys(demo_results):
     with pytest.raises(KeyError, match='ego_status'):
         build(dict(type='PackDrivePIInputs'))(load_images(load_points(copy.deepcopy(demo_results))))
+
+
+def test_conversations_to_turn_lists_and_family_filter():
+    from drivepi.datasets.qa_schema import QAConversation, QATurn
+    turn = QATurn(question='How many cars?', answer='2', type='count', meta={'radius': 20})
+    conversations = [QAConversation(id='a', family='occupancy', turns=[turn]),
+                     QAConversation(id='b', family='planning', turns=[turn, turn])]
+    results = build(dict(type='LoadConversations'))(dict(conversations=conversations))
+    assert results['conversations'] == [
+        [dict(question='How many cars?', answer='2', type='count', family='occupancy')],
+        [dict(question='How many cars?', answer='2', type='count', family='planning')] * 2]
+    planning = build(dict(type='LoadConversations', families=['planning']))(dict(conversations=conversations))
+    assert [turns[0]['family'] for turns in planning['conversations']] == ['planning']
+    assert build(dict(type='LoadConversations'))(dict())['conversations'] == []
