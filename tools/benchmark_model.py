@@ -85,7 +85,7 @@ def main() -> None:
     turns = sum(len(c) for ds in val_batch['data_samples'] for c in ds.get('conversations', []))
     result = dict(
         config=args.config, device=str(device), device_name=(torch.cuda.get_device_name(device)
-                                                             if device.type == 'cuda' else platform.processor()),
+                                                             if device.type == 'cuda' else platform.processor() or platform.machine()),
         torch_threads=torch.get_num_threads(), batch_size=args.batch_size,
         params_total=sum(p.numel() for p in model.parameters()),
         params_trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
