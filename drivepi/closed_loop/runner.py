@@ -91,7 +91,7 @@ class ClosedLoopRunner:
                     path = self.episode_path(name, scene)
                     fingerprint = settings_fingerprint(self.config, planner)
                     if name in todo:
-                        log = dict(self._run_episode(source, planner, name, scene), settings_fingerprint=fingerprint)
+                        log = dict(self.run_episode(source, planner, name, scene), settings_fingerprint=fingerprint)
                         atomic_write_json(path, log, indent=None)
                     else:
                         log = read_episode_log(path, fingerprint)
@@ -103,7 +103,8 @@ class ClosedLoopRunner:
         atomic_write_json(self.out_dir / METRICS_FILE, summary)
         return summary
 
-    def _run_episode(self, source, planner, name: str, episode_id: str) -> dict:
+    def run_episode(self, source, planner, name: str, episode_id: str) -> dict:
+        """One episode of ``planner`` in ``source`` (start and length from the settings); not written."""
         t0 = source.start_time + self.episode_start
         duration = min(self.episode_seconds, source.end_time - t0)
         if duration <= 0:
@@ -141,3 +142,74 @@ def build_runner(cfg: dict, out_dir) -> ClosedLoopRunner:
         max_plan_speed=cfg.get('max_plan_speed', 40.0))
     return ClosedLoopRunner(episode_runner, out_dir, episode_seconds=cfg.get('episode_seconds', 15.0),
                             episode_start=cfg.get('episode_start', 0.0), config=cfg)
+
+
+PLANNER_NAMES = ('expert', 'constant_velocity', 'model')
+
+
+def build_planners(names, cfg, checkpoint, scene_infos: dict, work_dir, device: str = 'cpu') -> dict:
+    """Planners by name (:data:`PLANNER_NAMES`); ``model`` is built from ``cfg`` and ``checkpoint``.
+
+    Raises:
+        ValueError: ``model`` is asked for without a checkpoint, or a name is unknown.
+    """
+    from .planners import ConstantVelocityPlanner, ExpertPlanner
+    planners = {}
+    for name in names:
+        if name == 'expert':
+            planners[name] = ExpertPlanner()
+        elif name == 'constant_velocity':
+            planners[name] = ConstantVelocityPlanner()
+        elif name == 'model':
+            if checkpoint is None:
+                raise ValueError('the model planner needs CKPT: tools/closed_loop.py CONFIG CKPT (or run only '
+                                 'the baselines with --planner expert --planner constant_velocity)')
+            from .model_planner import ModelPlanner
+            planners[name] = ModelPlanner.from_config(cfg, checkpoint, scene_infos, work_dir, device)
+        else:
+            raise ValueError(f'unknown planner {name!r}; choose from {PLANNER_NAMES}')
+    return planners
+
+
+def build_source_loader(cl_cfg: dict, scene_infos: dict, data_prefix: dict) -> Callable:
+    """``scene_name -> SceneSource`` for the setting of a ``closed_loop`` config dict."""
+    from .sources import MiniWorldSource, NuScenesLogSource
+    if cl_cfg['setting'] == 'mini_world':
+        return lambda scene: MiniWorldSource(cl_cfg['data_root'], scene)
+    if cl_cfg['setting'] == 'nuscenes_log':
+        map_root = cl_cfg.get('map_root') or cl_cfg['data_root']
+        return lambda scene: NuScenesLogSource(scene_infos[scene], cl_cfg['data_root'], data_prefix, map_root)
+    raise ValueError(f"closed_loop.setting must be 'mini_world' or 'nuscenes_log', got {cl_cfg['setting']!r}")
+
+
+def load_config(path: str, options: dict = None):
+    """An MMEngine config with ``options`` (``--cfg-options``) merged; it must hold a ``closed_loop`` dict.
+
+    Raises:
+        ValueError: naming ``path`` when there is no ``closed_loop`` dict.
+    """
+    from mmengine.config import Config
+    cfg = Config.fromfile(path)
+    if options:
+        cfg.merge_from_dict(options)
+    if 'closed_loop' not in cfg:
+        raise ValueError(f'{path}: no closed_loop dict; inherit configs/_base_/closed_loop.py')
+    return cfg
+
+
+def select_scenes(cfg):
+    """(scene infos by name, scenes to drive, ``data_prefix`` of the sensor files) of a config.
+
+    Scenes are ``closed_loop.scenes`` or all scenes of ``closed_loop.info_file``; the data prefix is the
+    test dataset's (the nuScenes layout when the config has no dataset).
+    """
+    from .sources import load_scene_infos
+    cl_cfg = cfg.closed_loop
+    scene_infos = load_scene_infos(cl_cfg.info_file)
+    scenes = list(cl_cfg.scenes) if cl_cfg.get('scenes') else list(scene_infos)
+    unknown = sorted(set(scenes) - set(scene_infos))
+    if unknown:
+        raise ValueError(f'closed_loop.scenes {unknown} are not in {cl_cfg.info_file}')
+    data_prefix = cfg.get('test_dataloader', {}).get('dataset', {}).get('data_prefix') or \
+        dict(pts='samples/LIDAR_TOP', **{cam: f'samples/{cam}' for cam in scene_infos[scenes[0]][0]['images']})
+    return scene_infos, scenes, data_prefix
