@@ -131,13 +131,40 @@ def test_init_weights_keeps_the_checkpoint(tiny_llm_dir):
     assert all(torch.equal(before[n], p) for n, p in llm.named_parameters())
 
 
-def test_bf16_weights(tiny_llm_dir):
-    llm = Qwen2LLM(str(tiny_llm_dir), train_mode='frozen', dtype='bfloat16')
+def test_bf16_lora_with_gradient_checkpointing_trains(tiny_llm_dir):
+    """The full-size setting (bf16 weights, LoRA, gradient checkpointing) on the tiny model."""
+    llm = Qwen2LLM(str(tiny_llm_dir), train_mode='lora', lora_cfg=LORA, gradient_checkpointing=True,
+                   dtype='bfloat16').train()
     assert llm.dtype == torch.bfloat16
     batch = DrivePIPrompt(llm.tokenizer).batch([2], 2, 1, [conversation()])
-    embeds = llm.causal_lm.get_input_embeddings()(batch.input_ids)
+    spatial = torch.randn(1, 2, llm.hidden_size, requires_grad=True)
+    embeds = llm.embed(batch.input_ids, batch.spatial_mask, spatial, batch.plan_mask, torch.zeros(1, 1, llm.hidden_size))
     hidden = llm.hidden_states(embeds, batch.attention_mask)
     assert hidden.dtype == torch.float32 and torch.isfinite(hidden).all()
+    (llm.text_loss(hidden, batch.labels) + hidden[batch.spatial_mask].mean()).backward()
+    assert torch.isfinite(spatial.grad).all() and spatial.grad.abs().sum() > 0
+    assert all(torch.isfinite(p.grad).all() for p in llm.parameters() if p.requires_grad)
+
+
+def test_special_tokens_are_added_to_a_tokenizer_without_them(tiny_llm_dir, tmp_path):
+    """A real Qwen2.5 tokenizer has no DrivePI placeholders: they are added as single special ids."""
+    import json
+    import shutil
+    shutil.copytree(tiny_llm_dir, tmp_path / 'ckpt')
+    tokenizer_file = tmp_path / 'ckpt' / 'tokenizer.json'
+    data = json.loads(tokenizer_file.read_text())
+    data['added_tokens'] = [t for t in data['added_tokens'] if t['content'] not in (SPATIAL_TOKEN, PLAN_TOKEN)]
+    tokenizer_file.write_text(json.dumps(data))
+    config_file = tmp_path / 'ckpt' / 'tokenizer_config.json'
+    config = json.loads(config_file.read_text())
+    config['extra_special_tokens'] = ['<|im_start|>', '<|im_end|>']
+    config_file.write_text(json.dumps(config))
+    from transformers import AutoTokenizer
+    assert len(AutoTokenizer.from_pretrained(tmp_path / 'ckpt').encode(SPATIAL_TOKEN)) > 1
+    llm = Qwen2LLM(str(tmp_path / 'ckpt'), train_mode='frozen')
+    ids = [llm.tokenizer.encode(t, add_special_tokens=False) for t in (SPATIAL_TOKEN, PLAN_TOKEN, IM_END)]
+    assert all(len(i) == 1 for i in ids) and len({i[0] for i in ids}) == 3
+    assert max(i[0] for i in ids) < llm.causal_lm.config.vocab_size
 
 
 def test_missing_weights_start_from_random_init_with_a_warning(tiny_llm_dir, tmp_path):

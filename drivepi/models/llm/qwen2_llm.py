@@ -82,8 +82,9 @@ class Qwen2LLM(BaseModule):
             raise FileNotFoundError(f'no tokenizer.json in {tokenizer_path}; set tokenizer_path to a '
                                     'Hugging Face tokenizer directory (tools/make_tiny_llm.py writes one)')
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-        self.tokenizer.add_special_tokens({'additional_special_tokens': [
-            t for t in QWEN_SPECIAL_TOKENS + DRIVEPI_SPECIAL_TOKENS if t != ENDOFTEXT]})
+        vocab = self.tokenizer.get_vocab()
+        self.tokenizer.add_tokens([t for t in QWEN_SPECIAL_TOKENS + DRIVEPI_SPECIAL_TOKENS if t not in vocab],
+                                  special_tokens=True)
         causal_lm = build_causal_lm(Path(llm_path), llm_config, DTYPES[dtype])
         if len(self.tokenizer) > causal_lm.config.vocab_size:
             causal_lm.resize_token_embeddings(len(self.tokenizer))
