@@ -128,6 +128,17 @@ def test_rejects_mmdet3d_infos(demo_dir):
         DATASETS.build(cfg)
 
 
+def test_rejects_occ_classes_that_differ_from_the_infos(toy_root):
+    occ3d = Config.fromfile(CONFIG_DIR / 'nuscenes_occ3d.py')
+    metainfo = dict(classes=occ3d.class_names, occ_classes=occ3d.occ_classes)
+    cfg = dataset_cfg('drivepi_mini.py', 'val', toy_root, metainfo=metainfo)
+    with pytest.raises(ValueError, match='occ_classes of the config'):
+        DATASETS.build(cfg)
+    dataset = DATASETS.build(dataset_cfg('drivepi_mini.py', 'val', toy_root, metainfo=dict(classes=['car'])))
+    assert len(dataset.metainfo['occ_classes']) == 17  # taken from the info file
+    assert dataset.get_data_info(0)['occ_classes'][16] == 'free'
+
+
 def test_generated_mini_set_end_to_end(mini_dataset):
     cfg = dataset_cfg('drivepi_mini.py', 'train', Path(mini_dataset['root']),
                       ann_file=str(mini_dataset['train_info']))

@@ -6,7 +6,7 @@ import numpy as np
 from mmdet3d.datasets import Det3DDataset
 from mmdet3d.structures import LiDARInstance3DBoxes
 
-from drivepi.datasets.classes import CAMERA_NAMES, DETECTION_CLASSES, OPENOCC_CLASSES
+from drivepi.datasets.classes import CAMERA_NAMES, DETECTION_CLASSES
 from drivepi.datasets.converters.nuscenes_converter import INFO_VERSION
 from drivepi.datasets.qa_schema import load_qa_file
 from drivepi.registry import DATASETS
@@ -34,7 +34,7 @@ class DrivePIDataset(Det3DDataset):
         **kwargs: ``Det3DDataset`` arguments (``data_root``, ``ann_file``, ``pipeline``, ``test_mode``...).
     """
 
-    METAINFO = dict(classes=DETECTION_CLASSES, occ_classes=OPENOCC_CLASSES)
+    METAINFO = dict(classes=DETECTION_CLASSES)  # occ_classes: from the info file, checked against the config
 
     def __init__(self, qa_file: Optional[str] = None, data_prefix: dict = NUSCENES_DATA_PREFIX,
                  modality: dict = dict(use_lidar=True, use_camera=True), filter_empty_gt: bool = False,
@@ -44,18 +44,26 @@ class DrivePIDataset(Det3DDataset):
         super().__init__(data_prefix=data_prefix, modality=modality, filter_empty_gt=filter_empty_gt, **kwargs)
 
     def load_data_list(self) -> list:
-        """The parsed infos; rejects info files that tools/create_data.py did not write."""
-        data_list = super().load_data_list()
-        if self.metainfo.get('info_version') != INFO_VERSION:
-            raise ValueError(f'{self.ann_file} is not a DrivePI info file (info_version '
-                             f'{self.metainfo.get("info_version")!r}, expected {INFO_VERSION!r}); mmdet3d '
-                             'infos differ (box z at the centre, no planning keys): run tools/create_data.py')
+        """The parsed infos; rejects info files that tools/create_data.py did not write, and
+        configured ``occ_classes`` that differ from the info file's (e.g. Occ3D infos, OpenOcc config)."""
+        configured = self._metainfo.pop('occ_classes', None)
+        data_list = super().load_data_list()  # fills self._metainfo with the file's metainfo
+        from_file = list(self._metainfo['occ_classes'])
+        if configured is not None and list(configured) != from_file:
+            raise ValueError(f'occ_classes of the config ({len(configured)}: {list(configured)[:3]}...) differ '
+                             f'from those of {self.ann_file} ({len(from_file)}: {from_file[:3]}...): pick the '
+                             'dataset config that matches the infos')
         return data_list
 
     def parse_data_info(self, info: dict) -> dict:
+        """One info with joined paths, ``occ_classes``, ``conversations`` (and ``ann_info`` in training)."""
+        if self._metainfo.get('info_version') != INFO_VERSION:
+            raise ValueError(f'{self.ann_file} is not a DrivePI info file (info_version '
+                             f'{self._metainfo.get("info_version")!r}, expected {INFO_VERSION!r}); mmdet3d '
+                             'infos differ (box z at the centre, no planning keys): run tools/create_data.py')
         info = super().parse_data_info(info)
         info['occ_path'] = osp.join(self.data_root, info['occ_path']) if info.get('occ_path') else ''
-        info['occ_classes'] = list(self.metainfo['occ_classes'])
+        info['occ_classes'] = list(self._metainfo['occ_classes'])
         info['conversations'] = self.conversations_by_token.get(info['token'], [])
         return info
 
