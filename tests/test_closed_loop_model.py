@@ -33,8 +33,8 @@ def setup(mini_dataset, tiny_llm_dir, tmp_path_factory):
     register_all_modules()
     torch.manual_seed(0)
     torch.save({'state_dict': MODELS.build(cfg.model).state_dict()}, tmp / 'model.pth')
-    scene_infos = load_scene_infos(mini_dataset['val_info'])
-    planner = ModelPlanner.from_config(cfg, tmp / 'model.pth', scene_infos, tmp / 'inputs')
+    scene_infos, metainfo = load_scene_infos(mini_dataset['val_info'])
+    planner = ModelPlanner.from_config(cfg, tmp / 'model.pth', scene_infos, metainfo, tmp / 'inputs')
     scene = next(iter(scene_infos))
     return planner, MiniWorldSource(mini_dataset['root'], scene)
 

@@ -13,8 +13,9 @@ DEMO_INFO = 'n015-2018-07-24-11-22-45+0800.pkl'
 
 @pytest.fixture(scope='module')
 def mini_scenes(mini_dataset):
-    infos = load_scene_infos(mini_dataset['train_info'])
-    infos.update(load_scene_infos(mini_dataset['val_info']))
+    infos, metainfo = load_scene_infos(mini_dataset['train_info'])
+    assert metainfo['info_version'] == 'drivepi-1.0'
+    infos.update(load_scene_infos(mini_dataset['val_info'])[0])
     return infos
 
 

@@ -44,14 +44,14 @@ def parse_args():
 def main():
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options)
-    scene_infos, scenes, data_prefix = select_scenes(cfg)
+    scenes = select_scenes(cfg)
     names = ['expert', 'constant_velocity'] + (['model'] if args.checkpoint else [])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        planners = build_planners(names, cfg, args.checkpoint, scene_infos, tmp, args.device)
+        planners = build_planners(names, cfg, args.checkpoint, scenes, tmp, args.device)
         cl_cfg = cfg.closed_loop.to_dict()
-        load = build_source_loader(cl_cfg, scene_infos, data_prefix)
-        sources = {scene: load(scene) for scene in scenes}
+        load = build_source_loader(cl_cfg, scenes.infos, scenes.data_prefix)
+        sources = {scene: load(scene) for scene in scenes.names}
         for mode in ('log_replay', 'idm'):
             runner = build_runner(dict(cl_cfg, agents=dict(cl_cfg['agents'], mode=mode)), tmp)
             for name, planner in planners.items():

@@ -38,14 +38,13 @@ def main():
                          'baselines with --planner expert --planner constant_velocity)')
     try:
         cfg = load_config(args.config, args.cfg_options)
-        scene_infos, scenes, data_prefix = select_scenes(cfg)
+        scenes = select_scenes(cfg)
     except ValueError as err:  # bad settings: one clear line
         raise SystemExit(str(err)) from err
-    planners = build_planners(names, cfg, args.checkpoint, scene_infos, osp.join(out_dir, 'model_inputs'),
-                              args.device)
+    planners = build_planners(names, cfg, args.checkpoint, scenes, osp.join(out_dir, 'model_inputs'), args.device)
     cl_cfg = cfg.closed_loop.to_dict()
     runner = build_runner(cl_cfg, out_dir)
-    summary = runner.run(scenes, build_source_loader(cl_cfg, scene_infos, data_prefix), planners)
+    summary = runner.run(scenes.names, build_source_loader(cl_cfg, scenes.infos, scenes.data_prefix), planners)
     print(format_table(summary))
     print(f'episode logs and closed_loop_metrics.json in {out_dir}')
 

@@ -47,8 +47,12 @@ class ModelPlanner:
         self.checkpoint = None  # set by from_config; part of the runner's resume fingerprint
 
     @classmethod
-    def from_config(cls, cfg, checkpoint: str, scene_infos: dict, work_dir, device: str = 'cpu') -> 'ModelPlanner':
+    def from_config(cls, cfg, checkpoint: str, scene_infos: dict, metainfo: dict, work_dir,
+                    device: str = 'cpu') -> 'ModelPlanner':
         """Build the model from ``cfg.model``, load ``checkpoint``, and the pipeline from ``cfg.test_dataloader``.
+
+        ``metainfo`` is the info file's (``info_version``, ``occ_classes``, ...): the lazily initialised
+        dataset never reads the file itself.
 
         ``cfg.closed_loop.model`` may set ``drop_transforms`` (default :data:`GT_TRANSFORMS`) and
         ``sweep_interval`` (s, default 0.1); ``num_sweeps`` is the test pipeline's ``sweeps_num``.
@@ -64,7 +68,7 @@ class ModelPlanner:
         pipeline = [t for t in ds_cfg.pipeline if t['type'] not in drop]
         sweeps = [t.get('sweeps_num', 10) for t in pipeline if t['type'] in SWEEP_LOADERS]
         ds_cfg.update(data_root=str(work_dir), ann_file='', qa_file=None, pipeline=pipeline, test_mode=True,
-                      lazy_init=True)
+                      lazy_init=True, metainfo=dict(ds_cfg.get('metainfo') or {}, **metainfo))
         model = MODELS.build(cfg.model)
         load_checkpoint(model, str(checkpoint), map_location='cpu')
         model.to(device).eval()

@@ -15,7 +15,7 @@ Aggregates: :func:`drivepi.closed_loop.scoring.aggregate_scores`.
 import hashlib
 import json
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, NamedTuple, Sequence
 
 from tqdm import tqdm
 
@@ -147,7 +147,7 @@ def build_runner(cfg: dict, out_dir) -> ClosedLoopRunner:
 PLANNER_NAMES = ('expert', 'constant_velocity', 'model')
 
 
-def build_planners(names, cfg, checkpoint, scene_infos: dict, work_dir, device: str = 'cpu') -> dict:
+def build_planners(names, cfg, checkpoint, scenes: 'SceneSelection', work_dir, device: str = 'cpu') -> dict:
     """Planners by name (:data:`PLANNER_NAMES`); ``model`` is built from ``cfg`` and ``checkpoint``.
 
     Raises:
@@ -165,7 +165,8 @@ def build_planners(names, cfg, checkpoint, scene_infos: dict, work_dir, device: 
                 raise ValueError('the model planner needs CKPT: tools/closed_loop.py CONFIG CKPT (or run only '
                                  'the baselines with --planner expert --planner constant_velocity)')
             from .model_planner import ModelPlanner
-            planners[name] = ModelPlanner.from_config(cfg, checkpoint, scene_infos, work_dir, device)
+            planners[name] = ModelPlanner.from_config(cfg, checkpoint, scenes.infos, scenes.metainfo, work_dir,
+                                                      device)
         else:
             raise ValueError(f'unknown planner {name!r}; choose from {PLANNER_NAMES}')
     return planners
@@ -197,19 +198,25 @@ def load_config(path: str, options: dict = None):
     return cfg
 
 
-def select_scenes(cfg):
-    """(scene infos by name, scenes to drive, ``data_prefix`` of the sensor files) of a config.
+class SceneSelection(NamedTuple):
+    """The scenes a run drives: ``infos`` (scene name -> keyframe infos), the info file's ``metainfo``,
+    ``names`` (the scenes to drive, in order) and the ``data_prefix`` of the sensor files."""
+    infos: dict
+    metainfo: dict
+    names: list
+    data_prefix: dict
 
-    Scenes are ``closed_loop.scenes`` or all scenes of ``closed_loop.info_file``; the data prefix is the
-    test dataset's (the nuScenes layout when the config has no dataset).
-    """
+
+def select_scenes(cfg) -> SceneSelection:
+    """The scenes of a config: ``closed_loop.scenes`` or all scenes of ``closed_loop.info_file``; the data
+    prefix is the test dataset's (the nuScenes layout when the config has no dataset)."""
     from .sources import load_scene_infos
     cl_cfg = cfg.closed_loop
-    scene_infos = load_scene_infos(cl_cfg.info_file)
+    scene_infos, metainfo = load_scene_infos(cl_cfg.info_file)
     scenes = list(cl_cfg.scenes) if cl_cfg.get('scenes') else list(scene_infos)
     unknown = sorted(set(scenes) - set(scene_infos))
     if unknown:
         raise ValueError(f'closed_loop.scenes {unknown} are not in {cl_cfg.info_file}')
     data_prefix = cfg.get('test_dataloader', {}).get('dataset', {}).get('data_prefix') or \
         dict(pts='samples/LIDAR_TOP', **{cam: f'samples/{cam}' for cam in scene_infos[scenes[0]][0]['images']})
-    return scene_infos, scenes, data_prefix
+    return SceneSelection(scene_infos, metainfo, scenes, data_prefix)

@@ -14,7 +14,7 @@ produced for an arbitrary simulated ego pose.
 """
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Tuple
 
 import numpy as np
 
@@ -106,8 +106,9 @@ DETECTION_CATEGORIES = ('vehicle.car', 'vehicle.truck', 'vehicle.trailer', 'vehi
 OTHER_CATEGORY = 'movable_object.other'
 
 
-def load_scene_infos(info_file) -> Dict[str, list]:
-    """Scene name -> its keyframe infos in time order, from a DrivePI info file (docs/contracts.md).
+def load_scene_infos(info_file) -> Tuple[Dict[str, list], dict]:
+    """Scene name -> its keyframe infos in time order, and the file's metainfo, from a DrivePI info
+    file (docs/contracts.md).
 
     Raises:
         FileNotFoundError / ValueError naming ``info_file`` when it is missing or lacks the keys.
@@ -117,14 +118,14 @@ def load_scene_infos(info_file) -> Dict[str, list]:
     if not path.is_file():
         raise FileNotFoundError(f'{path}: info file not found (create it with tools/create_data.py)')
     data = mmengine.load(str(path))
-    if not isinstance(data, dict) or 'data_list' not in data:
-        raise ValueError(f'{path}: not an mmdet3d v2 info file (no data_list)')
+    if not isinstance(data, dict) or 'data_list' not in data or 'metainfo' not in data:
+        raise ValueError(f'{path}: not an mmdet3d v2 info file (no data_list / metainfo)')
     scenes: Dict[str, list] = {}
     for info in data['data_list']:
         if 'scene_name' not in info or 'timestamp' not in info:
             raise ValueError(f'{path}: info {info.get("token")} lacks scene_name/timestamp (not a DrivePI info file)')
         scenes.setdefault(info['scene_name'], []).append(info)
-    return {name: sorted(infos, key=lambda i: i['timestamp']) for name, infos in scenes.items()}
+    return {name: sorted(infos, key=lambda i: i['timestamp']) for name, infos in scenes.items()}, data['metainfo']
 
 
 class NuScenesLogSource(SceneSource):
