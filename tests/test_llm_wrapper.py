@@ -1,6 +1,4 @@
 """Qwen2LLM (from_pretrained, training modes, loss, generation) and the DrivePI prompt."""
-import warnings
-
 import pytest
 import torch
 from mmengine.config import Config
@@ -138,7 +136,8 @@ def test_bf16_lora_with_gradient_checkpointing_trains(tiny_llm_dir):
     assert llm.dtype == torch.bfloat16
     batch = DrivePIPrompt(llm.tokenizer).batch([2], 2, 1, [conversation()])
     spatial = torch.randn(1, 2, llm.hidden_size, requires_grad=True)
-    embeds = llm.embed(batch.input_ids, batch.spatial_mask, spatial, batch.plan_mask, torch.zeros(1, 1, llm.hidden_size))
+    plan = torch.zeros(1, 1, llm.hidden_size)
+    embeds = llm.embed(batch.input_ids, batch.spatial_mask, spatial, batch.plan_mask, plan)
     hidden = llm.hidden_states(embeds, batch.attention_mask)
     assert hidden.dtype == torch.float32 and torch.isfinite(hidden).all()
     (llm.text_loss(hidden, batch.labels) + hidden[batch.spatial_mask].mean()).backward()

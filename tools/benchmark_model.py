@@ -82,10 +82,11 @@ def main() -> None:
         data = model.data_preprocessor(copy.deepcopy(val_batch), False)
         bev, _ = model.extract_feat(data['inputs'], data['data_samples'])
         num_tokens = model.token_filter(bev)['keep_idx'].shape[1]
+    device_name = (torch.cuda.get_device_name(device) if device.type == 'cuda'
+                   else platform.processor() or platform.machine())
     turns = sum(len(c) for ds in val_batch['data_samples'] for c in ds.get('conversations', []))
     result = dict(
-        config=args.config, device=str(device), device_name=(torch.cuda.get_device_name(device)
-                                                             if device.type == 'cuda' else platform.processor() or platform.machine()),
+        config=args.config, device=str(device), device_name=device_name,
         torch_threads=torch.get_num_threads(), batch_size=args.batch_size,
         params_total=sum(p.numel() for p in model.parameters()),
         params_trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
