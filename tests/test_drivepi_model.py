@@ -168,7 +168,7 @@ def test_bad_inputs_raise_clear_errors(model, batch, bad, match):
 def test_full_size_config_builds_on_meta_device(tiny_llm_dir):
     register_all_modules()
     cfg = Config.fromfile(FULL_CONFIG).model
-    cfg.llm.tokenizer_path = str(tiny_llm_dir)  # no Qwen2.5 tokenizer on this machine
+    cfg.llm.fallback_tokenizer_path = str(tiny_llm_dir)  # no Qwen2.5 tokenizer or weights on this machine
     with torch.device('meta'), pytest.warns(UserWarning, match='NO LLM WEIGHTS'):
         model = MODELS.build(cfg)
     llm_params = sum(p.numel() for p in model.llm.causal_lm.parameters())

@@ -178,6 +178,18 @@ def test_missing_weights_start_from_random_init_with_a_warning(tiny_llm_dir, tmp
         Qwen2LLM(str(tmp_path / 'absent'), tokenizer_path=str(tiny_llm_dir))
     with pytest.raises(FileNotFoundError, match='no tokenizer.json'):
         Qwen2LLM(str(tmp_path / 'absent'))
+    with pytest.warns(UserWarning, match='fallback tokenizer'):
+        Qwen2LLM(str(tmp_path / 'absent'), fallback_tokenizer_path=str(tiny_llm_dir),
+                 llm_config={k: config[k] for k in keys}, train_mode='frozen')
+
+
+def test_fallback_tokenizer_is_refused_beside_real_weights(tiny_llm_dir, tmp_path):
+    import shutil
+    (tmp_path / 'weights_only').mkdir()
+    for name in ('config.json', 'model.safetensors'):
+        shutil.copy(tiny_llm_dir / name, tmp_path / 'weights_only' / name)
+    with pytest.raises(FileNotFoundError, match='no tokenizer.json'):
+        Qwen2LLM(str(tmp_path / 'weights_only'), fallback_tokenizer_path=str(tiny_llm_dir))
 
 
 def qwen2_param_count(c: dict) -> int:

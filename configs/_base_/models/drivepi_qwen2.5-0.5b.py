@@ -1,8 +1,8 @@
 # DrivePI, full size: Qwen2.5-0.5B LLM (hidden 896, 24 layers, 14 heads, 2 KV heads, vocab 151936),
 # 0.2 m LiDAR voxels, BEV stride 2 (100 x 100 cells of 0.8 m), ResNet-50 + FPN cameras.
 # `llm_path` is a local Hugging Face checkpoint directory (e.g. Qwen2.5-0.5B-Instruct); without weights
-# there the LLM starts from a random init of `qwen2_5_0_5b` with a loud warning (set `tokenizer_path` to a
-# tokenizer directory in that case).
+# there the LLM starts from a random init of `qwen2_5_0_5b` with a loud warning, and, with no tokenizer
+# there either, uses the tiny checkpoint's tokenizer (`fallback_tokenizer_path`) for smoke runs.
 occ_range = [-40.0, -40.0, -1.0, 40.0, 40.0, 5.4]
 occ_grid = [200, 200, 16]
 num_occ_classes = 17
@@ -35,7 +35,8 @@ model = dict(
         feat_level=0),
     fuser=dict(type='ConvBEVFuser', in_channels=[bev_channels, camera_channels], out_channels=bev_channels),
     token_filter=dict(type='BEVTokenFilter', keep_ratio=0.2, hidden_channels=64),
-    llm=dict(type='Qwen2LLM', llm_path=llm_path, tokenizer_path=None, llm_config=qwen2_5_0_5b,
+    llm=dict(type='Qwen2LLM', llm_path=llm_path, tokenizer_path=None,
+             fallback_tokenizer_path='data/drivepi-mini/tiny_qwen2', llm_config=qwen2_5_0_5b,
              train_mode='lora',
              lora_cfg=dict(r=16, lora_alpha=32, lora_dropout=0.05,
                            target_modules=['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj',

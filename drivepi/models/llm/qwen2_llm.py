@@ -53,6 +53,22 @@ def build_causal_lm(llm_path: Path, llm_config: Optional[dict], dtype: torch.dty
     return Qwen2ForCausalLM(Qwen2Config(**llm_config)).to(dtype)
 
 
+def resolve_tokenizer_path(llm_path: Path, tokenizer_path: Optional[str],
+                           fallback_tokenizer_path: Optional[str]) -> Path:
+    """``tokenizer_path`` (default ``llm_path``) if it holds ``tokenizer.json``; the fallback (with a
+    warning) only when ``llm_path`` has no weights either; otherwise a FileNotFoundError."""
+    path = Path(tokenizer_path or llm_path)
+    if (path / 'tokenizer.json').is_file():
+        return path
+    if fallback_tokenizer_path and not has_weights(llm_path) and \
+            (Path(fallback_tokenizer_path) / 'tokenizer.json').is_file():
+        warnings.warn(f'no tokenizer in {path} and no weights in {llm_path}: using the fallback tokenizer '
+                      f'{fallback_tokenizer_path} for a randomly initialised LLM')
+        return Path(fallback_tokenizer_path)
+    raise FileNotFoundError(f'no tokenizer.json in {path}; set tokenizer_path to a Hugging Face tokenizer '
+                            'directory (tools/make_tiny_llm.py writes one)')
+
+
 @MODELS.register_module()
 class Qwen2LLM(BaseModule):
     """Qwen2 causal LM + tokenizer with DrivePI's special tokens and a configurable training mode.
@@ -60,6 +76,8 @@ class Qwen2LLM(BaseModule):
     Args:
         llm_path: local directory of a Hugging Face Qwen2 checkpoint.
         tokenizer_path: tokenizer directory; defaults to ``llm_path``.
+        fallback_tokenizer_path: tokenizer used only when ``llm_path`` has no weights and
+            ``tokenizer_path`` no tokenizer (random-init smoke runs of a full-size config), with a warning.
         llm_config: ``Qwen2Config`` kwargs for random init when ``llm_path`` has no weights.
         train_mode: ``'frozen'``, ``'lora'`` or ``'full'``.
         lora_cfg: ``peft.LoraConfig`` kwargs for ``train_mode='lora'``.
@@ -69,19 +87,16 @@ class Qwen2LLM(BaseModule):
     """
 
     def __init__(self, llm_path: str, tokenizer_path: Optional[str] = None,
-                 llm_config: Optional[dict] = None, train_mode: str = 'lora',
-                 lora_cfg: Optional[dict] = None, gradient_checkpointing: bool = False,
+                 fallback_tokenizer_path: Optional[str] = None, llm_config: Optional[dict] = None,
+                 train_mode: str = 'lora', lora_cfg: Optional[dict] = None, gradient_checkpointing: bool = False,
                  dtype: str = 'float32', loss_weight: float = 1.0):
         super().__init__()
         if train_mode not in TRAIN_MODES:
             raise ValueError(f'train_mode {train_mode!r} is not one of {TRAIN_MODES}')
         if dtype not in DTYPES:
             raise ValueError(f'dtype {dtype!r} is not one of {tuple(DTYPES)}')
-        tokenizer_path = Path(tokenizer_path or llm_path)
-        if not (tokenizer_path / 'tokenizer.json').is_file():
-            raise FileNotFoundError(f'no tokenizer.json in {tokenizer_path}; set tokenizer_path to a '
-                                    'Hugging Face tokenizer directory (tools/make_tiny_llm.py writes one)')
-        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            resolve_tokenizer_path(Path(llm_path), tokenizer_path, fallback_tokenizer_path))
         vocab = self.tokenizer.get_vocab()
         self.tokenizer.add_tokens([t for t in QWEN_SPECIAL_TOKENS + DRIVEPI_SPECIAL_TOKENS if t not in vocab],
                                   special_tokens=True)
