@@ -230,7 +230,8 @@ def test_official_split_for_real_versions(tmp_path, demo_info):
     assert sorted({i['scene_name'] for i in infos['train']['data_list']}) == ['scene-0061', 'scene-0553']
     assert {i['scene_name'] for i in infos['val']['data_list']} == {'scene-0103'}
     assert infos['train']['metainfo']['dataset'] == 'nuscenes'
-    assert infos['train']['metainfo']['occ_classes'][0] == 'others' and len(infos['val']['metainfo']['occ_classes']) == 18
+    assert infos['train']['metainfo']['occ_classes'][0] == 'others'
+    assert len(infos['val']['metainfo']['occ_classes']) == 18
     assert all(i['occ_path'] == '' for i in infos['train']['data_list'])
     assert all(len(i['lidar_sweeps']) <= 2 for i in infos['train']['data_list'])
 
