@@ -26,7 +26,7 @@ from .scene import SceneGT, display_name
 HEADINGS = ('forward', 'forward-left', 'left', 'backward-left', 'backward', 'backward-right', 'right',
             'forward-right')
 
-Q_STATUS = ('Is the {cls} at {place} moving or static?', 'Is the {cls} at {place} moving?',
+Q_STATUS = ('Is the {cls} at {place} moving or static?', 'Is the {cls} at {place} moving, or is it static?',
             'What is the motion status of the {cls} at {place}?')
 Q_SPEED = ('How fast is it moving?', 'What is its speed?', 'At what speed does it travel?')
 Q_HEADING = ('In which direction is it moving relative to the ego vehicle?',

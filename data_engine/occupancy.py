@@ -35,7 +35,7 @@ REGIONS = ('around', 'ahead', 'behind')
 REGION_WORDS = {'around': 'of', 'ahead': 'in front of', 'behind': 'behind'}
 
 Q_PLACE_EXIST = ('Is there an obstacle at {place}?', 'Is the location {place} occupied by an obstacle?',
-                 'At {place}, is anything blocking the way?')
+                 'At {place}, is there an obstacle above the ground?')
 Q_PLACE_OBJECT = ('What occupies that location?', 'What is there?', 'Which class is at that spot?')
 Q_PLACE_HEIGHT = ('How high does it reach?', 'What is the height of its top?',
                   'Up to what height is that location occupied?')
