@@ -12,8 +12,7 @@ from pathlib import Path
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from drivepi.evaluation import format_metrics_table
-from drivepi.fileio import atomic_write_json
+from drivepi.evaluation import format_metrics_table, save_metrics_json
 from drivepi.utils import register_all_modules
 
 
@@ -52,7 +51,7 @@ def main() -> None:
     metrics = runner.test()
     print(format_metrics_table(metrics))
     if args.out_dir:
-        atomic_write_json(Path(args.out_dir) / 'metrics.json', metrics)
+        save_metrics_json(metrics, Path(args.out_dir) / 'metrics.json')
         print(f'predictions and metrics.json written to {args.out_dir}')
 
 

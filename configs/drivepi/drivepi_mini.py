@@ -1,0 +1,20 @@
+# DrivePI on the generated mini dataset: trains on 2 CPU cores in about 15 minutes (bash tools/demo_mini.sh).
+_base_ = [
+    '../_base_/datasets/drivepi_mini.py',
+    '../_base_/models/drivepi_mini.py',
+    '../_base_/schedules/mini_cpu.py',
+    '../_base_/closed_loop.py',
+    '../_base_/default_runtime.py',
+]
+
+val_evaluator = [
+    dict(type='OccupancyMetric', data_root={{_base_.data_root}}, ann_file='drivepi_infos_val.pkl',
+         class_names={{_base_.occ_classes}}),
+    dict(type='PlanningMetric'),
+    dict(type='QAMetric'),
+]
+test_evaluator = val_evaluator
+
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=20),
+    checkpoint=dict(type='CheckpointHook', interval=200, by_epoch=False, max_keep_ckpts=2, save_last=True))
