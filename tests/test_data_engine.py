@@ -1,5 +1,6 @@
 """Data engine on a hand-built scene whose answers are worked out by hand in the comments."""
 import json
+import os
 import pickle
 import runpy
 import sys
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 
 from data_engine.balance import balance_answers
-from data_engine.captions import TemplateCaptioner, VLMCaptioner, camera_image_paths, generate_captions
+from data_engine.captions import (TemplateCaptioner, VLMCaptioner, camera_image_paths, generate_captions,
+                                  load_captioner)
 from data_engine.flow import FlowQAConfig, generate_flow, heading_name
 from data_engine.generate_qa import QAEngineConfig, generate_conversations, generate_records, main
 from data_engine.occupancy import OccupancyQAConfig, OccupancyView, count_objects, generate_occupancy
@@ -282,6 +284,9 @@ def test_vlm_captioner_gets_camera_images(scene, tmp_path):
     assert turn.answer == 'A busy street.' and turn.meta['source'] == 'vlm' and len(calls) == 1
     with pytest.raises(ValueError, match='returned'):
         VLMCaptioner(lambda paths, prompt: '')(scene)
+    assert load_captioner('os.path:join').vlm is os.path.join and load_captioner(None).source == 'template'
+    with pytest.raises(ValueError, match='package.module:function'):
+        load_captioner('os.path.join')
 
 
 def record_of(token, answers_and_types):

@@ -1,8 +1,10 @@
 """Data engine end to end on the generated mini set: generate, reload, verify every answer."""
+import pickle
+
 from drivepi.datasets.qa_schema import load_qa_file
 from drivepi.evaluation.qa_accuracy import ANSWER_KINDS, answer_score
 
-from data_engine.generate_qa import QAEngineConfig, load_infos, main
+from data_engine.generate_qa import QAEngineConfig, generate_records, load_infos, main
 from data_engine.verify import verify_file
 
 
@@ -23,3 +25,14 @@ def test_mini_set_generates_verifiable_balanced_qa(mini_dataset, tmp_path):
     assert report.checked == stats['num_turns'] and not report.unverifiable
     turns = [t for convs in qa.values() for c in convs for t in c.turns]
     assert all(answer_score(t.answer, t.answer, t.type) == 1.0 for t in turns)  # every answer parses
+
+
+def test_each_sample_is_independent_of_the_processing_order(mini_dataset, tmp_path):
+    info = mini_dataset['train_info']
+    infos = load_infos(info)
+    infos['data_list'] = infos['data_list'][::-1]
+    reversed_info = tmp_path / 'reversed.pkl'
+    reversed_info.write_bytes(pickle.dumps(infos))
+    forward = {r.sample_token: r for r in generate_records(info, progress=False)}
+    backward = {r.sample_token: r for r in generate_records(reversed_info, info.parent, progress=False)}
+    assert len(forward) > 3 and forward == backward
