@@ -71,6 +71,31 @@ def test_logged_ego_stays_on_the_road_and_moves_consistently(world):
     assert all(drivable.buffer(0.01).contains(c) for c in world.map['ped_crossing'])
 
 
+def _nearest_lane_heading(lanes, x: float, y: float) -> tuple:
+    """(distance m, heading rad) of the lane centreline nearest to (x, y), in its travel direction."""
+    point = shapely.Point(x, y)
+    lane = min(lanes, key=point.distance)
+    s = lane.project(point)
+    a, b = lane.interpolate(max(s - 0.5, 0.0)), lane.interpolate(min(s + 0.5, lane.length))
+    return point.distance(lane), np.arctan2(b.y - a.y, b.x - a.x)
+
+
+def test_map_lanes_point_the_way_traffic_drives(world):
+    """Right-hand traffic: a vehicle driving along a straight road is on a lane pointing its way."""
+    checked = 0
+    for t in world.keyframe_times:
+        agents = world.agents_at(t)
+        for category, box, velocity in zip(agents.categories, agents.boxes, agents.velocities):
+            if not category.startswith('vehicle.') or np.hypot(*velocity) < 2.0:
+                continue
+            distance, heading = _nearest_lane_heading(world.map['lane'], box[0], box[1])
+            travel = np.arctan2(velocity[1], velocity[0])
+            if distance < 0.5 and abs(np.sin(travel - heading)) < 0.1:  # on a lane, along it (not turning)
+                assert np.cos(travel - heading) > 0.9, f'{category} drives against its lane at t={t}'
+                checked += 1
+    assert checked > 0
+
+
 def test_logged_agents_move_by_their_velocity(world):
     a, b = world.agents_at(1.0), world.agents_at(1.05)
     np.testing.assert_allclose((b.boxes[:, :2] - a.boxes[:, :2]) / 0.05, (a.velocities + b.velocities) / 2,

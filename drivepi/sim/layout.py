@@ -158,7 +158,9 @@ def map_layers(grid: RoadGrid) -> dict:
                     band = sorted((c2 + sign * CROSSWALK[0], c2 + sign * CROSSWALK[1]))
                     crossings.append(box(*_axis_rect(axis, c, (-ROAD_HALF_WIDTH, ROAD_HALF_WIDTH), band)))
             for direction in (1, -1):
-                lat = -direction * LANE_WIDTH / 2   # right-hand traffic
+                # right-hand traffic: the lane lies right of its travel direction, which is -y
+                # for a road along x driven towards +x, and +x for a road along y driven towards +y
+                lat = (-direction if axis == 0 else direction) * LANE_WIDTH / 2
                 pts = np.array([[-e, c + lat], [e, c + lat]])[::direction]
                 lanes.append(LineString(pts if axis == 0 else pts[:, ::-1]))
     drivable = shapely.union_all(roads).intersection(world)
