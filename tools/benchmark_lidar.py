@@ -11,23 +11,19 @@ Prints a table and writes JSON atomically.
         --num-sweeps 1 10 --out work_dirs/benchmark_lidar.json
 """
 import argparse
-import pickle
 import platform
 import statistics
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from mmengine.config import Config
 
+from drivepi.benchmarking import DEFAULT_DEMO_DIR, load_demo_sweep, stack_sweeps, synchronized_clock
 from drivepi.fileio import atomic_write_json
 from drivepi.registry import MODELS
 from drivepi.utils import register_all_modules
 
-DEFAULT_DEMO_DIR = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'nuscenes_demo'
 STAGES = ('voxelizer', 'importance_predictor', 'voxel_filter', 'backbone')
-SWEEP_INTERVAL_S, EGO_SPEED_MPS = 0.05, 5.0
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,40 +37,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--demo-dir', type=Path, default=DEFAULT_DEMO_DIR, help='nuScenes demo keyframe folder')
     parser.add_argument('--out', type=Path, default=Path('work_dirs/benchmark_lidar.json'))
     return parser.parse_args()
-
-
-def load_demo_sweep(demo_dir: Path) -> np.ndarray:
-    """The demo LIDAR_TOP sweep in the ego frame, ``(N, 5)`` ``[x, y, z, intensity, 0]``."""
-    infos = sorted(demo_dir.glob('*.pkl'))
-    if len(infos) != 1:
-        raise FileNotFoundError(f'{demo_dir}: expected one demo info .pkl, found {[p.name for p in infos]}')
-    info = pickle.loads(infos[0].read_bytes())['data_list'][0]
-    path = demo_dir / info['lidar_points']['lidar_path']
-    raw = np.fromfile(path, dtype=np.float32)
-    if raw.size == 0 or raw.size % 5:
-        raise ValueError(f'{path}: {raw.size} float32 values is not a non-empty (N, 5) point cloud')
-    raw = raw.reshape(-1, 5)
-    lidar2ego = np.asarray(info['lidar_points']['lidar2ego'], dtype=np.float64)
-    xyz = raw[:, :3] @ lidar2ego[:3, :3].T + lidar2ego[:3, 3]
-    return np.concatenate([xyz, raw[:, 3:4], np.zeros((len(raw), 1))], axis=1).astype(np.float32)
-
-
-def stack_sweeps(sweep: np.ndarray, num_sweeps: int) -> torch.Tensor:
-    """``num_sweeps`` copies of a sweep, copy k shifted back by the ego motion of k intervals, time lag k*dt."""
-    copies = []
-    for k in range(num_sweeps):
-        copy = sweep.copy()
-        copy[:, 0] -= k * SWEEP_INTERVAL_S * EGO_SPEED_MPS
-        copy[:, 4] = k * SWEEP_INTERVAL_S
-        copies.append(copy)
-    return torch.from_numpy(np.concatenate(copies))
-
-
-def synchronized_clock(device: torch.device) -> float:
-    """``time.perf_counter()`` after waiting for the device's queued work."""
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
 
 
 def stage_hooks(module: torch.nn.Module, device: torch.device, times: dict) -> list:

@@ -47,7 +47,7 @@ pip_quiet() {
 }
 
 install_torch() {
-  python -c 'import torch' 2>/dev/null && return 0
+  has_modules torch && return 0
   log "installing torch (CPU build)"
   pip_quiet -c "$CONSTRAINTS" torch
 }
@@ -76,9 +76,17 @@ install_mmcv() {
   pip_quiet --no-deps "$(mmcv_wheel)"
 }
 
+# True when every named module can be found (without importing it: the full imports take seconds).
+has_modules() {
+  python - "$@" <<'EOF'
+import importlib.util, sys
+sys.exit(any(importlib.util.find_spec(name) is None for name in sys.argv[1:]))
+EOF
+}
+
 install_drivepi() {
   local stamp; stamp="$VENV/.drivepi-$(cat "$REPO/setup.cfg" "$CONSTRAINTS" | sha1sum | cut -c1-12)"
-  [ -f "$stamp" ] && python -c 'import drivepi, mmdet3d, spconv' 2>/dev/null && return 0
+  [ -f "$stamp" ] && has_modules drivepi mmdet3d mmdet mmengine spconv open3d nuscenes transformers && return 0
   log "installing drivepi and its pinned dependencies"
   pip_quiet -c "$CONSTRAINTS" -e "$REPO[tests]"
   rm -f "$VENV"/.drivepi-* && touch "$stamp"
