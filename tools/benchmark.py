@@ -107,9 +107,31 @@ def median_ms(fn, device: torch.device, iters: int, warmup: int) -> float:
     return statistics.median(times)
 
 
+AMP = {'enabled': True}  # bf16 autocast on CUDA; run_section turns it off for a section that fails with it
+
+
 def autocast(device: torch.device):
-    return (torch.autocast('cuda', dtype=torch.bfloat16) if device.type == 'cuda'
+    return (torch.autocast('cuda', dtype=torch.bfloat16) if device.type == 'cuda' and AMP['enabled']
             else contextlib.nullcontext())
+
+
+def run_section(report: dict, name: str, fn) -> None:
+    """``report[name] = fn()``, first with bf16 autocast, then in fp32/TF32 if that fails; a section that
+    fails both ways is reported as ``{'error': ...}`` (in the table and the JSON) and the others still run."""
+    errors = []
+    for amp in (True, False):
+        AMP['enabled'] = amp
+        try:
+            report[name] = dict(fn(), amp=amp)
+            if errors:
+                report[name]['amp_error'] = errors[0]
+            return
+        except Exception as exc:  # noqa: BLE001 -- recorded, never silent
+            errors.append(f'{type(exc).__name__}: {exc}'[:500])
+            print(f'[benchmark] {name} failed (amp={amp}): {errors[-1]}')
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+    report[name] = dict(error=' | '.join(errors))
 
 
 def bench_inference(model, inputs, samples, device, args) -> dict:
@@ -180,6 +202,29 @@ def bench_training(model, inputs, samples, device, args) -> dict:
                 trainable_params_m=sum(p.numel() for p in params) / 1e6)
 
 
+def keep_ratio_sweep(model, inputs, samples, device, args) -> dict:
+    """All-heads latency and LLM spatial-token count per token keep ratio."""
+    sweep = {}
+    for ratio in args.keep_ratios:
+        model.token_filter.keep_ratio = ratio
+        with torch.no_grad(), autocast(device):
+            latency = median_ms(lambda: model._forward(inputs, samples), device, args.iters, args.warmup)
+            tokens = int(model.token_filter(model.extract_feat(inputs, samples)[0])['keep_idx'].shape[1])
+        sweep[str(ratio)] = dict(latency_ms=latency, tokens=tokens)
+    return sweep
+
+
+def ada3d_on_off(cfg, tokenizer, inference_on: dict, inputs, samples, device, args) -> dict:
+    """LiDAR-branch and all-heads latency without the Ada3D voxel filter, beside the filtered model's."""
+    if 'error' in inference_on:
+        raise RuntimeError('the filtered model failed, nothing to compare')
+    no_filter = build_model(cfg, tokenizer, device, lidar_branch=dict(voxel_filter=None)).eval()
+    off = bench_inference(no_filter, inputs, samples, device, args)
+    return dict(num_voxels=inference_on['num_voxels'], num_kept_voxels=inference_on['num_kept_voxels'],
+                lidar_ms_on=inference_on['lidar_ms'], lidar_ms_off=off['lidar_ms'],
+                latency_ms_on=inference_on['latency_ms'], latency_ms_off=off['latency_ms'])
+
+
 def matmul_peak_tflops(device: torch.device) -> float:
     """Measured bf16 (CUDA) or fp32 (CPU) matmul throughput, TFLOP/s."""
     n = 8192 if device.type == 'cuda' else 1024
@@ -191,6 +236,12 @@ def matmul_peak_tflops(device: torch.device) -> float:
 
 # ----------------------------------------------------------------------------- report
 def print_table(report: dict) -> None:
+    failed = [name for name in ('inference', 'decode', 'training', 'ada3d', 'keep_ratio_sweep')
+              if 'error' in report.get(name, {'error': 'not run'})]
+    for name in failed:
+        print(f'{name}: FAILED: {report.get(name, {}).get("error", "not run")}')
+    if failed:
+        return
     rows = [('device', report['device_name'])]
     inf = report['inference']
     rows += [('all-heads inference, ms/frame', f"{inf['latency_ms']:.1f}"),
@@ -210,7 +261,7 @@ def print_table(report: dict) -> None:
               f"({ada['lidar_ms_off'] / ada['lidar_ms_on']:.2f}x)"),
              ('Ada3D all heads off / on, ms', f"{ada['latency_ms_off']:.1f} / {ada['latency_ms_on']:.1f}")]
     rows += [(f'keep ratio {r}: ms/frame, tokens', f"{v['latency_ms']:.1f}, {v['tokens']}")
-             for r, v in report['keep_ratio_sweep'].items()]
+             for r, v in report['keep_ratio_sweep'].items() if r != 'amp']
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f'{name:<{width}} | {value}')
@@ -220,6 +271,7 @@ def main() -> None:
     args = parse_args()
     register_all_modules()
     device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -236,28 +288,19 @@ def main() -> None:
                       device_name=torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor(),
                       num_points=len(points), img_size=args.img_size,
                       params_m=sum(p.numel() for p in model.parameters()) / 1e6)
-        report['inference'] = bench_inference(model, inputs, samples, device, args)
+        run_section(report, 'inference', lambda: bench_inference(model, inputs, samples, device, args))
         report['matmul_peak_tflops'] = matmul_peak_tflops(device)
-        report['achieved_fraction_of_peak'] = (report['inference']['gflops'] / report['inference']['latency_ms']
-                                               / (report['matmul_peak_tflops'] * 1e3))
-        report['decode'] = bench_decode(model, inputs, samples, device, args.decode_tokens, args.iters)
-        report['keep_ratio_sweep'] = {}
-        for ratio in args.keep_ratios:
-            model.token_filter.keep_ratio = ratio
-            with torch.no_grad(), autocast(device):
-                latency = median_ms(lambda: model._forward(inputs, samples), device, args.iters, args.warmup)
-                tokens = int(model.token_filter(model.extract_feat(inputs, samples)[0])['keep_idx'].shape[1])
-            report['keep_ratio_sweep'][str(ratio)] = dict(latency_ms=latency, tokens=tokens)
+        if 'error' not in report['inference']:
+            inf = report['inference']
+            report['achieved_fraction_of_peak'] = inf['gflops'] / inf['latency_ms'] / (report['matmul_peak_tflops'] * 1e3)
+        run_section(report, 'decode', lambda: bench_decode(model, inputs, samples, device, args.decode_tokens,
+                                                           args.iters))
+        run_section(report, 'keep_ratio_sweep', lambda: keep_ratio_sweep(model, inputs, samples, device, args))
         model.token_filter.keep_ratio = cfg.model.token_filter.keep_ratio
-        no_filter = build_model(cfg, tokenizer, device, lidar_branch=dict(voxel_filter=None)).eval()
-        inf_off = bench_inference(no_filter, inputs, samples, device, args)
-        del no_filter
-        report['ada3d'] = dict(num_voxels=report['inference']['num_voxels'],
-                               num_kept_voxels=report['inference']['num_kept_voxels'],
-                               lidar_ms_on=report['inference']['lidar_ms'], lidar_ms_off=inf_off['lidar_ms'],
-                               latency_ms_on=report['inference']['latency_ms'], latency_ms_off=inf_off['latency_ms'])
+        run_section(report, 'ada3d', lambda: ada3d_on_off(cfg, tokenizer, report['inference'], inputs, samples,
+                                                          device, args))
         train_inputs, train_samples = make_batch(points, args.train_batch, tuple(args.img_size), device, True)
-        report['training'] = bench_training(model, train_inputs, train_samples, device, args)
+        run_section(report, 'training', lambda: bench_training(model, train_inputs, train_samples, device, args))
     print_table(report)
     atomic_write_json(args.out, report)
     print(f'wrote {args.out}')
