@@ -30,6 +30,7 @@ from drivepi.utils import register_all_modules
 
 DEFAULT_CONFIG = 'configs/_base_/models/drivepi_qwen2.5-0.5b.py'
 GRID = (200, 200, 16)
+SECTIONS = ('inference', 'keep_ratio_sweep', 'ada3d', 'training', 'decode')
 
 
 def parse_args() -> argparse.Namespace:
@@ -46,6 +47,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--tokenizer', help='tokenizer directory (default: a tiny one, made on the fly)')
     parser.add_argument('--demo-dir', type=Path, default=DEFAULT_DEMO_DIR)
     parser.add_argument('--out', type=Path, default=Path('work_dirs/benchmark.json'))
+    parser.add_argument('--sections', nargs='+', default=list(SECTIONS), choices=SECTIONS,
+                        help='what to measure (decode runs last: it merges LoRA adapters)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config entries')
     return parser.parse_args()
 
@@ -148,15 +151,41 @@ def bench_inference(model, inputs, samples, device, args) -> dict:
         cam_valid = torch.ones(len(samples), 6, dtype=torch.bool, device=device)
         camera = median_ms(lambda: model.camera_branch(inputs['imgs'], ego2img, cam_valid), device,
                            args.iters, args.warmup)
-        with FlopCounterMode(display=False) as counter:
-            model._forward(inputs, samples)
+        gflops = count_gflops(model, inputs, samples)
     return dict(latency_ms=total, lidar_ms=lidar, camera_ms=camera, peak_mem_gib=peak,
-                gflops=counter.get_total_flops() / 1e9, num_voxels=int(aux['num_voxels']),
+                gflops=gflops, num_voxels=int(aux['num_voxels']),
                 num_kept_voxels=int(aux['num_kept_voxels']))
 
 
+def count_gflops(model, inputs, samples) -> float:
+    """GFLOPs of one all-heads forward counted by torch's FlopCounterMode (matmuls, convolutions,
+    attention; spconv's sparse convolutions are custom ops and are not counted). Attention is counted
+    in its eager form: the counter cannot read grouped-query SDPA shapes."""
+    config = model.llm.causal_lm.config
+    attn_implementation, config._attn_implementation = config._attn_implementation, 'eager'
+    try:
+        with FlopCounterMode(display=False) as counter:
+            model._forward(inputs, samples)
+    finally:
+        config._attn_implementation = attn_implementation
+    return counter.get_total_flops() / 1e9
+
+
 def bench_decode(model, inputs, samples, device, num_tokens: int, iters: int) -> dict:
-    """Per-token greedy decode latency with the KV cache after the full multimodal prefix."""
+    """Per-token greedy decode latency with the KV cache after the full multimodal prefix, as configured
+    and, for a LoRA model, with the adapters merged into the base weights (how one deploys it; this
+    changes ``model``, so it runs last)."""
+    result = decode_latency(model, inputs, samples, device, num_tokens, iters)
+    if model.llm.train_mode == 'lora':
+        model.llm.model.merge_and_unload()
+        model.llm.train_mode = 'merged'
+        merged = decode_latency(model, inputs, samples, device, num_tokens, iters)
+        result.update({f'{key}_lora_merged': value for key, value in merged.items()})
+    return result
+
+
+def decode_latency(model, inputs, samples, device, num_tokens: int, iters: int) -> dict:
+    """Median ms per decoded token and prefill ms of the multimodal prefix."""
     from transformers import DynamicCache
     model.eval()
     lm = model.llm.causal_lm
@@ -204,13 +233,14 @@ def bench_training(model, inputs, samples, device, args) -> dict:
 
 def keep_ratio_sweep(model, inputs, samples, device, args) -> dict:
     """All-heads latency and LLM spatial-token count per token keep ratio."""
-    sweep = {}
+    sweep, configured = {}, model.token_filter.keep_ratio
     for ratio in args.keep_ratios:
         model.token_filter.keep_ratio = ratio
         with torch.no_grad(), autocast(device):
             latency = median_ms(lambda: model._forward(inputs, samples), device, args.iters, args.warmup)
             tokens = int(model.token_filter(model.extract_feat(inputs, samples)[0])['keep_idx'].shape[1])
         sweep[str(ratio)] = dict(latency_ms=latency, tokens=tokens)
+    model.token_filter.keep_ratio = configured
     return sweep
 
 
@@ -235,33 +265,45 @@ def matmul_peak_tflops(device: torch.device) -> float:
 
 
 # ----------------------------------------------------------------------------- report
+def table_rows(report: dict) -> list:
+    """(name, value) rows of the measured sections; a failed section shows its error."""
+    rows = [('device', report['device_name']), ('parameters, M', f"{report['params_m']:.1f}")]
+    for name in SECTIONS:
+        section = report.get(name)
+        if section is None:
+            continue
+        if 'error' in section:
+            rows.append((name, f"FAILED: {section['error']}"))
+            continue
+        rows += SECTION_ROWS[name](section, report)
+    return rows
+
+
+SECTION_ROWS = dict(
+    inference=lambda s, r: [
+        ('all-heads inference, ms/frame', f"{s['latency_ms']:.1f}"), ('  LiDAR branch, ms', f"{s['lidar_ms']:.1f}"),
+        ('  camera branch, ms', f"{s['camera_ms']:.1f}"), ('  peak memory, GiB', f"{s['peak_mem_gib']:.2f}"),
+        ('  GFLOPs/frame (counted)', f"{s['gflops']:.0f}"),
+        ('  achieved fraction of matmul peak', f"{r.get('achieved_fraction_of_peak', float('nan')):.3f}")],
+    keep_ratio_sweep=lambda s, r: [(f'keep ratio {k}: ms/frame, tokens', f"{v['latency_ms']:.1f}, {v['tokens']}")
+                                   for k, v in s.items() if isinstance(v, dict)],
+    ada3d=lambda s, r: [
+        ('Ada3D voxels kept / all', f"{s['num_kept_voxels']} / {s['num_voxels']} "
+         f"({100 * (1 - s['num_kept_voxels'] / s['num_voxels']):.0f}% removed)"),
+        ('Ada3D LiDAR branch off / on, ms', f"{s['lidar_ms_off']:.1f} / {s['lidar_ms_on']:.1f} "
+         f"({s['lidar_ms_off'] / s['lidar_ms_on']:.2f}x)"),
+        ('Ada3D all heads off / on, ms', f"{s['latency_ms_off']:.1f} / {s['latency_ms_on']:.1f}")],
+    training=lambda s, r: [(f"training, samples/s (batch {s['batch_size']})", f"{s['samples_per_s']:.2f}"),
+                           ('  peak memory, GiB', f"{s['peak_mem_gib']:.2f}")],
+    decode=lambda s, r: [('answer decode, ms/token', f"{s['decode_ms_per_token']:.2f}"),
+                         (f"  prefill of {s['prefix_tokens']} tokens, ms", f"{s['prefill_ms']:.1f}")]
+    + ([('  decode with LoRA merged, ms/token', f"{s['decode_ms_per_token_lora_merged']:.2f}")]
+       if 'decode_ms_per_token_lora_merged' in s else []),
+)
+
+
 def print_table(report: dict) -> None:
-    failed = [name for name in ('inference', 'decode', 'training', 'ada3d', 'keep_ratio_sweep')
-              if 'error' in report.get(name, {'error': 'not run'})]
-    for name in failed:
-        print(f'{name}: FAILED: {report.get(name, {}).get("error", "not run")}')
-    if failed:
-        return
-    rows = [('device', report['device_name'])]
-    inf = report['inference']
-    rows += [('all-heads inference, ms/frame', f"{inf['latency_ms']:.1f}"),
-             ('  LiDAR branch, ms', f"{inf['lidar_ms']:.1f}"), ('  camera branch, ms', f"{inf['camera_ms']:.1f}"),
-             ('  peak memory, GiB', f"{inf['peak_mem_gib']:.2f}"), ('  GFLOPs/frame (counted)', f"{inf['gflops']:.0f}"),
-             ('  achieved fraction of matmul peak', f"{report['achieved_fraction_of_peak']:.3f}")]
-    dec = report['decode']
-    rows += [('answer decode, ms/token', f"{dec['decode_ms_per_token']:.2f}"),
-             (f"  prefill of {dec['prefix_tokens']} tokens, ms", f"{dec['prefill_ms']:.1f}")]
-    tr = report['training']
-    rows += [(f"training, samples/s (batch {tr['batch_size']})", f"{tr['samples_per_s']:.2f}"),
-             ('  peak memory, GiB', f"{tr['peak_mem_gib']:.2f}")]
-    ada = report['ada3d']
-    rows += [('Ada3D voxels kept / all', f"{ada['num_kept_voxels']} / {ada['num_voxels']} "
-              f"({100 * (1 - ada['num_kept_voxels'] / ada['num_voxels']):.0f}% removed)"),
-             ('Ada3D LiDAR branch off / on, ms', f"{ada['lidar_ms_off']:.1f} / {ada['lidar_ms_on']:.1f} "
-              f"({ada['lidar_ms_off'] / ada['lidar_ms_on']:.2f}x)"),
-             ('Ada3D all heads off / on, ms', f"{ada['latency_ms_off']:.1f} / {ada['latency_ms_on']:.1f}")]
-    rows += [(f'keep ratio {r}: ms/frame, tokens', f"{v['latency_ms']:.1f}, {v['tokens']}")
-             for r, v in report['keep_ratio_sweep'].items() if r != 'amp']
+    rows = table_rows(report)
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f'{name:<{width}} | {value}')
@@ -288,19 +330,20 @@ def main() -> None:
                       device_name=torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor(),
                       num_points=len(points), img_size=args.img_size,
                       params_m=sum(p.numel() for p in model.parameters()) / 1e6)
-        run_section(report, 'inference', lambda: bench_inference(model, inputs, samples, device, args))
-        report['matmul_peak_tflops'] = matmul_peak_tflops(device)
-        if 'error' not in report['inference']:
-            inf = report['inference']
-            report['achieved_fraction_of_peak'] = inf['gflops'] / inf['latency_ms'] / (report['matmul_peak_tflops'] * 1e3)
-        run_section(report, 'decode', lambda: bench_decode(model, inputs, samples, device, args.decode_tokens,
-                                                           args.iters))
-        run_section(report, 'keep_ratio_sweep', lambda: keep_ratio_sweep(model, inputs, samples, device, args))
-        model.token_filter.keep_ratio = cfg.model.token_filter.keep_ratio
-        run_section(report, 'ada3d', lambda: ada3d_on_off(cfg, tokenizer, report['inference'], inputs, samples,
-                                                          device, args))
         train_inputs, train_samples = make_batch(points, args.train_batch, tuple(args.img_size), device, True)
-        run_section(report, 'training', lambda: bench_training(model, train_inputs, train_samples, device, args))
+        sections = dict(
+            inference=lambda: bench_inference(model, inputs, samples, device, args),
+            keep_ratio_sweep=lambda: keep_ratio_sweep(model, inputs, samples, device, args),
+            ada3d=lambda: ada3d_on_off(cfg, tokenizer, report.get('inference', {'error': 'not run'}), inputs, samples, device, args),
+            training=lambda: bench_training(model, train_inputs, train_samples, device, args),
+            decode=lambda: bench_decode(model, inputs, samples, device, args.decode_tokens, args.iters))
+        for name in SECTIONS:
+            if name in args.sections:
+                run_section(report, name, sections[name])
+        report['matmul_peak_tflops'] = matmul_peak_tflops(device)
+        inf = report.get('inference', {'error': 'not run'})
+        if 'error' not in inf:
+            report['achieved_fraction_of_peak'] = inf['gflops'] / inf['latency_ms'] / (report['matmul_peak_tflops'] * 1e3)
     print_table(report)
     atomic_write_json(args.out, report)
     print(f'wrote {args.out}')
