@@ -343,7 +343,7 @@ def main() -> None:
         report['matmul_peak_tflops'] = matmul_peak_tflops(device)
         inf = report.get('inference', {'error': 'not run'})
         if 'error' not in inf:
-            report['achieved_fraction_of_peak'] = inf['gflops'] / inf['latency_ms'] / (report['matmul_peak_tflops'] * 1e3)
+            report['achieved_fraction_of_peak'] = inf['gflops'] / inf['latency_ms'] / report['matmul_peak_tflops']  # GFLOP/ms = TFLOP/s
     print_table(report)
     atomic_write_json(args.out, report)
     print(f'wrote {args.out}')
