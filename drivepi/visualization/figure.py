@@ -13,7 +13,7 @@ from drivepi.fileio import atomic_open
 from .bev import plot_bev
 from .camera import CAMERA_ORDER, draw_camera_panel
 from .palette import EGO_COLOR, GT_TRAJ_COLOR, PRED_TRAJ_COLOR, legend_handles
-from .render import CHASE_VIEW, View, render_offscreen
+from .render import CHASE_VIEW, View, render_offscreen_many
 from .sample_io import SampleView
 from .scene import build_scene
 
@@ -68,13 +68,16 @@ def draw_sample_figure(view: SampleView, view3d: View = CHASE_VIEW,
     fig = plt.figure(figsize=(width, sum(heights)))
     top, bottom = fig.subfigures(2, 1, height_ratios=heights) if view.cameras else (fig, None)
     axes = top.subplots(1, 2 * len(panels), gridspec_kw=dict(width_ratios=[4 / 3, 1] * len(panels)))
+    drawn = [(ax, build_scene(occ, flow, _trajectories(view, which), mask, class_names, invisible))
+             for (_, occ, flow, mask, which), ax in zip(panels, axes[0::2]) if occ is not None]
+    images = render_offscreen_many([items for _, items in drawn], *render_size, views=[view3d]) if drawn else []
+    for (ax3d, _), image in zip(drawn, images):
+        ax3d.imshow(image)
     present = set()
     for (name, occ, flow, mask, which), ax3d, axbev in zip(panels, axes[0::2], axes[1::2]):
         trajs = _trajectories(view, which)
         if occ is not None:
             present |= set(np.unique(occ).tolist())
-            items = build_scene(occ, flow, trajs, mask, class_names, invisible)
-            ax3d.imshow(render_offscreen(items, *render_size, view=view3d))
         ax3d.set_title(f'{name} (3D)')
         ax3d.set_axis_off()
         plot_bev(axbev, occ, flow, trajs, view.boxes, mask, class_names, title=f'{name} (BEV)')
