@@ -114,6 +114,27 @@ def test_lora_trains_adapters_and_freezes_base_weights(tiny_llm_dir):
     assert any(p.grad.abs().sum() > 0 for n, p in llm.named_parameters() if 'lora_B' in n)
 
 
+def test_merged_lora_gives_the_same_hidden_states(tiny_llm_dir):
+    llm = Qwen2LLM(str(tiny_llm_dir), train_mode='lora', lora_cfg=LORA).eval()
+    torch.manual_seed(0)
+    for name, param in llm.named_parameters():
+        if 'lora_B' in name:  # B starts at zero: give the adapters an effect to merge
+            param.data.normal_(std=0.5)
+    batch = DrivePIPrompt(llm.tokenizer).batch([2], 2, 1, [conversation()])
+    embeds = llm.causal_lm.get_input_embeddings()(batch.input_ids)
+    with torch.no_grad():
+        before = llm.hidden_states(embeds, batch.attention_mask)
+        base = Qwen2LLM(str(tiny_llm_dir), train_mode='frozen').eval().hidden_states(embeds, batch.attention_mask)
+        llm.merge_lora()
+        after = llm.hidden_states(embeds, batch.attention_mask)
+    assert not torch.allclose(before, base, atol=1e-3), 'the adapters must change the output'
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+    assert llm.train_mode == 'frozen' and trainable_names(llm) == set()
+    assert not any('lora_' in name for name, _ in llm.named_parameters())
+    with pytest.raises(ValueError, match='merge_lora'):
+        llm.merge_lora()
+
+
 def test_frozen_and_full_modes(tiny_llm_dir):
     assert trainable_names(Qwen2LLM(str(tiny_llm_dir), train_mode='frozen')) == set()
     full = Qwen2LLM(str(tiny_llm_dir), train_mode='full')

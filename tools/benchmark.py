@@ -177,8 +177,7 @@ def bench_decode(model, inputs, samples, device, num_tokens: int, iters: int) ->
     changes ``model``, so it runs last)."""
     result = decode_latency(model, inputs, samples, device, num_tokens, iters)
     if model.llm.train_mode == 'lora':
-        model.llm.model.merge_and_unload()
-        model.llm.train_mode = 'merged'
+        model.llm.merge_lora()
         merged = decode_latency(model, inputs, samples, device, num_tokens, iters)
         result.update({f'{key}_lora_merged': value for key, value in merged.items()})
     return result

@@ -128,6 +128,15 @@ class Qwen2LLM(BaseModule):
     def dtype(self) -> torch.dtype:
         return self.causal_lm.model.embed_tokens.weight.dtype
 
+    def merge_lora(self) -> None:
+        """Fold the LoRA adapters into the base weights and drop the peft wrappers (deployment: the
+        same outputs with fewer, larger matmuls). Afterwards the LLM is frozen."""
+        if self.train_mode != 'lora':
+            raise ValueError(f"merge_lora needs train_mode='lora', this LLM is '{self.train_mode}'")
+        self.model = self.model.merge_and_unload()
+        self.model.requires_grad_(False)
+        self.train_mode = 'frozen'
+
     def embed(self, input_ids: torch.Tensor, spatial_mask: torch.Tensor, spatial_embeds: torch.Tensor,
               plan_mask: torch.Tensor, plan_embeds: torch.Tensor) -> torch.Tensor:
         """Token embeddings with the placeholders replaced.
