@@ -55,9 +55,11 @@ def test_lidar_boxes_contain_their_annotated_points(demo_info, demo_points):
     with many annotated LiDAR points really contain returns."""
     from mmcv.ops import points_in_boxes_cpu
     from mmdet3d.structures import LiDARInstance3DBoxes
-    boxes_np = np.array([inst['bbox_3d'] for inst in demo_info['instances']], dtype=np.float32)
-    boxes = LiDARInstance3DBoxes(torch.from_numpy(boxes_np))
-    torch.testing.assert_close(boxes.bottom_center, torch.from_numpy(boxes_np[:, :3]))
+    # mmdet3d's nuScenes infos store the box centre; LiDARInstance3DBoxes keeps the bottom centre
+    centres = np.array([inst['bbox_3d'] for inst in demo_info['instances']], dtype=np.float32)
+    boxes = LiDARInstance3DBoxes(torch.from_numpy(centres), origin=(0.5, 0.5, 0.5))
+    torch.testing.assert_close(boxes.gravity_center, torch.from_numpy(centres[:, :3]))
+    boxes_np = boxes.tensor.numpy()
     inside = points_in_boxes_cpu(torch.from_numpy(demo_points[None, :, :3]),
                                  boxes.tensor[None]).numpy()[0].astype(bool)
 
@@ -70,13 +72,10 @@ def test_lidar_boxes_contain_their_annotated_points(demo_info, demo_points):
     expected = ((np.abs(local_x) <= dx / 2) & (np.abs(local_y) <= dy / 2)
                 & (rel[..., 2] >= 0) & (rel[..., 2] <= dz))
     assert (inside != expected).sum() <= 2, 'points_in_boxes disagrees with the numpy box test'
-    # This demo sweep holds about half the returns the annotation counted; the ranking must agree.
     annotated = np.array([inst['num_lidar_pts'] for inst in demo_info['instances']])
     counted = inside.sum(0)
-    dense = annotated >= 20
-    assert dense.sum() >= 5
-    assert np.all(counted[dense] >= 0.3 * annotated[dense])
-    assert np.argmax(counted) == np.argmax(annotated)
+    assert (annotated >= 20).sum() >= 5
+    np.testing.assert_allclose(counted, annotated, rtol=0.1, atol=2)
 
 
 def test_mmcv_voxelization_matches_numpy(demo_points):
