@@ -15,6 +15,7 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     from mmdet3d.utils import register_all_modules as register_mmdet3d_modules
     register_mmdet3d_modules(init_default_scope=False)
     import drivepi.datasets  # noqa: F401
+    import drivepi.engine  # noqa: F401
     import drivepi.evaluation  # noqa: F401
     import drivepi.models  # noqa: F401
     if not init_default_scope:

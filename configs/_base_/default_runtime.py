@@ -1,6 +1,6 @@
 # Runtime defaults shared by every DrivePI config (MMEngine Runner).
 default_scope = 'drivepi'
-custom_imports = dict(imports=['drivepi.datasets', 'drivepi.models', 'drivepi.evaluation'],
+custom_imports = dict(imports=['drivepi.datasets', 'drivepi.models', 'drivepi.evaluation', 'drivepi.engine'],
                       allow_failed_imports=False)
 
 default_hooks = dict(

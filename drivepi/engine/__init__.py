@@ -1,4 +1,5 @@
-"""Runner-side pieces: prediction dumping for tools/test.py."""
+"""Runner-side pieces: checkpoint loading under torch >= 2.6, prediction dumping for tools/test.py."""
+from . import checkpoint_loading  # noqa: F401  (registers the local checkpoint loader)
 from .prediction_writer import PredictionWriter
 
 __all__ = ['PredictionWriter']
