@@ -24,4 +24,4 @@ val_evaluator = None
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(type='CheckpointHook', interval=100, by_epoch=False, max_keep_ckpts=2, save_last=True))
+    checkpoint=dict(type='CheckpointHook', interval=300, by_epoch=False, max_keep_ckpts=2, save_last=True))
