@@ -285,3 +285,20 @@ def test_conversations_to_turn_lists_and_family_filter():
     planning = build(dict(type='LoadConversations', families=['planning']))(dict(conversations=conversations))
     assert [turns[0]['family'] for turns in planning['conversations']] == ['planning']
     assert build(dict(type='LoadConversations'))(dict())['conversations'] == []
+
+
+def test_training_conversations_are_a_random_subset_in_random_order():
+    from drivepi.datasets.qa_schema import QAConversation, QATurn
+    conversations = [QAConversation(id=str(i), family='occupancy',
+                                    turns=[QATurn(question=f'q{i}', answer='yes', type='exist', meta={})])
+                     for i in range(6)]
+    sample = build(dict(type='LoadConversations', max_conversations=3))
+    firsts = set()
+    np.random.seed(0)
+    for _ in range(60):
+        kept = [turns[0]['question'] for turns in sample(dict(conversations=conversations))['conversations']]
+        assert len(kept) == len(set(kept)) == 3 and set(kept) <= {f'q{i}' for i in range(6)}
+        firsts.add(kept[0])
+    assert firsts == {f'q{i}' for i in range(6)}, 'every conversation must also come first'
+    with pytest.raises(ValueError, match='max_conversations'):
+        build(dict(type='LoadConversations', max_conversations=0))

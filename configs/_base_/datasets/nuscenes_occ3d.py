@@ -29,7 +29,7 @@ train_pipeline = [
     dict(type='BoxesToEgo'),
     dict(type='LoadOccFlowGT', num_classes=len(occ_classes), with_flow=False),
     dict(type='LoadPlanningGT'),
-    dict(type='LoadConversations'),
+    dict(type='LoadConversations', max_conversations=6),
     dict(type='PackDrivePIInputs'),
 ]
 test_pipeline = [
