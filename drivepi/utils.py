@@ -1,8 +1,11 @@
 """Project-wide set-up helpers."""
 import datetime
+import os.path as osp
 import warnings
+from typing import Optional
 
 from mmengine import DefaultScope
+from mmengine.config import Config
 
 
 def register_all_modules(init_default_scope: bool = True) -> None:
@@ -26,3 +29,15 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     elif current.scope_name != 'drivepi':
         warnings.warn(f'default scope "{current.scope_name}" is replaced by "drivepi"')
         DefaultScope.get_instance(f'drivepi-{datetime.datetime.now()}', scope_name='drivepi')
+
+
+def load_run_config(config: str, launcher: str = 'none', cfg_options: Optional[dict] = None,
+                    work_dir: Optional[str] = None) -> Config:
+    """A Runner config: the file, the ``--cfg-options`` overrides, the launcher, and the work dir
+    (given, else the config's, else ``work_dirs/<config name>``), as tools/train.py and tools/test.py use."""
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join('work_dirs', osp.splitext(osp.basename(config))[0])
+    return cfg

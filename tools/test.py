@@ -6,14 +6,13 @@
 ``visualization/render_occupancy.py``) and the metrics to ``DIR/metrics.json``.
 """
 import argparse
-import os.path as osp
 from pathlib import Path
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from drivepi.evaluation import format_metrics_table, save_metrics_json
-from drivepi.utils import register_all_modules
+from drivepi.utils import load_run_config, register_all_modules
 
 
 def parse_args() -> argparse.Namespace:
@@ -31,12 +30,7 @@ def parse_args() -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace) -> Config:
     """Load the config, apply overrides, point it at the checkpoint and add the prediction writer."""
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        'work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_run_config(args.config, args.launcher, args.cfg_options, args.work_dir)
     cfg.load_from = args.checkpoint
     if args.out_dir:
         evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]

@@ -6,12 +6,11 @@ Multi-GPU / multi-node: ``bash tools/dist_train.sh CONFIG NGPUS`` (torchrun; NNO
 MASTER_ADDR, MASTER_PORT are honoured) or ``--launcher slurm`` under srun.
 """
 import argparse
-import os.path as osp
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from drivepi.utils import register_all_modules
+from drivepi.utils import load_run_config, register_all_modules
 
 
 def parse_args() -> argparse.Namespace:
@@ -32,12 +31,7 @@ def parse_args() -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace) -> Config:
     """Load the config file and apply the command-line overrides."""
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        'work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_run_config(args.config, args.launcher, args.cfg_options, args.work_dir)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
