@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from drivepi.sim.files import atomic_write_bytes, atomic_write_image
+from drivepi.fileio import atomic_write_bytes, atomic_write_image
 
 from .planners import NUM_WAYPOINTS, PLAN_DT, ExpertPlanner, PlanningContext
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
 
-from drivepi.fileio import atomic_save_npz
+from drivepi.fileio import atomic_write_npz
 from drivepi.registry import METRICS
 
 
@@ -42,7 +42,7 @@ class PredictionWriter(BaseMetric):
             if 'pred_traj' in sample:
                 arrays['traj'] = _to_numpy(sample['pred_traj']).astype(np.float32)
             arrays['answers'] = np.array(json.dumps(sample.get('pred_answers', [])))
-            atomic_save_npz(self.pred_dir / f"{sample['token']}.npz", **arrays)
+            atomic_write_npz(self.pred_dir / f"{sample['token']}.npz", arrays)
         self.results.append(len(data_samples))
 
     def compute_metrics(self, results: list) -> dict:

@@ -8,7 +8,7 @@ would ever overlap the ego's or an accepted agent's are rejected, so the logged 
 import numpy as np
 
 from drivepi.sim.layout import CROSSWALK, LANE_WIDTH, ROAD_HALF_WIDTH, SIDEWALK_OUTER, RoadGrid, ground_height
-from drivepi.sim.motion import DriveProfile, Path, drive, fillet_path, resample
+from drivepi.sim.motion import DriveProfile, drive, fillet_path, resample
 
 # nuScenes category -> (length, width, height) ranges in metres
 CATEGORY_SIZES = {

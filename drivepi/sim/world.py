@@ -17,7 +17,7 @@ import numpy as np
 
 from drivepi.sim import layout
 from drivepi.sim.calibration import camera_calibs, lidar2ego
-from drivepi.sim.files import atomic_write_text
+from drivepi.fileio import atomic_write_text
 from drivepi.sim.geometry import TRIANGLES_PER_BOX, boxes_mesh, pose2d_matrix, wrap_angle
 
 WORLD_FORMAT = 'drivepi-world-1'
