@@ -1,14 +1,21 @@
-"""Inputs and clocks shared by the benchmark scripts in ``tools/``.
+"""Inputs, models and clocks shared by the benchmark scripts in ``tools/``.
 
 The point cloud is the real nuScenes demo sweep; several sweeps are stacked copies shifted by the ego
 motion between them, so multi-sweep point counts and densities are realistic without the dataset.
+Camera images are random with the real nuScenes calibration; training GT is random.
 """
 import pickle
+import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from mmdet3d.structures import Det3DDataSample
+from mmengine.config import Config
+
+from drivepi.registry import MODELS
+from drivepi.sim.calibration import camera_calibs
 
 DEFAULT_DEMO_DIR = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'nuscenes_demo'
 SWEEP_INTERVAL_S, EGO_SPEED_MPS = 0.05, 5.0
@@ -46,3 +53,66 @@ def synchronized_clock(device: torch.device) -> float:
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
     return time.perf_counter()
+
+
+def median_ms(fn, device: torch.device, iters: int, warmup: int) -> float:
+    """Median wall time (ms) of ``fn()`` over ``iters`` synchronised runs after ``warmup`` runs."""
+    times = []
+    for i in range(warmup + iters):
+        start = synchronized_clock(device)
+        fn()
+        if i >= warmup:
+            times.append(1e3 * (synchronized_clock(device) - start))
+    return statistics.median(times)
+
+
+def ego2img_matrices(height: int, width: int) -> np.ndarray:
+    """(6, 4, 4) ego -> image projections of the nuScenes cameras resized to ``width`` and cropped
+    from the top to ``height`` (the usual 256x704 recipe)."""
+    full_height = round(width * 900 / 1600)
+    mats = []
+    for calib in camera_calibs(width, full_height).values():
+        intrinsic = np.eye(4)
+        intrinsic[:3, :3] = calib.intrinsic
+        intrinsic[1, 2] -= full_height - height
+        mats.append(intrinsic @ np.linalg.inv(calib.cam2ego))
+    return np.stack(mats).astype(np.float32)
+
+
+def make_batch(points: torch.Tensor, batch_size: int, img_size: tuple, grid: tuple, device: torch.device,
+               with_gt: bool) -> tuple:
+    """(inputs, data_samples) as ``Det3DDataPreprocessor`` would hand them to the model.
+
+    Args:
+        points: (N, 5) one frame's points, ego frame; every sample gets the same cloud.
+        img_size: (H, W) of the six camera images.
+        grid: occupancy grid (X, Y, Z) of the random training GT.
+    """
+    generator = torch.Generator().manual_seed(0)
+    imgs = torch.randn(batch_size, 6, 3, *img_size, generator=generator).to(device)
+    samples = []
+    for _ in range(batch_size):
+        sample = Det3DDataSample(metainfo=dict(
+            ego2img=ego2img_matrices(*img_size), cam_valid=np.ones(6, dtype=bool), ego_fut_cmd=2,
+            ego_status=np.array([5.0, 0.0, 0.2, 0.0, 0.01], dtype=np.float32)))
+        if with_gt:
+            sample.gt_occ = torch.randint(0, 17, grid, generator=generator)
+            sample.gt_flow = torch.randn(*grid, 2, generator=generator)
+            sample.gt_mask_camera = torch.ones(grid, dtype=torch.bool)
+            sample.gt_traj = torch.cumsum(torch.full((6, 2), 0.5), 0) * torch.tensor([5.0, 0.1])
+            sample.gt_traj_mask = torch.ones(6)
+            sample.gt_fut_boxes = [torch.tensor([[10.0, 3.0, 0.0, 4.5, 1.9, 1.6, 0.0]])] * 6
+            sample.conversations = [[dict(question='Is there a car 10 m ahead?', answer='yes', type='exist')]]
+        samples.append(sample)
+    return dict(points=[points.to(device)] * batch_size, imgs=imgs), samples
+
+
+def build_model(cfg: Config, tokenizer: str, device: torch.device, **overrides) -> torch.nn.Module:
+    """The config's DrivePI on ``device`` with the LLM tokenizer at ``tokenizer`` (random init where the
+    config's LLM path holds no weights); ``overrides`` update top-level model entries (dicts merge)."""
+    model_cfg = cfg.model.to_dict()
+    model_cfg['llm'] = dict(model_cfg['llm'], tokenizer_path=tokenizer)
+    for key, value in overrides.items():
+        model_cfg[key] = dict(model_cfg[key], **value) if isinstance(value, dict) else value
+    torch.manual_seed(0)
+    return MODELS.build(model_cfg).to(device)

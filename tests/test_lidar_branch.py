@@ -219,3 +219,37 @@ def test_filter_off_keeps_every_voxel_and_full_size_grid(demo_points):
 def test_filter_without_predictor_is_rejected():
     with pytest.raises(ValueError, match='needs an importance_predictor'):
         MODELS.build(mini_branch_cfg(importance_predictor=None))
+
+
+def test_bev_importance_predictor_sees_its_neighbourhood_only():
+    """Two 3x3 convs: a voxel's logit changes with a voxel 2 columns away, not 3 columns away nor in
+    another sample; voxels of one column at different heights score differently."""
+    from drivepi.models.lidar import BEVImportancePredictor
+    torch.manual_seed(0)
+    predictor = BEVImportancePredictor(in_channels=9, hidden_channels=8, num_convs=2).eval()
+    coords = torch.tensor([[0, 10, 10, 3], [0, 10, 10, 7], [0, 12, 10, 3], [0, 13, 10, 3], [1, 10, 10, 3]],
+                          dtype=torch.int32)
+    feats = torch.rand(5, 9)
+    with torch.no_grad():
+        base = predictor(feats, coords, (20, 20, 16), 2)
+        assert base.shape == (5,) and base[0] != base[1]
+        changed = feats.clone()
+        changed[2] += 1.0  # two columns from voxels 0 and 1
+        assert not torch.allclose(predictor(changed, coords, (20, 20, 16), 2)[:2], base[:2])
+        changed = feats.clone()
+        changed[3] += 1.0  # three columns away from voxels 0/1; changing it must not reach them
+        changed[4] += 1.0  # the other sample, same column
+        out = predictor(changed, coords, (20, 20, 16), 2)
+        torch.testing.assert_close(out[:2], base[:2])
+        assert out[2] != base[2]  # one column from the changed voxel 3
+
+
+def test_bev_importance_predictor_in_the_branch_trains_and_filters(demo_points):
+    branch = MODELS.build(mini_branch_cfg(importance_predictor=dict(type='BEVImportancePredictor',
+                                                                    hidden_channels=8))).train()
+    gt_occ = torch.full((1, 200, 200, 16), 16, dtype=torch.long)
+    gt_occ[0, 90:110, 95:105, 5:8] = 0  # a car-class block near the ego
+    bev, aux = branch([demo_points], gt_occ=gt_occ)
+    assert 0.4 < float(aux['voxel_keep_ratio']) < 0.9
+    (bev.square().mean() + aux['loss_importance']).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in branch.importance_predictor.parameters())

@@ -88,9 +88,36 @@ def test_greedy_generation_matches_a_no_cache_argmax_loop(frozen_llm):
             context = torch.cat([context, torch.tensor([[next_id]])], dim=1)
     assert generated == expected and len(generated) > 0
     prefix_len = len(prompt.prefix_ids(2, 0, 0))
-    cache = frozen_llm.prefill(embed(ids[:, :prefix_len]))
-    assert frozen_llm.generate(embed(ids), 6, prefix_cache=cache) == expected
-    assert frozen_llm.generate(embed(ids), 6, prefix_cache=cache) == expected  # the cache is reusable
+    frozen_llm.prefill(embed(ids[:, :prefix_len]))
+    assert frozen_llm.generate(embed(ids[:, prefix_len:]), 6, after_prefix=True) == expected
+    assert frozen_llm.generate(embed(ids[:, prefix_len:]), 6, after_prefix=True) == expected  # prefix reused
+    assert frozen_llm.generate(embed(ids), 3) == expected[:3]  # a whole context clears the prefix
+
+
+def test_decoder_cache_overflow_is_a_clear_error(tiny_llm_dir):
+    llm = Qwen2LLM(str(tiny_llm_dir), train_mode='frozen', decode_cache_len=8).eval()
+    with pytest.raises(ValueError, match='exceed the decoder cache of 8'):
+        llm.generate(torch.zeros(1, 6, llm.hidden_size), max_new_tokens=4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA graphs need a CUDA GPU')
+def test_cuda_graphs_matches_eager_decoding(tiny_llm_dir):
+    eager = Qwen2LLM(str(tiny_llm_dir), train_mode='frozen', cuda_graphs=False).eval().cuda()
+    graphed = Qwen2LLM(str(tiny_llm_dir), train_mode='frozen', cuda_graphs=True).eval().cuda()
+    for llm in (eager, graphed):  # large random weights: answers that change from token to token
+        torch.manual_seed(0)
+        for param in llm.parameters():
+            param.data.normal_(std=0.5)
+    prompt = DrivePIPrompt(eager.tokenizer)
+    ids = torch.tensor([prompt.prefix_ids(1, 0, 0)], device='cuda')
+    prefix = eager.causal_lm.get_input_embeddings()(ids)
+    for question in ('Are there any cars?', 'How many cars are there?'):
+        tail = eager.causal_lm.get_input_embeddings()(torch.tensor([prompt.question_ids(question)], device='cuda'))
+        for llm in (eager, graphed):
+            llm.prefill(prefix)
+        expected = eager.generate(tail, 12, after_prefix=True)
+        assert graphed.generate(tail, 12, after_prefix=True) == expected and len(set(expected)) > 2
+        assert graphed.decoder.graph is not None  # the steps were replayed from the graph
 
 
 def trainable_names(llm):
@@ -231,3 +258,18 @@ def test_full_size_llm_config_builds_on_meta_device():
     count = sum(p.numel() for p in model.parameters())
     assert count == qwen2_param_count(llm_config) == 494_032_768  # Qwen2.5-0.5B: 0.49 B parameters
     print(f'Qwen2.5-0.5B architecture: {count:,} parameters')
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA graphs need a CUDA GPU')
+def test_cuda_graph_forward_matches_eager_forward(tiny_llm_dir):
+    llm = Qwen2LLM(str(tiny_llm_dir), train_mode='frozen').eval().cuda()
+    embeds = torch.randn(2, 1, 17, llm.hidden_size, device="cuda")
+    mask = torch.ones(1, 17, dtype=torch.long, device='cuda')
+    with torch.no_grad():
+        graphed = [llm.hidden_states(e, mask) for e in embeds]  # one graph, replayed with new inputs
+        assert len(llm._graphed_forward.graphs) == 1
+        llm.cuda_graphs = False
+        eager = [llm.hidden_states(e, mask) for e in embeds]
+    for g, e in zip(graphed, eager):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(graphed[0], graphed[1])

@@ -1,4 +1,4 @@
-"""Speed of the full-size DrivePI model: latency, decoding, training throughput, memory, FLOPs.
+"""Speed of the full-size DrivePI model: latency, decoding, training throughput, memory, FLOPs, profile.
 
     python tools/benchmark.py [CONFIG] [--device cuda] [--out work_dirs/benchmark.json]
 
@@ -6,36 +6,41 @@ Inputs are one frame of the real nuScenes demo sweep stacked to ``--num-sweeps``
 ``drivepi.benchmarking``), six camera images of ``--img-size`` with nuScenes calibration, and random
 GT for training. The LLM is the config's architecture with random weights (speed does not depend on
 the values) and the tokenizer of ``--tokenizer`` (default: a tiny one made on the fly: token ids only).
-Timings are CUDA-synchronised medians of ``--iters`` runs after ``--warmup`` runs. Prints a table and
-writes JSON atomically.
+Timings are CUDA-synchronised medians of ``--iters`` runs after ``--warmup`` runs.
+
+Training runs first, as configured (LoRA adapters, the config's ``optim_wrapper``: bf16 AMP, fused
+AdamW). Then the model is deployed as for inference (LoRA merged into the base weights, eval mode) and
+all inference figures are taken on it, with the LLM's CUDA graphs on and, for comparison, off.
+``--profile`` writes torch.profiler operator tables beside the JSON and adds a per-module breakdown.
+Prints a table and writes JSON atomically.
 """
 import argparse
 import contextlib
+import operator
 import platform
 import statistics
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
-from mmdet3d.structures import Det3DDataSample
 from mmengine.config import Config, DictAction
+from mmengine.optim import build_optim_wrapper
 from torch.utils.flop_counter import FlopCounterMode
 
-from drivepi.benchmarking import DEFAULT_DEMO_DIR, load_demo_sweep, stack_sweeps, synchronized_clock
-from drivepi.fileio import atomic_write_json
-from drivepi.registry import MODELS
-from drivepi.sim.calibration import camera_calibs
+from drivepi.benchmarking import (DEFAULT_DEMO_DIR, build_model, load_demo_sweep, make_batch, median_ms,
+                                  stack_sweeps, synchronized_clock)
+from drivepi.fileio import atomic_write_json, atomic_write_text
 from drivepi.utils import register_all_modules
 
-DEFAULT_CONFIG = 'configs/_base_/models/drivepi_qwen2.5-0.5b.py'
-GRID = (200, 200, 16)
-SECTIONS = ('inference', 'keep_ratio_sweep', 'ada3d', 'training', 'decode')
+DEFAULT_CONFIG = 'configs/drivepi/drivepi_qwen2.5-0.5b_8xb4-24e_nuscenes-openocc.py'
+SECTIONS = ('training', 'inference', 'keep_ratio_sweep', 'ada3d', 'decode')
+MODULES = ('lidar_branch', 'camera_branch', 'fuser', 'token_filter', 'projector', 'llm.causal_lm.model',
+           'back_projector', 'occ_head', 'flow_head', 'plan_head')
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('config', nargs='?', default=DEFAULT_CONFIG, help='config with a `model` dict')
+    parser.add_argument('config', nargs='?', default=DEFAULT_CONFIG, help='config with `model` and `optim_wrapper`')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--num-sweeps', type=int, default=10)
     parser.add_argument('--img-size', type=int, nargs=2, default=[256, 704], help='H W')
@@ -47,67 +52,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--tokenizer', help='tokenizer directory (default: a tiny one, made on the fly)')
     parser.add_argument('--demo-dir', type=Path, default=DEFAULT_DEMO_DIR)
     parser.add_argument('--out', type=Path, default=Path('work_dirs/benchmark.json'))
-    parser.add_argument('--sections', nargs='+', default=list(SECTIONS), choices=SECTIONS,
-                        help='what to measure (decode runs last: it merges LoRA adapters)')
+    parser.add_argument('--sections', nargs='+', default=list(SECTIONS), choices=SECTIONS, help='what to measure')
+    parser.add_argument('--profile', action='store_true',
+                        help='also write torch.profiler tables of training and inference and a per-module breakdown')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config entries')
     return parser.parse_args()
-
-
-# ----------------------------------------------------------------------------- inputs
-def ego2img_matrices(height: int, width: int) -> np.ndarray:
-    """(6, 4, 4) ego -> image projections of the nuScenes cameras resized to ``width`` and cropped
-    from the top to ``height`` (the usual 256x704 recipe)."""
-    full_height = round(width * 900 / 1600)
-    mats = []
-    for calib in camera_calibs(width, full_height).values():
-        intrinsic = np.eye(4)
-        intrinsic[:3, :3] = calib.intrinsic
-        intrinsic[1, 2] -= full_height - height
-        mats.append(intrinsic @ np.linalg.inv(calib.cam2ego))
-    return np.stack(mats).astype(np.float32)
-
-
-def make_batch(points: torch.Tensor, batch_size: int, img_size: tuple, device: torch.device,
-               with_gt: bool) -> tuple:
-    """(inputs, data_samples) as ``Det3DDataPreprocessor`` would hand them to the model."""
-    generator = torch.Generator().manual_seed(0)
-    imgs = torch.randn(batch_size, 6, 3, *img_size, generator=generator).to(device)
-    samples = []
-    for _ in range(batch_size):
-        sample = Det3DDataSample(metainfo=dict(
-            ego2img=ego2img_matrices(*img_size), cam_valid=np.ones(6, dtype=bool), ego_fut_cmd=2,
-            ego_status=np.array([5.0, 0.0, 0.2, 0.0, 0.01], dtype=np.float32)))
-        if with_gt:
-            sample.gt_occ = torch.randint(0, 17, GRID, generator=generator)
-            sample.gt_flow = torch.randn(*GRID, 2, generator=generator)
-            sample.gt_mask_camera = torch.ones(GRID, dtype=torch.bool)
-            sample.gt_traj = torch.cumsum(torch.full((6, 2), 0.5), 0) * torch.tensor([5.0, 0.1])
-            sample.gt_traj_mask = torch.ones(6)
-            sample.gt_fut_boxes = [torch.tensor([[10.0, 3.0, 0.0, 4.5, 1.9, 1.6, 0.0]])] * 6
-            sample.conversations = [[dict(question='Is there a car 10 m ahead?', answer='yes', type='exist')]]
-        samples.append(sample)
-    return dict(points=[points.to(device)] * batch_size, imgs=imgs), samples
-
-
-def build_model(cfg: Config, tokenizer: str, device: torch.device, **overrides) -> torch.nn.Module:
-    model_cfg = cfg.model.to_dict()
-    model_cfg['llm'] = dict(model_cfg['llm'], tokenizer_path=tokenizer)
-    for key, value in overrides.items():
-        model_cfg[key] = dict(model_cfg[key], **value) if isinstance(value, dict) else value
-    torch.manual_seed(0)
-    return MODELS.build(model_cfg).to(device)
-
-
-# ----------------------------------------------------------------------------- timing
-def median_ms(fn, device: torch.device, iters: int, warmup: int) -> float:
-    """Median wall time (ms) of ``fn()`` over ``iters`` synchronised runs after ``warmup`` runs."""
-    times = []
-    for i in range(warmup + iters):
-        start = synchronized_clock(device)
-        fn()
-        if i >= warmup:
-            times.append(1e3 * (synchronized_clock(device) - start))
-    return statistics.median(times)
 
 
 AMP = {'enabled': True}  # bf16 autocast on CUDA; run_section turns it off for a section that fails with it
@@ -137,24 +86,42 @@ def run_section(report: dict, name: str, fn) -> None:
     report[name] = dict(error=' | '.join(errors))
 
 
+def deploy(model: torch.nn.Module) -> torch.nn.Module:
+    """Inference form of a trained model: LoRA adapters merged into the LLM, eval mode."""
+    if model.llm.train_mode == 'lora':
+        model.llm.merge_lora()
+    return model.eval()
+
+
 def bench_inference(model, inputs, samples, device, args) -> dict:
-    """All-heads latency (no text generation), the LiDAR and camera branches alone, FLOPs, memory."""
-    model.eval()
+    """All-heads latency (no text generation) with and without the LLM's CUDA graphs, the LiDAR and
+    camera branches alone, FLOPs, peak memory."""
     with torch.no_grad(), autocast(device):
         if device.type == 'cuda':
             torch.cuda.reset_peak_memory_stats(device)
         total = median_ms(lambda: model._forward(inputs, samples), device, args.iters, args.warmup)
         peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == 'cuda' else float('nan')
+        model.llm.cuda_graphs = False
+        eager = median_ms(lambda: model._forward(inputs, samples), device, args.iters, args.warmup)
+        model.llm.cuda_graphs = True
         lidar = median_ms(lambda: model.lidar_branch(inputs['points']), device, args.iters, args.warmup)
         _, aux = model.lidar_branch(inputs['points'])
-        ego2img = torch.from_numpy(np.stack([s.ego2img for s in samples])).to(device)
-        cam_valid = torch.ones(len(samples), 6, dtype=torch.bool, device=device)
-        camera = median_ms(lambda: model.camera_branch(inputs['imgs'], ego2img, cam_valid), device,
-                           args.iters, args.warmup)
+        camera = float('nan')
+        if model.camera_branch is not None:
+            ego2img = model._stack_meta(samples, 'ego2img', torch.float32, device)
+            cam_valid = torch.ones(len(samples), 6, dtype=torch.bool, device=device)
+            camera = median_ms(lambda: model.camera_branch(inputs['imgs'], ego2img, cam_valid), device,
+                               args.iters, args.warmup)
         gflops = count_gflops(model, inputs, samples)
-    return dict(latency_ms=total, lidar_ms=lidar, camera_ms=camera, peak_mem_gib=peak,
-                gflops=gflops, num_voxels=int(aux['num_voxels']),
-                num_kept_voxels=int(aux['num_kept_voxels']))
+        result = dict(latency_ms=total, latency_ms_no_cuda_graphs=eager, lidar_ms=lidar, camera_ms=camera,
+                      peak_mem_gib=peak, gflops=gflops, num_voxels=int(aux['num_voxels']),
+                      num_kept_voxels=int(aux['num_kept_voxels']))
+        if args.profile:
+            result['profile_table'] = write_profile('inference', lambda: model._forward(inputs, samples),
+                                                    device, args.out)
+    if args.profile:
+        result['module_ms'] = module_breakdown(model, inputs, samples, device, args)
+    return result
 
 
 def count_gflops(model, inputs, samples) -> float:
@@ -163,71 +130,73 @@ def count_gflops(model, inputs, samples) -> float:
     in its eager form: the counter cannot read grouped-query SDPA shapes."""
     config = model.llm.causal_lm.config
     attn_implementation, config._attn_implementation = config._attn_implementation, 'eager'
+    graphs, model.llm.cuda_graphs = model.llm.cuda_graphs, False  # a graph replay hides its kernels
     try:
         with FlopCounterMode(display=False) as counter:
             model._forward(inputs, samples)
     finally:
         config._attn_implementation = attn_implementation
+        model.llm.cuda_graphs = graphs
     return counter.get_total_flops() / 1e9
 
 
-def bench_decode(model, inputs, samples, device, num_tokens: int, iters: int) -> dict:
-    """Per-token greedy decode latency with the KV cache after the full multimodal prefix, as configured
-    and, for a LoRA model, with the adapters merged into the base weights (how one deploys it; this
-    changes ``model``, so it runs last)."""
-    result = decode_latency(model, inputs, samples, device, num_tokens, iters)
-    if model.llm.train_mode == 'lora':
-        model.llm.merge_lora()
-        merged = decode_latency(model, inputs, samples, device, num_tokens, iters)
-        result.update({f'{key}_lora_merged': value for key, value in merged.items()})
+def bench_decode(model, inputs, samples, device, args) -> dict:
+    """Per-token greedy answer decoding after the frame's multimodal prefix (KV cache), with the CUDA-graph
+    step and eagerly."""
+    result = decode_latency(model, inputs, samples, device, args)
+    model.llm.cuda_graphs = False
+    eager = decode_latency(model, inputs, samples, device, args)
+    model.llm.cuda_graphs = True
+    result['decode_ms_per_token_no_cuda_graphs'] = eager['decode_ms_per_token']
     return result
 
 
-def decode_latency(model, inputs, samples, device, num_tokens: int, iters: int) -> dict:
-    """Median ms per decoded token and prefill ms of the multimodal prefix."""
-    from transformers import DynamicCache
-    model.eval()
-    lm = model.llm.causal_lm
+def decode_latency(model, inputs, samples, device, args) -> dict:
+    """Prefill ms of the multimodal prefix and ms per decoded token: (time of a ``decode_tokens + 1``-token
+    answer - time of a 1-token answer) / ``decode_tokens``; no stop token ends the answers early."""
+    llm = model.llm
     with torch.no_grad(), autocast(device):
         bev, _ = model.extract_feat(inputs, samples[:1])
-        out = model._run_llm(bev[:1], samples[:1], [[]])
-        prefix = out['embeds'][:1]
+        prefix = model._run_llm(bev[:1], samples[:1], [[]])['embeds'][:1]
+        question_ids = torch.tensor([model.prompt.question_ids('Is there a car 10 m ahead?')], device=device)
+        question = llm.causal_lm.get_input_embeddings()(question_ids)
+        prefill = median_ms(lambda: llm.prefill(prefix), device, args.iters, 3)
 
-        def decode() -> list:
-            cache = DynamicCache(config=lm.config)
-            logits = lm(inputs_embeds=prefix, past_key_values=cache, use_cache=True).logits[:, -1]
-            step_ms = []
-            for _ in range(num_tokens):
-                start = synchronized_clock(device)
-                token = logits.argmax(-1, keepdim=True)
-                logits = lm(input_ids=token, past_key_values=cache, use_cache=True).logits[:, -1]
-                step_ms.append(1e3 * (synchronized_clock(device) - start))
-            return step_ms
-        decode()  # warm-up
-        steps = [ms for _ in range(max(1, iters // 5)) for ms in decode()]
-        prefill = median_ms(lambda: lm(inputs_embeds=prefix, use_cache=False), device, iters, 3)
-    return dict(decode_ms_per_token=statistics.median(steps), prefill_ms=prefill, prefix_tokens=prefix.shape[1])
+        def answer(num_tokens: int) -> list:
+            return llm.decoder.generate(question, num_tokens, stop_ids=())
+        assert len(answer(args.decode_tokens + 1)) == args.decode_tokens + 1
+        one = median_ms(lambda: answer(1), device, args.iters, 3)
+        full = median_ms(lambda: answer(args.decode_tokens + 1), device, max(3, args.iters // 4), 2)
+    return dict(decode_ms_per_token=(full - one) / args.decode_tokens, prefill_ms=prefill,
+                prefix_tokens=prefix.shape[1])
 
 
-def bench_training(model, inputs, samples, device, args) -> dict:
-    """Samples/s of full training steps (forward, losses, backward, AdamW) with bf16 autocast."""
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4)
-
+def train_step_fn(model, optim_wrapper, inputs, samples):
+    """One MMEngine training step (``BaseModel.train_step`` after the data preprocessor)."""
     def step() -> None:
-        with autocast(device):
+        with optim_wrapper.optim_context(model):
             losses = model.loss(inputs, samples)
-        loss = sum(v for k, v in losses.items() if k.startswith('loss'))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss, _ = model.parse_losses(losses)
+        optim_wrapper.update_params(loss)
+    return step
+
+
+def bench_training(model, cfg, inputs, samples, device, args) -> dict:
+    """Samples/s of full training steps with the config's optimizer wrapper (bf16 AMP, fused AdamW,
+    gradient clipping); gradient checkpointing as the LLM config sets it."""
+    model.train()
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    step = train_step_fn(model, optim_wrapper, inputs, samples)
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
     ms = median_ms(step, device, max(3, args.iters // 2), 3)
     peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == 'cuda' else float('nan')
-    return dict(step_ms=ms, batch_size=len(samples), samples_per_s=1e3 * len(samples) / ms, peak_mem_gib=peak,
-                trainable_params_m=sum(p.numel() for p in params) / 1e6)
+    params = [p for p in model.parameters() if p.requires_grad]
+    result = dict(step_ms=ms, batch_size=len(samples), samples_per_s=1e3 * len(samples) / ms, peak_mem_gib=peak,
+                  trainable_params_m=sum(p.numel() for p in params) / 1e6, optim_wrapper=cfg.optim_wrapper.type)
+    if args.profile:
+        result['profile_table'] = write_profile('training', step, device, args.out)
+    return result
 
 
 def keep_ratio_sweep(model, inputs, samples, device, args) -> dict:
@@ -244,14 +213,54 @@ def keep_ratio_sweep(model, inputs, samples, device, args) -> dict:
 
 
 def ada3d_on_off(cfg, tokenizer, inference_on: dict, inputs, samples, device, args) -> dict:
-    """LiDAR-branch and all-heads latency without the Ada3D voxel filter, beside the filtered model's."""
+    """LiDAR-branch and all-heads latency without Ada3D (no importance predictor, no voxel filter), beside
+    the filtered model's."""
     if 'error' in inference_on:
         raise RuntimeError('the filtered model failed, nothing to compare')
-    no_filter = build_model(cfg, tokenizer, device, lidar_branch=dict(voxel_filter=None)).eval()
-    off = bench_inference(no_filter, inputs, samples, device, args)
+    no_ada3d = dict(importance_predictor=None, voxel_filter=None)
+    no_filter = deploy(build_model(cfg, tokenizer, device, lidar_branch=no_ada3d))
+    off = bench_inference(no_filter, inputs, samples, device, argparse.Namespace(**dict(vars(args), profile=False)))
     return dict(num_voxels=inference_on['num_voxels'], num_kept_voxels=inference_on['num_kept_voxels'],
                 lidar_ms_on=inference_on['lidar_ms'], lidar_ms_off=off['lidar_ms'],
                 latency_ms_on=inference_on['latency_ms'], latency_ms_off=off['latency_ms'])
+
+
+def module_breakdown(model, inputs, samples, device, args) -> dict:
+    """Median ms of each top-level module inside one all-heads forward (synchronising forward hooks)."""
+    times, start, handles = {}, {}, []
+    for name in MODULES:
+        module = operator.attrgetter(name)(model)
+        if module is None:
+            continue
+        handles.append(module.register_forward_pre_hook(
+            lambda m, a, name=name: start.__setitem__(name, synchronized_clock(device))))
+        handles.append(module.register_forward_hook(
+            lambda m, a, o, name=name: times.setdefault(name, []).append(synchronized_clock(device) - start[name])))
+    try:
+        with torch.no_grad(), autocast(device):
+            for _ in range(args.warmup + args.iters):
+                model._forward(inputs, samples)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: 1e3 * statistics.median(t[args.warmup:]) for name, t in times.items()}
+
+
+def write_profile(name: str, fn, device: torch.device, out: Path) -> str:
+    """Run ``fn`` once, then profile 3 runs with torch.profiler; write its operator tables (by device time,
+    then by CPU time) to ``<out stem>_profile_<name>.txt``; return the path."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
+    sort_device = 'cuda_time_total' if device.type == 'cuda' else 'cpu_time_total'
+    fn()
+    with profile(activities=activities) as prof:
+        for _ in range(3):
+            fn()
+    averages = prof.key_averages()
+    path = out.with_name(f'{out.stem}_profile_{name}.txt')
+    atomic_write_text(path, f'# 3 runs, sorted by {sort_device}\n' + averages.table(sort_by=sort_device, row_limit=40)
+                      + '\n# sorted by cpu_time_total\n' + averages.table(sort_by='cpu_time_total', row_limit=25))
+    return str(path)
 
 
 def matmul_peak_tflops(device: torch.device) -> float:
@@ -280,10 +289,12 @@ def table_rows(report: dict) -> list:
 
 SECTION_ROWS = dict(
     inference=lambda s, r: [
-        ('all-heads inference, ms/frame', f"{s['latency_ms']:.1f}"), ('  LiDAR branch, ms', f"{s['lidar_ms']:.1f}"),
-        ('  camera branch, ms', f"{s['camera_ms']:.1f}"), ('  peak memory, GiB', f"{s['peak_mem_gib']:.2f}"),
-        ('  GFLOPs/frame (counted)', f"{s['gflops']:.0f}"),
-        ('  achieved fraction of matmul peak', f"{r.get('achieved_fraction_of_peak', float('nan')):.3f}")],
+        ('all-heads inference, ms/frame', f"{s['latency_ms']:.1f}"),
+        ('  without CUDA graphs, ms/frame', f"{s['latency_ms_no_cuda_graphs']:.1f}"),
+        ('  LiDAR branch, ms', f"{s['lidar_ms']:.1f}"), ('  camera branch, ms', f"{s['camera_ms']:.1f}"),
+        ('  peak memory, GiB', f"{s['peak_mem_gib']:.2f}"), ('  GFLOPs/frame (counted)', f"{s['gflops']:.0f}"),
+        ('  achieved fraction of matmul peak', f"{r.get('achieved_fraction_of_peak', float('nan')):.3f}")]
+    + [(f'  {name}, ms', f'{ms:.1f}') for name, ms in s.get('module_ms', {}).items()],
     keep_ratio_sweep=lambda s, r: [(f'keep ratio {k}: ms/frame, tokens', f"{v['latency_ms']:.1f}, {v['tokens']}")
                                    for k, v in s.items() if isinstance(v, dict)],
     ada3d=lambda s, r: [
@@ -295,9 +306,8 @@ SECTION_ROWS = dict(
     training=lambda s, r: [(f"training, samples/s (batch {s['batch_size']})", f"{s['samples_per_s']:.2f}"),
                            ('  peak memory, GiB', f"{s['peak_mem_gib']:.2f}")],
     decode=lambda s, r: [('answer decode, ms/token', f"{s['decode_ms_per_token']:.2f}"),
-                         (f"  prefill of {s['prefix_tokens']} tokens, ms", f"{s['prefill_ms']:.1f}")]
-    + ([('  decode with LoRA merged, ms/token', f"{s['decode_ms_per_token_lora_merged']:.2f}")]
-       if 'decode_ms_per_token_lora_merged' in s else []),
+                         ('  without CUDA graphs, ms/token', f"{s['decode_ms_per_token_no_cuda_graphs']:.2f}"),
+                         (f"  prefill of {s['prefix_tokens']} tokens, ms", f"{s['prefill_ms']:.1f}")],
 )
 
 
@@ -312,11 +322,13 @@ def main() -> None:
     args = parse_args()
     register_all_modules()
     device = torch.device(args.device)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = cfg.get('env_cfg', {}).get('cudnn_benchmark', False)
     points = stack_sweeps(load_demo_sweep(args.demo_dir), args.num_sweeps)
+    grid, img_size = tuple(cfg.model.occ_head.grid_size), tuple(args.img_size)
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = args.tokenizer
         if tokenizer is None:
@@ -324,25 +336,26 @@ def main() -> None:
             make_tiny_llm(Path(tmp), seed=0)
             tokenizer = tmp
         model = build_model(cfg, tokenizer, device)
-        inputs, samples = make_batch(points, 1, tuple(args.img_size), device, with_gt=False)
+        inputs, samples = make_batch(points, 1, img_size, grid, device, with_gt=False)
+        train_inputs, train_samples = make_batch(points, args.train_batch, img_size, grid, device, with_gt=True)
         report = dict(config=args.config, device=str(device), torch=torch.__version__,
                       device_name=torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor(),
-                      num_points=len(points), img_size=args.img_size,
+                      num_points=len(points), img_size=args.img_size, cudnn_benchmark=torch.backends.cudnn.benchmark,
                       params_m=sum(p.numel() for p in model.parameters()) / 1e6)
-        train_inputs, train_samples = make_batch(points, args.train_batch, tuple(args.img_size), device, True)
         sections = dict(
-            inference=lambda: bench_inference(model, inputs, samples, device, args),
-            keep_ratio_sweep=lambda: keep_ratio_sweep(model, inputs, samples, device, args),
-            ada3d=lambda: ada3d_on_off(cfg, tokenizer, report.get('inference', {'error': 'not run'}), inputs, samples, device, args),
-            training=lambda: bench_training(model, train_inputs, train_samples, device, args),
-            decode=lambda: bench_decode(model, inputs, samples, device, args.decode_tokens, args.iters))
+            training=lambda: bench_training(model, cfg, train_inputs, train_samples, device, args),
+            inference=lambda: bench_inference(deploy(model), inputs, samples, device, args),
+            keep_ratio_sweep=lambda: keep_ratio_sweep(deploy(model), inputs, samples, device, args),
+            ada3d=lambda: ada3d_on_off(cfg, tokenizer, report.get('inference', {'error': 'not run'}), inputs,
+                                       samples, device, args),
+            decode=lambda: bench_decode(deploy(model), inputs, samples, device, args))
         for name in SECTIONS:
             if name in args.sections:
                 run_section(report, name, sections[name])
         report['matmul_peak_tflops'] = matmul_peak_tflops(device)
         inf = report.get('inference', {'error': 'not run'})
-        if 'error' not in inf:
-            report['achieved_fraction_of_peak'] = inf['gflops'] / inf['latency_ms'] / report['matmul_peak_tflops']  # GFLOP/ms = TFLOP/s
+        if 'error' not in inf:  # GFLOP/ms = TFLOP/s
+            report['achieved_fraction_of_peak'] = inf['gflops'] / inf['latency_ms'] / report['matmul_peak_tflops']
     print_table(report)
     atomic_write_json(args.out, report)
     print(f'wrote {args.out}')

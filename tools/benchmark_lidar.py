@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 
 from drivepi.benchmarking import DEFAULT_DEMO_DIR, load_demo_sweep, stack_sweeps, synchronized_clock
 from drivepi.fileio import atomic_write_json
@@ -36,6 +36,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=5)
     parser.add_argument('--demo-dir', type=Path, default=DEFAULT_DEMO_DIR, help='nuScenes demo keyframe folder')
     parser.add_argument('--out', type=Path, default=Path('work_dirs/benchmark_lidar.json'))
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, e.g. model.lidar_branch.voxel_filter.keep_ratios=[0.3,0.5,0.8]')
     return parser.parse_args()
 
 
@@ -94,13 +96,13 @@ def run_variant(cfg: dict, points: torch.Tensor, batch_size: int, device: torch.
 
 def print_table(rows: list) -> None:
     header = ['sweeps', 'ada3d', 'points', 'voxels', 'kept', 'keep_ratio', 'bev_active', 'ms_median', 'ms_mean',
-              'backbone_ms', 'peak_MB']
+              'voxelize_ms', 'predict_ms', 'filter_ms', 'backbone_ms', 'peak_MB']
     print(' | '.join(f'{h:>11}' for h in header))
     for r in rows:
+        stages = [f"{r['stage_ms_median'].get(stage, 0.0):.2f}" for stage in STAGES]
         values = [r['num_sweeps'], 'on' if r['filter'] else 'off', r['num_points'], r['num_voxels'],
-                  r['num_kept_voxels'],
-                  f"{r['voxel_keep_ratio']:.3f}", f"{r['bev_active_ratio']:.3f}", f"{r['latency_ms_median']:.1f}",
-                  f"{r['latency_ms_mean']:.1f}", f"{r['stage_ms_median']['backbone']:.1f}",
+                  r['num_kept_voxels'], f"{r['voxel_keep_ratio']:.3f}", f"{r['bev_active_ratio']:.3f}",
+                  f"{r['latency_ms_median']:.1f}", f"{r['latency_ms_mean']:.1f}", *stages,
                   f"{r.get('peak_memory_mb', float('nan')):.0f}"]
         print(' | '.join(f'{v:>11}' for v in values))
 
@@ -109,6 +111,8 @@ def main() -> None:
     args = parse_args()
     register_all_modules()
     cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
     branch_cfg = cfg.model['lidar_branch'].to_dict()
     if branch_cfg.get('voxel_filter') is None:
         raise ValueError(f'{args.config}: model.lidar_branch has no voxel_filter, nothing to compare')

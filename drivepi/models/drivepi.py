@@ -179,12 +179,11 @@ class DrivePI(Base3DDetector):
         if not conversation:
             return []
         embed_tokens = self.llm.causal_lm.get_input_embeddings()
-        prefix_cache = self.llm.prefill(prefix_embeds[None])
+        self.llm.prefill(prefix_embeds[None])
         history, answers = [], []
         for turn in conversation:
             ids = torch.tensor(history + self.prompt.question_ids(turn['question']), device=prefix_embeds.device)
-            context = torch.cat([prefix_embeds, embed_tokens(ids)])[None]
-            new_ids = self.llm.generate(context, self.max_answer_tokens, prefix_cache=prefix_cache)
+            new_ids = self.llm.generate(embed_tokens(ids)[None], self.max_answer_tokens, after_prefix=True)
             answers.append(self.llm.tokenizer.decode(new_ids, skip_special_tokens=True).strip())
             history += self.prompt.turn_ids(turn['question'], answers[-1])[0]
         return answers

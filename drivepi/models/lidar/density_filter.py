@@ -4,8 +4,9 @@ LiDAR point density falls roughly with 1/r^2, so near rings hold many redundant 
 few. The filter therefore keeps a smaller fraction near the sensor than far away: ring ``j`` (voxel
 centre horizontal range in ``[range_bins[j-1], range_bins[j])`` metres) keeps ``round(keep_ratios[j] *
 n_j)`` voxels per sample, those with the highest importance score. The score of the last kept voxel
-of a ring is that ring's (data-dependent) threshold. Fully vectorised (two stable sorts).
+of a ring is that ring's (data-dependent) threshold. Fully vectorised (one sort).
 """
+import math
 from typing import Sequence
 
 import torch
@@ -50,8 +51,9 @@ class DensityGuidedVoxelFilter(nn.Module):
         """
         num_rings = len(self.keep_ratios)
         group = batch_idx * num_rings + self.ring_index(ranges)
-        by_score = torch.argsort(scores.detach(), descending=True, stable=True)
-        order = by_score[torch.argsort(group[by_score], stable=True)]  # grouped, best score first
+        # one sort by (group, descending score): atan maps scores into an interval of width < 1 per group
+        key = 2.0 * group.double() + 0.5 - torch.atan(scores.detach().double()) / math.pi
+        order = torch.argsort(key, stable=True)
         group_sizes = torch.bincount(group, minlength=batch_size * num_rings)
         group_starts = torch.cumsum(group_sizes, 0) - group_sizes
         rank = torch.empty_like(order)

@@ -3,9 +3,9 @@
 Wraps ``Qwen2ForCausalLM`` and its tokenizer from a local directory (real Qwen2.5 weights or the
 tiny checkpoint of ``tools/make_tiny_llm.py``) and applies the training mode of the config:
 ``'frozen'`` (no LLM weight trains), ``'lora'`` (peft LoRA adapters train, base weights frozen) or
-``'full'`` (every weight trains); optional gradient checkpointing and bf16 weights.
+``'full'`` (every weight trains); optional gradient checkpointing and bf16 weights. Answers are decoded
+greedily by :class:`GreedyDecoder` (static KV cache, CUDA-graph steps on a GPU).
 """
-import copy
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -15,9 +15,11 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from peft import LoraConfig, get_peft_model
-from transformers import AutoTokenizer, DynamicCache, Qwen2Config, Qwen2ForCausalLM
+from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
+from drivepi.models.cuda_graphs import GraphedFunction
 from drivepi.registry import MODELS
+from .greedy_decoder import GreedyDecoder
 from .prompt import IGNORE_INDEX
 from .special_tokens import DRIVEPI_SPECIAL_TOKENS, ENDOFTEXT, IM_END, QWEN_SPECIAL_TOKENS
 
@@ -84,12 +86,16 @@ class Qwen2LLM(BaseModule):
         gradient_checkpointing: recompute decoder layers in backward to save memory.
         dtype: ``'float32'``, ``'bfloat16'`` or ``'float16'`` weights.
         loss_weight: multiplier of the answer-token cross-entropy (``loss_text``).
+        decode_cache_len: positions of the decoding KV cache (prefix + question history + answer).
+        cuda_graphs: on a GPU, replay inference passes from CUDA graphs: each decoded token's step and
+            the no-grad forward of an unpadded sequence (``hidden_states`` outside training).
     """
 
     def __init__(self, llm_path: str, tokenizer_path: Optional[str] = None,
                  fallback_tokenizer_path: Optional[str] = None, llm_config: Optional[dict] = None,
                  train_mode: str = 'lora', lora_cfg: Optional[dict] = None, gradient_checkpointing: bool = False,
-                 dtype: str = 'float32', loss_weight: float = 1.0):
+                 dtype: str = 'float32', loss_weight: float = 1.0, decode_cache_len: int = 4096,
+                 cuda_graphs: bool = True):
         super().__init__()
         if train_mode not in TRAIN_MODES:
             raise ValueError(f'train_mode {train_mode!r} is not one of {TRAIN_MODES}')
@@ -111,6 +117,10 @@ class Qwen2LLM(BaseModule):
         self.model = get_peft_model(causal_lm, LoraConfig(**(lora_cfg or {}))) \
             if train_mode == 'lora' else causal_lm
         self.stop_ids = [self.tokenizer.convert_tokens_to_ids(t) for t in (IM_END, ENDOFTEXT)]
+        self.decode_cache_len = decode_cache_len
+        self._decoder: Optional[GreedyDecoder] = None
+        self._graphed_forward = GraphedFunction(self._last_hidden_state)
+        self.cuda_graphs = cuda_graphs
 
     def init_weights(self) -> None:
         """Keep the loaded weights: MMEngine's recursive init must not re-initialise the checkpoint."""
@@ -128,6 +138,16 @@ class Qwen2LLM(BaseModule):
     def dtype(self) -> torch.dtype:
         return self.causal_lm.model.embed_tokens.weight.dtype
 
+    @property
+    def cuda_graphs(self) -> bool:
+        """Whether inference passes replay CUDA graphs on a GPU (settable; drops captured graphs)."""
+        return self._cuda_graphs
+
+    @cuda_graphs.setter
+    def cuda_graphs(self, enabled: bool) -> None:
+        self._cuda_graphs, self._decoder = enabled, None
+        self._graphed_forward.reset()
+
     def merge_lora(self) -> None:
         """Fold the LoRA adapters into the base weights and drop the peft wrappers (deployment: the
         same outputs with fewer, larger matmuls). Afterwards the LLM is frozen."""
@@ -136,6 +156,8 @@ class Qwen2LLM(BaseModule):
         self.model = self.model.merge_and_unload()
         self.model.requires_grad_(False)
         self.train_mode = 'frozen'
+        self._decoder = None  # the CUDA graphs would replay the unmerged weights
+        self._graphed_forward.reset()
 
     def embed(self, input_ids: torch.Tensor, spatial_mask: torch.Tensor, spatial_embeds: torch.Tensor,
               plan_mask: torch.Tensor, plan_embeds: torch.Tensor) -> torch.Tensor:
@@ -155,9 +177,14 @@ class Qwen2LLM(BaseModule):
 
     def hidden_states(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Last-layer (final-norm) hidden states (B, L, D) as float32."""
-        outputs = self.causal_lm.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                       use_cache=False)
-        return outputs.last_hidden_state.float()
+        if self._cuda_graphs and inputs_embeds.is_cuda and not torch.is_grad_enabled() and not self.training \
+                and bool(attention_mask.all()):
+            return self._graphed_forward(inputs_embeds).float()
+        return self._last_hidden_state(inputs_embeds, attention_mask).float()
+
+    def _last_hidden_state(self, inputs_embeds: torch.Tensor, attention_mask: Optional[torch.Tensor] = None):
+        return self.causal_lm.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                    use_cache=False).last_hidden_state
 
     def text_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy on labelled (answer) tokens only.
@@ -175,31 +202,28 @@ class Qwen2LLM(BaseModule):
         logits = self.causal_lm.lm_head(hidden[:, :-1][selected].to(self.dtype)).float()
         return self.loss_weight * F.cross_entropy(logits, targets[selected])
 
-    @torch.no_grad()
-    def prefill(self, prefix_embeds: torch.Tensor) -> DynamicCache:
-        """KV cache of a prefix (1, P, D), reusable by several ``generate`` calls that extend it."""
-        cache = DynamicCache(config=self.causal_lm.config)
-        self.causal_lm.model(inputs_embeds=prefix_embeds, past_key_values=cache, use_cache=True)
-        return cache
+    @property
+    def decoder(self) -> GreedyDecoder:
+        """The greedy decoder of this LLM (built on first use)."""
+        if self._decoder is None:
+            self._decoder = GreedyDecoder(self.causal_lm, self.decode_cache_len, self._cuda_graphs)
+        return self._decoder
 
-    @torch.no_grad()
-    def generate(self, inputs_embeds: torch.Tensor, max_new_tokens: int,
-                 prefix_cache: Optional[DynamicCache] = None) -> list[int]:
-        """Greedy decoding with the KV cache (``generate``) for one unpadded sequence (1, L, D).
+    def prefill(self, prefix_embeds: torch.Tensor) -> None:
+        """Encode a prefix (1, P, D) once; ``generate(..., after_prefix=True)`` calls extend it."""
+        self.decoder.set_prefix(prefix_embeds)
+
+    def generate(self, inputs_embeds: torch.Tensor, max_new_tokens: int, after_prefix: bool = False) -> list[int]:
+        """Greedy decoding with the KV cache for one unpadded sequence.
 
         Args:
-            inputs_embeds: (1, L, D) the whole context.
+            inputs_embeds: (1, L, D) the whole context or, with ``after_prefix``, its continuation after
+                the last ``prefill``.
             max_new_tokens: generation limit.
-            prefix_cache: ``prefill`` of the first P < L positions of ``inputs_embeds``; it is copied,
-                so one prefix serves many continuations.
 
         Returns:
             The new token ids, without the closing stop token.
         """
-        attention_mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
-        new_ids = self.causal_lm.generate(
-            inputs_embeds=inputs_embeds, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
-            past_key_values=copy.deepcopy(prefix_cache) if prefix_cache is not None else None,
-            do_sample=False, use_cache=True, eos_token_id=self.stop_ids,
-            pad_token_id=self.tokenizer.pad_token_id)[0].tolist()
-        return [i for i in new_ids if i not in self.stop_ids]
+        if not after_prefix:
+            self.decoder.set_prefix(None)
+        return self.decoder.generate(inputs_embeds, max_new_tokens, self.stop_ids)

@@ -1,0 +1,69 @@
+"""CUDA graphs for fixed-shape inference steps whose cost is kernel launches, not arithmetic.
+
+A captured graph replays all of a step's kernels with one launch, so Python and launch overhead
+(hundreds of small kernels per LLM layer stack) disappear. Inputs and outputs live in static buffers:
+a replay reads the input buffers and overwrites the output buffers in place.
+"""
+from typing import Callable, Dict, Optional, Tuple
+
+import torch
+
+
+def capture(fn: Callable[..., torch.Tensor], static_inputs: Tuple[torch.Tensor, ...],
+            undo_warmup: Optional[Callable[[], None]] = None) -> Tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+    """Capture ``fn(*static_inputs)`` into a CUDA graph.
+
+    ``fn`` runs once eagerly on a side stream first (cuBLAS/cuDNN set-up must not happen during
+    capture); ``undo_warmup`` then reverts that run's side effects (e.g. a KV cache write). Capture
+    records without executing: the first replay is the first graph execution.
+
+    Returns:
+        (graph, output tensor that every ``graph.replay()`` overwrites).
+    """
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        fn(*static_inputs)
+    torch.cuda.current_stream().wait_stream(stream)
+    if undo_warmup is not None:
+        undo_warmup()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        output = fn(*static_inputs)
+    return graph, output
+
+
+class GraphedFunction:
+    """A pure function of tensors replayed from one CUDA graph per input signature (shapes, dtypes,
+    autocast state: a graph replays the casts of the context it was captured in).
+
+    Args:
+        fn: function of tensors returning a tensor, without host synchronisation or side effects.
+        max_graphs: signatures kept at most (each graph holds its own activation memory); a new one
+            beyond that runs eagerly.
+    """
+
+    def __init__(self, fn: Callable[..., torch.Tensor], max_graphs: int = 4) -> None:
+        self.fn, self.max_graphs = fn, max_graphs
+        self.graphs: Dict[tuple, tuple] = {}
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """``fn(*inputs)``, from a graph on CUDA (the result is a fresh tensor, not the static buffer)."""
+        if not inputs[0].is_cuda:
+            return self.fn(*inputs)
+        key = tuple((tuple(x.shape), x.dtype, x.device) for x in inputs) + (
+            torch.is_autocast_enabled('cuda') and torch.get_autocast_dtype('cuda'),)
+        if key not in self.graphs:
+            if len(self.graphs) >= self.max_graphs:
+                return self.fn(*inputs)
+            static_inputs = tuple(x.clone() for x in inputs)
+            self.graphs[key] = (static_inputs,) + capture(self.fn, static_inputs)
+        static_inputs, graph, output = self.graphs[key]
+        for buffer, x in zip(static_inputs, inputs):
+            buffer.copy_(x)
+        graph.replay()
+        return output.clone()
+
+    def reset(self) -> None:
+        """Drop every graph (after the function's weights were replaced, e.g. by a LoRA merge)."""
+        self.graphs.clear()
