@@ -3,8 +3,9 @@
 Reads ``model.lidar_branch`` from a DrivePI config, feeds the real nuScenes demo sweep (moved to the ego
 frame; ``--num-sweeps`` > 1 stacks copies of it shifted as if the ego drove 5 m/s, 0.05 s apart, to
 reach multi-sweep point counts), and measures per variant: non-empty voxels, kept voxels and
-``voxel_keep_ratio``, BEV cells with LiDAR features, latency of the whole branch and of each stage
-(median / mean over ``--iters`` after ``--warmup``; inference, ``torch.no_grad``), and peak CUDA memory.
+``voxel_keep_ratio``, active voxels after each sparse encoder layer, BEV cells with LiDAR features,
+latency of the whole branch and of each stage (median / mean over ``--iters`` after ``--warmup``;
+inference, ``torch.no_grad``), and peak CUDA memory.
 Prints a table and writes JSON atomically.
 
     python tools/benchmark_lidar.py configs/_base_/models/drivepi_qwen2.5-0.5b.py --device cuda \
@@ -79,16 +80,20 @@ def run_variant(cfg: dict, points: torch.Tensor, batch_size: int, device: torch.
         torch.cuda.reset_peak_memory_stats(device)
     with torch.no_grad():
         totals, aux = timed_runs(branch, batch, device, iters, warmup)
-        stage_times = {}
+        stage_times, encoder_voxels = {}, []
         handles = stage_hooks(branch, device, stage_times)
         timed_runs(branch, batch, device, iters, 0)
+        handles += [layer.register_forward_hook(lambda m, a, out: encoder_voxels.append(out.features.shape[0]))
+                    for layer in branch.backbone.encoder]
+        branch(batch)
     for handle in handles:
         handle.remove()
     result = dict(num_points=len(points), num_voxels=int(aux['num_voxels']),
                   num_kept_voxels=int(aux['num_kept_voxels']),
                   voxel_keep_ratio=float(aux['voxel_keep_ratio']), bev_active_ratio=float(aux['bev_active_ratio']),
                   latency_ms_median=1e3 * statistics.median(totals), latency_ms_mean=1e3 * statistics.mean(totals),
-                  stage_ms_median={name: 1e3 * statistics.median(t) for name, t in stage_times.items()})
+                  stage_ms_median={name: 1e3 * statistics.median(t) for name, t in stage_times.items()},
+                  encoder_layer_voxels=encoder_voxels)
     if device.type == 'cuda':
         result['peak_memory_mb'] = torch.cuda.max_memory_allocated(device) / 2 ** 20
     return result
@@ -105,6 +110,9 @@ def print_table(rows: list) -> None:
                   f"{r['latency_ms_median']:.1f}", f"{r['latency_ms_mean']:.1f}", *stages,
                   f"{r.get('peak_memory_mb', float('nan')):.0f}"]
         print(' | '.join(f'{v:>11}' for v in values))
+    for r in rows:
+        print(f"active voxels per encoder layer, {r['num_sweeps']} sweeps, Ada3D {'on' if r['filter'] else 'off'}: "
+              f"{r['encoder_layer_voxels']}")
 
 
 def main() -> None:
