@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from peft import LoraConfig, get_peft_model
-from peft.tuners.tuners_utils import BaseTunerLayer
 from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
 from drivepi.models.cuda_graphs import GraphedFunction
@@ -122,7 +121,6 @@ class Qwen2LLM(BaseModule):
         self._decoder: Optional[GreedyDecoder] = None
         self._graphed_forward = GraphedFunction(self._last_hidden_state)
         self.cuda_graphs = cuda_graphs
-        self._lora_input_casting = True  # peft's default
 
     def init_weights(self) -> None:
         """Keep the loaded weights: MMEngine's recursive init must not re-initialise the checkpoint."""
@@ -179,22 +177,10 @@ class Qwen2LLM(BaseModule):
 
     def hidden_states(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Last-layer (final-norm) hidden states (B, L, D) as float32."""
-        self._set_lora_input_casting(not torch.is_autocast_enabled(inputs_embeds.device.type))
         if self._cuda_graphs and inputs_embeds.is_cuda and not torch.is_grad_enabled() and not self.training \
                 and bool(attention_mask.all()):
             return self._graphed_forward(inputs_embeds).float()
         return self._last_hidden_state(inputs_embeds, attention_mask).float()
-
-    def _set_lora_input_casting(self, enabled: bool) -> None:
-        """peft casts each LoRA input to the adapters' dtype (float32). Under bf16 autocast that is a full
-        float32 copy of every adapted projection's input, cast straight back to bf16 by autocast: ~10 %
-        of a full-size training step. Autocast alone handles the dtypes, so the cast is switched off there."""
-        if self.train_mode != 'lora' or self._lora_input_casting == enabled:
-            return
-        for module in self.model.modules():
-            if isinstance(module, BaseTunerLayer):
-                module.cast_input_dtype_enabled = enabled
-        self._lora_input_casting = enabled
 
     def _last_hidden_state(self, inputs_embeds: torch.Tensor, attention_mask: Optional[torch.Tensor] = None):
         return self.causal_lm.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
