@@ -49,6 +49,7 @@ def test_benchmark_lidar_reports_filter_on_and_off(tmp_path, demo_dir, predictor
     assert on['filter'] and not off['filter'] and on['num_voxels'] == off['num_voxels'] == off['num_kept_voxels']
     assert 0 < on['num_kept_voxels'] < on['num_voxels']
     # the first encoder layers see exactly the kept voxels; downsampling can only merge them
-    assert on['encoder_layer_voxels'][0] == on['num_kept_voxels'] and off['encoder_layer_voxels'][0] == off['num_voxels']
+    assert on['encoder_layer_voxels'][0] == on['num_kept_voxels']
+    assert off['encoder_layer_voxels'][0] == off['num_voxels']
     assert all(a >= b for a, b in zip(off['encoder_layer_voxels'], on['encoder_layer_voxels']))
     assert set(on['stage_ms_median']) == {'voxelizer', 'importance_predictor', 'voxel_filter', 'backbone'}

@@ -8,7 +8,7 @@ import shapely
 from drivepi.sim.generator import generate_world
 from drivepi.sim.geometry import pose2d_matrix, transform_points
 from drivepi.sim.sensors import cast_lidar, render_cameras
-from drivepi.sim.world import AgentStates, SceneWorld, SensorSetup, load_scene_world
+from drivepi.sim.world import AgentStates, SensorSetup, load_scene_world
 
 SETUP = SensorSetup(image_width=160, image_height=90, lidar_azimuth_res_deg=1.0)
 

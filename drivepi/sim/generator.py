@@ -45,11 +45,13 @@ def generate_world(name: str, seed: int, num_keyframes: int, ego_actions: list, 
     duration = (num_keyframes - 1) * keyframe_interval + 3.5
     traffic = TrafficBuilder(grid, rng, duration, TRACK_DT)
     ego = traffic.ego(cruise=float(rng.uniform(5.0, 11.0)), actions=ego_actions, stop=rng.random() < 0.3,
-                       lead_in=ego_lead_in)
+                      lead_in=ego_lead_in)
     for method, args, count in TRAFFIC_MIX:
         for _ in range(count):
-            call_args = (args[0], float(rng.uniform(*args[1])), rng.random() < 0.25) \
-                if method == 'moving_vehicle' else args
+            if method == 'moving_vehicle':
+                call_args = (args[0], float(rng.uniform(*args[1])), rng.random() < 0.25)
+            else:
+                call_args = args
             getattr(traffic, method)(*call_args)
     static = _static_solids(grid, rng)
     track = ego['track']

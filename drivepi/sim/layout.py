@@ -171,4 +171,3 @@ def to_global(geom, grid: RoadGrid):
     """A shapely geometry moved from the grid frame to the global frame."""
     m = grid.grid2global
     return shapely.affinity.affine_transform(geom, [m[0, 0], m[0, 1], m[1, 0], m[1, 1], m[0, 3], m[1, 3]])
-
