@@ -1,0 +1,38 @@
+"""Every runnable config parses and its parts build: pipelines, optimizer, schedulers, evaluators."""
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.dataset import Compose
+from mmengine.optim import OptimWrapper
+from mmengine.registry import OPTIMIZERS, PARAM_SCHEDULERS
+
+from drivepi.registry import METRICS
+from drivepi.utils import register_all_modules
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / 'configs' / 'drivepi').glob('*.py'))
+
+
+@pytest.mark.parametrize('config', CONFIGS, ids=lambda p: p.stem)
+def test_config_parts_build(config):
+    register_all_modules()
+    cfg = Config.fromfile(config)
+    Compose(cfg.train_dataloader.dataset.pipeline)
+    Compose(cfg.test_dataloader.dataset.pipeline)
+    linear = torch.nn.Linear(3, 2)
+    optimizer = OPTIMIZERS.build(dict(cfg.optim_wrapper.optimizer, params=linear.parameters()))
+    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=OptimWrapper(optimizer))) for s in cfg.param_scheduler]
+    assert len(schedulers) == len(cfg.param_scheduler)
+    for metric in cfg.test_evaluator:
+        assert METRICS.get(metric['type']) is not None, metric['type']
+
+
+def test_full_size_training_config_values():
+    cfg = Config.fromfile(next(p for p in CONFIGS if 'qwen2.5-0.5b' in p.name))
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.dtype == 'bfloat16'
+    assert cfg.optim_wrapper.optimizer.fused and cfg.env_cfg.cudnn_benchmark
+    assert cfg.train_dataloader.batch_size == 4 and cfg.num_sweeps == 10 and cfg.img_size == (256, 704)
+    llm = cfg.model.llm
+    assert llm.gradient_checkpointing and llm.dtype == 'bfloat16' and llm.train_mode == 'lora'
+    assert cfg.model.lidar_branch.voxel_filter.keep_ratios == [0.3, 0.6, 0.9]
