@@ -178,3 +178,25 @@ def test_full_size_config_builds_on_meta_device(tiny_llm_dir):
     assert model.llm.hidden_size == 896 and model.plan_queries.shape == (6, 896)
     assert math.isclose(llm_params, 494_032_768, rel_tol=0.02)  # Qwen2.5-0.5B + LoRA adapters
     assert trainable < total - 490_000_000  # the LLM base weights are frozen under LoRA
+
+
+def test_deploy_hook_merges_lora_without_changing_predictions(mini_cfg, batch):
+    """tools/test.py's DeployModelHook folds the LoRA adapters in before testing: same outputs, no adapters."""
+    from types import SimpleNamespace
+
+    from drivepi.engine import DeployModelHook
+    cfg = copy.deepcopy(mini_cfg)
+    cfg.llm.update(train_mode='lora', lora_cfg=dict(r=4, lora_alpha=8, target_modules=['q_proj', 'v_proj', 'up_proj']))
+    torch.manual_seed(0)
+    model = MODELS.build(cfg).eval()
+    for name, param in model.named_parameters():
+        if 'lora_B' in name:  # B starts at zero: give the adapters an effect
+            param.data.normal_(std=0.3)
+    data = model.data_preprocessor(copy.deepcopy(batch), training=False)
+    with torch.no_grad():
+        before = model._forward(data['inputs'], data['data_samples'])
+        DeployModelHook().before_test(SimpleNamespace(model=model))
+        after = model._forward(data['inputs'], data['data_samples'])
+    assert model.llm.train_mode == 'frozen' and not any('lora_' in n for n, _ in model.named_parameters())
+    for key in ('occ_logits', 'flow', 'traj'):
+        torch.testing.assert_close(after[key], before[key], rtol=1e-4, atol=1e-4)

@@ -86,13 +86,6 @@ def run_section(report: dict, name: str, fn) -> None:
     report[name] = dict(error=' | '.join(errors))
 
 
-def deploy(model: torch.nn.Module) -> torch.nn.Module:
-    """Inference form of a trained model: LoRA adapters merged into the LLM, eval mode."""
-    if model.llm.train_mode == 'lora':
-        model.llm.merge_lora()
-    return model.eval()
-
-
 def bench_inference(model, inputs, samples, device, args) -> dict:
     """All-heads latency (no text generation) with and without the LLM's CUDA graphs, the LiDAR and
     camera branches alone, FLOPs, peak memory."""
@@ -218,7 +211,7 @@ def ada3d_on_off(cfg, tokenizer, inference_on: dict, inputs, samples, device, ar
     if 'error' in inference_on:
         raise RuntimeError('the filtered model failed, nothing to compare')
     no_ada3d = dict(importance_predictor=None, voxel_filter=None)
-    no_filter = deploy(build_model(cfg, tokenizer, device, lidar_branch=no_ada3d))
+    no_filter = build_model(cfg, tokenizer, device, lidar_branch=no_ada3d).deploy()
     off = bench_inference(no_filter, inputs, samples, device, argparse.Namespace(**dict(vars(args), profile=False)))
     return dict(num_voxels=inference_on['num_voxels'], num_kept_voxels=inference_on['num_kept_voxels'],
                 lidar_ms_on=inference_on['lidar_ms'], lidar_ms_off=off['lidar_ms'],
@@ -344,11 +337,11 @@ def main() -> None:
                       params_m=sum(p.numel() for p in model.parameters()) / 1e6)
         sections = dict(
             training=lambda: bench_training(model, cfg, train_inputs, train_samples, device, args),
-            inference=lambda: bench_inference(deploy(model), inputs, samples, device, args),
-            keep_ratio_sweep=lambda: keep_ratio_sweep(deploy(model), inputs, samples, device, args),
+            inference=lambda: bench_inference(model.deploy(), inputs, samples, device, args),
+            keep_ratio_sweep=lambda: keep_ratio_sweep(model.deploy(), inputs, samples, device, args),
             ada3d=lambda: ada3d_on_off(cfg, tokenizer, report.get('inference', {'error': 'not run'}), inputs,
                                        samples, device, args),
-            decode=lambda: bench_decode(deploy(model), inputs, samples, device, args))
+            decode=lambda: bench_decode(model.deploy(), inputs, samples, device, args))
         for name in SECTIONS:
             if name in args.sections:
                 run_section(report, name, sections[name])

@@ -29,9 +29,11 @@ def parse_args() -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    """Load the config, apply overrides, point it at the checkpoint and add the prediction writer."""
+    """Load the config, apply overrides, point it at the checkpoint, deploy the model (LoRA merged)
+    before testing and add the prediction writer."""
     cfg = load_run_config(args.config, args.launcher, args.cfg_options, args.work_dir)
     cfg.load_from = args.checkpoint
+    cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='DeployModelHook')]  # LoRA merged for inference
     if args.out_dir:
         evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
         cfg.test_evaluator = [*evaluators, dict(type='PredictionWriter', out_dir=args.out_dir)]

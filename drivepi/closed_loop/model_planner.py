@@ -71,7 +71,7 @@ class ModelPlanner:
                       lazy_init=True, metainfo=dict(ds_cfg.get('metainfo') or {}, **metainfo))
         model = MODELS.build(cfg.model)
         load_checkpoint(model, str(checkpoint), map_location='cpu')
-        model.to(device).eval()
+        model.to(device).deploy()
         planner = cls(model, DATASETS.build(ds_cfg), scene_infos, work_dir, num_sweeps=sweeps[0] if sweeps else 0,
                       sweep_interval=options.get('sweep_interval', 0.1))
         planner.checkpoint = str(checkpoint)

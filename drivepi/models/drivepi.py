@@ -188,6 +188,14 @@ class DrivePI(Base3DDetector):
             history += self.prompt.turn_ids(turn['question'], answers[-1])[0]
         return answers
 
+    def deploy(self) -> 'DrivePI':
+        """Inference form after training: LoRA adapters folded into the LLM's base weights (the same
+        outputs with fewer, larger matmuls; the LLM's CUDA graphs then replay plain linears) and eval mode.
+        Irreversible: the adapters are gone, so only for evaluation, driving and benchmarks."""
+        if self.llm.train_mode == 'lora':
+            self.llm.merge_lora()
+        return self.eval()
+
     def _forward(self, inputs: dict, data_samples: SampleList) -> dict:
         """Raw outputs: ``occ_logits`` (B, 17, X, Y, Z), ``flow`` (B, X, Y, Z, 2), ``traj`` (B, T, 2)."""
         bev, _ = self.extract_feat(inputs, data_samples)
