@@ -137,3 +137,24 @@ def test_malformed_settings_are_rejected_with_clear_errors():
         EpisodeRunner(agents=dict(mode='reactive'))
     with pytest.raises(TypeError, match='wheel_base'):
         EpisodeRunner(vehicle=dict(wheel_base=2.5))
+
+
+def test_resume_fingerprint_follows_checkpoint_content_not_its_path(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from drivepi.closed_loop.model_planner import file_digest
+    from drivepi.closed_loop.runner import settings_fingerprint
+    config = dict(sim_hz=10.0, scenes=['scene-0001'])
+    ckpt = tmp_path / 'iter_10.pth'
+    ckpt.write_bytes(b'weights v1')
+    copy = tmp_path / 'copy' / 'best.pth'
+    copy.parent.mkdir()
+    copy.write_bytes(b'weights v1')
+    monkeypatch.chdir(tmp_path)
+    same = {settings_fingerprint(config, SimpleNamespace(checkpoint_digest=file_digest(path)))
+            for path in (ckpt, 'iter_10.pth', copy)}
+    assert len(same) == 1
+    ckpt.write_bytes(b'weights v2')  # retrained in place
+    assert settings_fingerprint(config, SimpleNamespace(checkpoint_digest=file_digest(ckpt))) not in same
+    other_scenes = dict(config, scenes=['other'])  # the scene list is not a setting
+    assert settings_fingerprint(other_scenes, SimpleNamespace(checkpoint_digest=file_digest(copy))) in same

@@ -11,6 +11,7 @@ named in ``drop_transforms``) turns it into a model input exactly as in ``tools/
 mask, so no future leaks into the model. Earlier steps' files are deleted when an episode starts.
 """
 import copy
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -23,6 +24,13 @@ from .planners import NUM_WAYPOINTS, PLAN_DT, ExpertPlanner, PlanningContext
 
 GT_TRANSFORMS = ('LoadOccFlowGT', 'LoadAnnotations3D', 'BoxesToEgo')
 SWEEP_LOADERS = ('DrivePILoadPointsFromMultiSweeps', 'LoadPointsFromMultiSweeps')
+
+
+def file_digest(path) -> str:
+    """First 16 hex digits of the SHA-256 of a file's content: the same checkpoint under another path or
+    name gives the same digest, a retrained one another."""
+    with open(path, 'rb') as f:
+        return hashlib.file_digest(f, 'sha256').hexdigest()[:16]
 
 
 class ModelPlanner:
@@ -44,7 +52,7 @@ class ModelPlanner:
         self.work_dir = Path(work_dir)
         self.num_sweeps, self.sweep_interval = num_sweeps, sweep_interval
         self.episode, self.sweep_files = None, {}
-        self.checkpoint = None  # set by from_config; part of the runner's resume fingerprint
+        self.checkpoint_digest = None  # set by from_config; part of the runner's resume fingerprint
 
     @classmethod
     def from_config(cls, cfg, checkpoint: str, scene_infos: dict, metainfo: dict, work_dir,
@@ -74,7 +82,7 @@ class ModelPlanner:
         model.to(device).deploy()
         planner = cls(model, DATASETS.build(ds_cfg), scene_infos, work_dir, num_sweeps=sweeps[0] if sweeps else 0,
                       sweep_interval=options.get('sweep_interval', 0.1))
-        planner.checkpoint = str(checkpoint)
+        planner.checkpoint_digest = file_digest(checkpoint)
         return planner
 
     def plan(self, ctx: PlanningContext) -> np.ndarray:

@@ -30,8 +30,10 @@ TABLE_KEYS = ('pdms', 'nc', 'dac', 'ttc', 'comfort', 'ep', 'ddc', 'route_complet
 
 
 def settings_fingerprint(config: dict, planner) -> str:
-    """Hash of what decides an episode's result: the config (minus the scene list) and the planner's checkpoint."""
-    settings = dict({k: v for k, v in config.items() if k != 'scenes'}, checkpoint=getattr(planner, 'checkpoint', None))
+    """Hash of what decides an episode's result: the config (minus the scene list) and the content digest of
+    the planner's checkpoint (``checkpoint_digest``; none for rule-based planners)."""
+    settings = dict({k: v for k, v in config.items() if k != 'scenes'},
+                    checkpoint=getattr(planner, 'checkpoint_digest', None))
     return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
