@@ -273,3 +273,19 @@ def test_cuda_graph_forward_matches_eager_forward(tiny_llm_dir):
     for g, e in zip(graphed, eager):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)
     assert not torch.allclose(graphed[0], graphed[1])
+
+
+def test_decoding_ignores_autocast(tiny_llm_dir):
+    """Decoding runs in the LLM's dtype whatever the caller's autocast (a float32 LLM under bf16 autocast
+    would give the static cache bf16 values and float32 keys)."""
+    llm = Qwen2LLM(str(tiny_llm_dir), train_mode='frozen').eval()
+    prompt = DrivePIPrompt(llm.tokenizer)
+    embed = llm.causal_lm.get_input_embeddings()
+    prefix = embed(torch.tensor([prompt.prefix_ids(1, 0, 0)]))
+    question = embed(torch.tensor([prompt.question_ids('Are there any cars?')]))
+    llm.prefill(prefix)
+    expected = llm.generate(question, 6, after_prefix=True)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        llm.prefill(prefix)
+        assert llm.generate(question, 6, after_prefix=True) == expected
+    assert llm.decoder.cache.layers[0].keys.dtype == torch.float32

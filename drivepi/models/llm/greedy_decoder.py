@@ -6,7 +6,9 @@ the prefix and extends it with one continuation, so the answers of a conversatio
 without copying any cache. The static cache keeps every tensor at a fixed address and its position
 counters on the device, which lets the one-token step (forward, argmax) be captured once as a CUDA
 graph and replayed: per token the GPU then runs the ~600 kernels of the 24-layer decoder without
-Python or launch overhead. Off CUDA the same step runs eagerly.
+Python or launch overhead. Off CUDA the same step runs eagerly. Decoding runs in the LM's own dtype
+with autocast off: the static cache holds one dtype, and a graph would replay the casts of the autocast
+state it was captured in.
 """
 from typing import List, Optional, Sequence
 
@@ -28,7 +30,7 @@ class GreedyDecoder:
     def __init__(self, causal_lm: PreTrainedModel, max_cache_len: int = 4096, use_cuda_graph: bool = True) -> None:
         self.lm, self.max_cache_len, self.use_cuda_graph = causal_lm, max_cache_len, use_cuda_graph
         self.cache = StaticCache(config=causal_lm.config, max_cache_len=max_cache_len)
-        self.cache_signature: Optional[tuple] = None  # (device, dtype) the cache was filled with
+        self.cache_device: Optional[torch.device] = None
         self.prefix_len = 0
         self.graph = self.graph_token = self.graph_next = None
 
@@ -43,18 +45,19 @@ class GreedyDecoder:
         for layer in self.cache.layers:
             layer.cumulative_length.fill_(position)
 
-    def _prepare(self, embeds: torch.Tensor, new_positions: int) -> None:
-        """Check the input and the cache capacity; a new device/dtype starts a fresh cache."""
+    def _prepare(self, embeds: torch.Tensor, new_positions: int) -> torch.Tensor:
+        """Check the input and the cache capacity (a new device starts a fresh cache); ``embeds`` in the
+        LM's dtype."""
         if embeds.dim() != 3 or embeds.shape[0] != 1:
             raise ValueError('GreedyDecoder decodes one sequence: embeddings must be (1, L, D), '
                              f'got {tuple(embeds.shape)}')
-        signature = (embeds.device, embeds.dtype)
-        if signature != self.cache_signature:
+        if embeds.device != self.cache_device:
             self.cache = StaticCache(config=self.lm.config, max_cache_len=self.max_cache_len)
-            self.cache_signature, self.prefix_len, self.graph = signature, 0, None
+            self.cache_device, self.prefix_len, self.graph = embeds.device, 0, None
         if new_positions > self.max_cache_len:
             raise ValueError(f'{new_positions} positions exceed the decoder cache of {self.max_cache_len}; '
                              'raise max_cache_len (Qwen2LLM decode_cache_len)')
+        return embeds.to(self.lm.dtype)
 
     # ------------------------------------------------------------------ public API
     @torch.no_grad()
@@ -63,9 +66,10 @@ class GreedyDecoder:
         if prefix_embeds is None:
             self.prefix_len = 0
             return
-        self._prepare(prefix_embeds, prefix_embeds.shape[1])
-        self._rewind(0)
-        self.lm.model(inputs_embeds=prefix_embeds, past_key_values=self.cache, use_cache=True)
+        prefix_embeds = self._prepare(prefix_embeds, prefix_embeds.shape[1])
+        with torch.autocast(prefix_embeds.device.type, enabled=False):
+            self._rewind(0)
+            self.lm.model(inputs_embeds=prefix_embeds, past_key_values=self.cache, use_cache=True)
         self.prefix_len = prefix_embeds.shape[1]
 
     @torch.no_grad()
@@ -75,18 +79,20 @@ class GreedyDecoder:
         Returns:
             the new token ids, up to ``max_new_tokens``, without the stop token that ended them.
         """
-        self._prepare(embeds, self.prefix_len + embeds.shape[1] + max_new_tokens)
-        self._rewind(self.prefix_len)
-        logits = self.lm(inputs_embeds=embeds, past_key_values=self.cache, use_cache=True, logits_to_keep=1).logits
-        token = logits[:, -1].argmax(-1, keepdim=True)
-        new_ids = []
-        for step in range(max_new_tokens):
-            token_id = int(token.item())
-            if token_id in stop_ids:
-                break
-            new_ids.append(token_id)
-            if step + 1 < max_new_tokens:
-                token = self._step(token)
+        embeds = self._prepare(embeds, self.prefix_len + embeds.shape[1] + max_new_tokens)
+        with torch.autocast(embeds.device.type, enabled=False):
+            self._rewind(self.prefix_len)
+            logits = self.lm(inputs_embeds=embeds, past_key_values=self.cache, use_cache=True,
+                             logits_to_keep=1).logits
+            token = logits[:, -1].argmax(-1, keepdim=True)
+            new_ids = []
+            for step in range(max_new_tokens):
+                token_id = int(token.item())
+                if token_id in stop_ids:
+                    break
+                new_ids.append(token_id)
+                if step + 1 < max_new_tokens:
+                    token = self._step(token)
         return new_ids
 
     # ------------------------------------------------------------------ one-token step
