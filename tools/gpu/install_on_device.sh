@@ -2,8 +2,8 @@
 # Install DrivePI's missing packages on a bare GPU machine from .whl/ (see prepare_wheels.sh) into
 # /tmp/site. mmcv 2.1.0 (CPU ops only: imports need them, the hot path is torch/spconv) is unpacked from
 # .whl/mmcv-2.1.0-built-<python>-torch<version>.tar.xz when that exists; otherwise it is built there
-# (~2 min on 16 cores) and, when $OUT is set, packed into $OUT under that name: copy it into .whl/ and
-# later calls skip the build.
+# (~2 min on 16 cores) and, when $OUT is set, packed into $OUT under that name (~1 MB): copy it into
+# .whl/ and later calls skip the build.
 # Usage (on the device, from the repo root):  source tools/gpu/install_on_device.sh
 set -e
 SITE=/tmp/site
@@ -21,8 +21,9 @@ if ! python3 -c 'import mmcv._ext' 2>/dev/null; then
   (cd /tmp/mmcv-src/mmcv-2.1.0 && PYTHONPATH="/tmp/buildtools:$PYTHONPATH" CUDA_VISIBLE_DEVICES='' MMCV_WITH_OPS=1 MAX_JOBS=16 \
      python3 -m pip install -q --no-deps --no-build-isolation --target "$SITE" . > /tmp/mmcv-build.log 2>&1) \
      || { tail -30 /tmp/mmcv-build.log; return 1 2>/dev/null || exit 1; }
-  if [ -n "${OUT:-}" ]; then
-    (cd "$SITE" && tar -cf - mmcv mmcv-*.dist-info | xz -T0 -6 > "$OUT/$BUILT")
+  if [ -n "${OUT:-}" ]; then  # stripped, without the C++ sources: ~1 MB instead of 16
+    (cd "$SITE" && strip --strip-unneeded mmcv/_ext*.so \
+       && tar --exclude=mmcv/ops/csrc -cf - mmcv mmcv-*.dist-info | xz -T0 -9 > "$OUT/$BUILT")
   fi
 fi
 python3 -c 'import mmcv._ext, mmdet3d, spconv.pytorch, torch; print("device ready:", torch.cuda.get_device_name(0))'
