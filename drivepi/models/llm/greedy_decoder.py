@@ -29,7 +29,7 @@ class GreedyDecoder:
 
     def __init__(self, causal_lm: PreTrainedModel, max_cache_len: int = 4096, use_cuda_graph: bool = True) -> None:
         self.lm, self.max_cache_len, self.use_cuda_graph = causal_lm, max_cache_len, use_cuda_graph
-        self.cache = StaticCache(config=causal_lm.config, max_cache_len=max_cache_len)
+        self.cache: Optional[StaticCache] = None  # made on first use, on the inputs' device
         self.cache_device: Optional[torch.device] = None
         self.prefix_len = 0
         self.graph = self.graph_token = self.graph_next = None

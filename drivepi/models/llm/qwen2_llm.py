@@ -183,6 +183,7 @@ class Qwen2LLM(BaseModule):
         return self._last_hidden_state(inputs_embeds, attention_mask).float()
 
     def _last_hidden_state(self, inputs_embeds: torch.Tensor, attention_mask: Optional[torch.Tensor] = None):
+        """(B, L, D) final-norm hidden states in the LLM dtype (the function the CUDA graph captures)."""
         return self.causal_lm.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                                     use_cache=False).last_hidden_state
 
