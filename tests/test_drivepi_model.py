@@ -200,3 +200,23 @@ def test_deploy_hook_merges_lora_without_changing_predictions(mini_cfg, batch):
     assert model.llm.train_mode == 'frozen' and not any('lora_' in n for n, _ in model.named_parameters())
     for key in ('occ_logits', 'flow', 'traj'):
         torch.testing.assert_close(after[key], before[key], rtol=1e-4, atol=1e-4)
+
+
+def test_single_sample_predict_reuses_its_llm_pass_for_the_answers(model, batch):
+    """A batch of one sample with questions takes the decoder's prefill as its LLM pass (the prefix is
+    encoded once): the same answers and outputs as the same sample predicted in a batch of two."""
+    model.eval()
+    pair = model(**model.data_preprocessor(copy.deepcopy(batch), False), mode='predict')[0]
+    single_batch = collate([make_sample(0, CONVERSATIONS[0])])
+    calls = []
+    original = model.llm.prefill
+    model.llm.prefill = lambda embeds: calls.append(embeds.shape) or original(embeds)
+    try:
+        single = model(**model.data_preprocessor(single_batch, False), mode='predict')[0]
+    finally:
+        del model.llm.prefill
+    assert len(calls) == 1  # one encoding of the prefix for the heads and both conversations
+    assert single.pred_answers == pair.pred_answers and [len(a) for a in single.pred_answers] == [2, 1]
+    torch.testing.assert_close(single.pred_traj, pair.pred_traj, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(single.pred_flow, pair.pred_flow, rtol=1e-4, atol=1e-4)
+    assert (single.pred_occ == pair.pred_occ).float().mean() > 0.999

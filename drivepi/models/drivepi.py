@@ -85,8 +85,10 @@ class DrivePI(Base3DDetector):
             raise KeyError(f'data samples {missing} have no metainfo `{key}`')
         return torch.stack([torch.as_tensor(ds.metainfo[key], dtype=dtype) for ds in data_samples]).to(device)
 
-    def _run_llm(self, bev: torch.Tensor, data_samples: SampleList, conversations: list) -> dict:
-        """Token filter, LLM pass and heads.
+    def _run_llm(self, bev: torch.Tensor, data_samples: SampleList, conversations: list,
+                 prefill_decoder: bool = False) -> dict:
+        """Token filter, LLM pass and heads. With ``prefill_decoder`` (one sample, inference) the LLM pass
+        is the answer decoder's prefill, which also keeps the prefix's KV cache for the answers.
 
         Returns:
             dict with ``scores`` (B, Hb*Wb), ``hidden`` and ``embeds`` (B, L, D), ``prompt`` (PromptBatch),
@@ -100,7 +102,10 @@ class DrivePI(Base3DDetector):
         b = bev.shape[0]
         embeds = self.llm.embed(prompt.input_ids, prompt.spatial_mask, self.projector(selected['tokens']),
                                 prompt.plan_mask, self.plan_queries.expand(b, -1, -1))
-        hidden = self.llm.hidden_states(embeds, prompt.attention_mask)
+        if prefill_decoder:
+            hidden = self.llm.prefill(embeds)
+        else:
+            hidden = self.llm.hidden_states(embeds, prompt.attention_mask)
         spatial_states = hidden[prompt.spatial_mask].view(b, keep_idx.shape[1], -1)
         llm_bev = scatter_tokens(self.back_projector(spatial_states), keep_idx, bev)
         plan_states = hidden[prompt.plan_mask].view(b, len(self.plan_queries), -1)
@@ -158,31 +163,28 @@ class DrivePI(Base3DDetector):
         """Adds ``pred_occ`` uint8 (X,Y,Z), ``pred_flow`` (X,Y,Z,2), ``pred_traj`` (T,2) and ``pred_answers``
         (list of lists of str, parallel to ``conversations``) to every data sample."""
         bev, _ = self.extract_feat(inputs, data_samples)
-        out = self._run_llm(bev, data_samples, [[] for _ in data_samples])
+        # one sample with questions: its LLM pass is the decoder's prefill, encoding the prefix only once
+        prefilled = len(data_samples) == 1 and bool(data_samples[0].get('conversations'))
+        out = self._run_llm(bev, data_samples, [[] for _ in data_samples], prefill_decoder=prefilled)
         pred_occ = self.occ_head.predict(out['occ_logits'])
         lengths = out['prompt'].attention_mask.sum(1).tolist()
         for i, ds in enumerate(data_samples):
             ds.pred_occ, ds.pred_flow, ds.pred_traj = pred_occ[i].cpu(), out['flow'][i].cpu(), out['traj'][i].cpu()
-            prefix = out['embeds'][i, :lengths[i]]
-            ds.pred_answers = [self._answer_conversation(prefix, conv) for conv in ds.get('conversations', [])]
+            conversations = ds.get('conversations', [])
+            if conversations and not prefilled:
+                self.llm.prefill(out['embeds'][i:i + 1, :lengths[i]])
+            ds.pred_answers = [self._answer_conversation(conv) for conv in conversations]
         return data_samples
 
-    def _answer_conversation(self, prefix_embeds: torch.Tensor, conversation: list) -> list[str]:
-        """Answer each turn greedily, with the earlier questions and the model's own answers as context.
-
-        The prefix (instruction, spatial tokens, queries) is encoded once into a KV cache that every
-        turn's generation extends.
-
-        Args:
-            prefix_embeds: (L0, D) embeddings of the sample's instruction, spatial tokens and queries.
-        """
-        if not conversation:
-            return []
+    def _answer_conversation(self, conversation: list) -> list[str]:
+        """Answer each turn greedily, with the earlier questions and the model's own answers as context,
+        continuing the sample's prefix (instruction, spatial tokens, queries) that ``llm.prefill`` encoded
+        once into the decoder's KV cache."""
         embed_tokens = self.llm.causal_lm.get_input_embeddings()
-        self.llm.prefill(prefix_embeds[None])
+        device = embed_tokens.weight.device
         history, answers = [], []
         for turn in conversation:
-            ids = torch.tensor(history + self.prompt.question_ids(turn['question']), device=prefix_embeds.device)
+            ids = torch.tensor(history + self.prompt.question_ids(turn['question']), device=device)
             new_ids = self.llm.generate(embed_tokens(ids)[None], self.max_answer_tokens, after_prefix=True)
             answers.append(self.llm.tokenizer.decode(new_ids, skip_special_tokens=True).strip())
             history += self.prompt.turn_ids(turn['question'], answers[-1])[0]

@@ -61,16 +61,21 @@ class GreedyDecoder:
 
     # ------------------------------------------------------------------ public API
     @torch.no_grad()
-    def set_prefix(self, prefix_embeds: Optional[torch.Tensor]) -> None:
-        """Encode ``prefix_embeds`` (1, P, D) into the cache; ``None`` clears the prefix."""
+    def set_prefix(self, prefix_embeds: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """Encode ``prefix_embeds`` (1, P, D) into the cache; ``None`` clears the prefix.
+
+        Returns:
+            the prefix's final-norm hidden states (1, P, D) in the LM dtype (None for ``None``).
+        """
         if prefix_embeds is None:
             self.prefix_len = 0
-            return
+            return None
         prefix_embeds = self._prepare(prefix_embeds, prefix_embeds.shape[1])
         with torch.autocast(prefix_embeds.device.type, enabled=False):
             self._rewind(0)
-            self.lm.model(inputs_embeds=prefix_embeds, past_key_values=self.cache, use_cache=True)
+            out = self.lm.model(inputs_embeds=prefix_embeds, past_key_values=self.cache, use_cache=True)
         self.prefix_len = prefix_embeds.shape[1]
+        return out.last_hidden_state
 
     @torch.no_grad()
     def generate(self, embeds: torch.Tensor, max_new_tokens: int, stop_ids: Sequence[int]) -> List[int]:

@@ -210,9 +210,13 @@ class Qwen2LLM(BaseModule):
             self._decoder = GreedyDecoder(self.causal_lm, self.decode_cache_len, self._cuda_graphs)
         return self._decoder
 
-    def prefill(self, prefix_embeds: torch.Tensor) -> None:
-        """Encode a prefix (1, P, D) once; ``generate(..., after_prefix=True)`` calls extend it."""
-        self.decoder.set_prefix(prefix_embeds)
+    def prefill(self, prefix_embeds: torch.Tensor) -> torch.Tensor:
+        """Encode a prefix (1, P, D) once; ``generate(..., after_prefix=True)`` calls extend it.
+
+        Returns:
+            the prefix's last-layer (final-norm) hidden states (1, P, D) as float32, as ``hidden_states``.
+        """
+        return self.decoder.set_prefix(prefix_embeds).float()
 
     def generate(self, inputs_embeds: torch.Tensor, max_new_tokens: int, after_prefix: bool = False) -> list[int]:
         """Greedy decoding with the KV cache for one unpadded sequence.
