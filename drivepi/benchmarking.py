@@ -55,15 +55,34 @@ def synchronized_clock(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def median_ms(fn, device: torch.device, iters: int, warmup: int) -> float:
-    """Median wall time (ms) of ``fn()`` over ``iters`` synchronised runs after ``warmup`` runs."""
+def timed_runs(fn, device: torch.device, iters: int, warmup: int) -> list:
+    """Wall times (s) of ``iters`` synchronised calls of ``fn()`` after ``warmup`` untimed ones."""
     times = []
     for i in range(warmup + iters):
         start = synchronized_clock(device)
         fn()
         if i >= warmup:
-            times.append(1e3 * (synchronized_clock(device) - start))
-    return statistics.median(times)
+            times.append(synchronized_clock(device) - start)
+    return times
+
+
+def median_ms(fn, device: torch.device, iters: int, warmup: int) -> float:
+    """Median wall time (ms) of ``fn()`` over ``iters`` synchronised runs after ``warmup`` runs."""
+    return 1e3 * statistics.median(timed_runs(fn, device, iters, warmup))
+
+
+def module_timing_hooks(modules: dict, device: torch.device, times: dict) -> list:
+    """Synchronising forward hooks that append each call's duration (s) of ``modules[name]`` to
+    ``times[name]``; ``None`` modules are skipped. Returns the hook handles (``.remove()`` them)."""
+    start, handles = {}, []
+    for name, module in modules.items():
+        if module is None:
+            continue
+        handles.append(module.register_forward_pre_hook(
+            lambda m, a, name=name: start.__setitem__(name, synchronized_clock(device))))
+        handles.append(module.register_forward_hook(
+            lambda m, a, o, name=name: times.setdefault(name, []).append(synchronized_clock(device) - start[name])))
+    return handles
 
 
 def ego2img_matrices(height: int, width: int) -> np.ndarray:

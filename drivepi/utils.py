@@ -31,13 +31,19 @@ def register_all_modules(init_default_scope: bool = True) -> None:
         DefaultScope.get_instance(f'drivepi-{datetime.datetime.now()}', scope_name='drivepi')
 
 
+def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
+    """The config file with the ``--cfg-options`` overrides merged in."""
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
 def load_run_config(config: str, launcher: str = 'none', cfg_options: Optional[dict] = None,
                     work_dir: Optional[str] = None) -> Config:
     """A Runner config: the file, the ``--cfg-options`` overrides, the launcher, and the work dir
     (given, else the config's, else ``work_dirs/<config name>``), as tools/train.py and tools/test.py use."""
-    cfg = Config.fromfile(config)
+    cfg = load_config(config, cfg_options)
     cfg.launcher = launcher
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
     cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join('work_dirs', osp.splitext(osp.basename(config))[0])
     return cfg

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.evaluator import Evaluator
 from mmengine.utils import ProgressBar
 
 from drivepi.evaluation import format_metrics_table, save_metrics_json
 from drivepi.evaluation.baselines import constant_velocity_plan, most_common_answers, most_common_occupied_class
 from drivepi.registry import DATASETS
-from drivepi.utils import register_all_modules
+from drivepi.utils import load_config, register_all_modules
 
 
 def parse_args() -> argparse.Namespace:
@@ -42,9 +42,7 @@ def training_occ_files(train_cfg: dict) -> list:
 def main() -> None:
     args = parse_args()
     register_all_modules()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     train_cfg = cfg.train_dataloader.dataset
     occ_class = most_common_occupied_class(training_occ_files(train_cfg))
     answers = most_common_answers(train_cfg['qa_file']) if train_cfg.get('qa_file') else {}

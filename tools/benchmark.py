@@ -23,14 +23,14 @@ import tempfile
 from pathlib import Path
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.optim import build_optim_wrapper
 from torch.utils.flop_counter import FlopCounterMode
 
 from drivepi.benchmarking import (DEFAULT_DEMO_DIR, build_model, load_demo_sweep, make_batch, median_ms,
-                                  stack_sweeps, synchronized_clock)
+                                  module_timing_hooks, stack_sweeps)
 from drivepi.fileio import atomic_write_json, atomic_write_text
-from drivepi.utils import register_all_modules
+from drivepi.utils import load_config, register_all_modules
 
 DEFAULT_CONFIG = 'configs/drivepi/drivepi_qwen2.5-0.5b_8xb4-24e_nuscenes-openocc.py'
 SECTIONS = ('training', 'inference', 'keep_ratio_sweep', 'ada3d', 'decode')
@@ -220,15 +220,8 @@ def ada3d_on_off(cfg, tokenizer, inference_on: dict, inputs, samples, device, ar
 
 def module_breakdown(model, inputs, samples, device, args) -> dict:
     """Median ms of each top-level module inside one all-heads forward (synchronising forward hooks)."""
-    times, start, handles = {}, {}, []
-    for name in MODULES:
-        module = operator.attrgetter(name)(model)
-        if module is None:
-            continue
-        handles.append(module.register_forward_pre_hook(
-            lambda m, a, name=name: start.__setitem__(name, synchronized_clock(device))))
-        handles.append(module.register_forward_hook(
-            lambda m, a, o, name=name: times.setdefault(name, []).append(synchronized_clock(device) - start[name])))
+    times = {}
+    handles = module_timing_hooks({name: operator.attrgetter(name)(model) for name in MODULES}, device, times)
     try:
         with torch.no_grad(), autocast(device):
             for _ in range(args.warmup + args.iters):
@@ -315,9 +308,7 @@ def main() -> None:
     args = parse_args()
     register_all_modules()
     device = torch.device(args.device)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = cfg.get('env_cfg', {}).get('cudnn_benchmark', False)
     points = stack_sweeps(load_demo_sweep(args.demo_dir), args.num_sweeps)

@@ -17,12 +17,12 @@ import statistics
 from pathlib import Path
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
-from drivepi.benchmarking import DEFAULT_DEMO_DIR, load_demo_sweep, stack_sweeps, synchronized_clock
+from drivepi.benchmarking import DEFAULT_DEMO_DIR, load_demo_sweep, module_timing_hooks, stack_sweeps, timed_runs
 from drivepi.fileio import atomic_write_json
 from drivepi.registry import MODELS
-from drivepi.utils import register_all_modules
+from drivepi.utils import load_config, register_all_modules
 
 STAGES = ('voxelizer', 'importance_predictor', 'voxel_filter', 'backbone')
 
@@ -42,30 +42,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def stage_hooks(module: torch.nn.Module, device: torch.device, times: dict) -> list:
-    """Forward hooks appending each present stage's duration (s) to ``times[stage]``; returns the handles."""
-    start, handles = {}, []
-    for name in STAGES:
-        sub = getattr(module, name)
-        if sub is None:
-            continue
-        handles.append(sub.register_forward_pre_hook(
-            lambda m, a, name=name: start.__setitem__(name, synchronized_clock(device))))
-        handles.append(sub.register_forward_hook(
-            lambda m, a, o, name=name: times.setdefault(name, []).append(synchronized_clock(device) - start[name])))
-    return handles
-
-
-def timed_runs(branch: torch.nn.Module, batch: list, device: torch.device, iters: int, warmup: int) -> tuple:
-    """Durations (s) of ``iters`` forward passes after ``warmup`` ones, and the last aux dict."""
-    durations = []
-    for _ in range(warmup + iters):
-        start = synchronized_clock(device)
-        _, aux = branch(batch)
-        durations.append(synchronized_clock(device) - start)
-    return durations[warmup:], aux
-
-
 def run_variant(cfg: dict, points: torch.Tensor, batch_size: int, device: torch.device, iters: int,
                 warmup: int) -> dict:
     """Latency and voxel statistics of one LiDAR branch config on ``batch_size`` copies of a point cloud.
@@ -79,13 +55,13 @@ def run_variant(cfg: dict, points: torch.Tensor, batch_size: int, device: torch.
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
     with torch.no_grad():
-        totals, aux = timed_runs(branch, batch, device, iters, warmup)
+        totals = timed_runs(lambda: branch(batch), device, iters, warmup)
         stage_times, encoder_voxels = {}, []
-        handles = stage_hooks(branch, device, stage_times)
-        timed_runs(branch, batch, device, iters, 0)
+        handles = module_timing_hooks({name: getattr(branch, name) for name in STAGES}, device, stage_times)
+        timed_runs(lambda: branch(batch), device, iters, 0)
         handles += [layer.register_forward_hook(lambda m, a, out: encoder_voxels.append(out.features.shape[0]))
                     for layer in branch.backbone.encoder]
-        branch(batch)
+        _, aux = branch(batch)
     for handle in handles:
         handle.remove()
     result = dict(num_points=len(points), num_voxels=int(aux['num_voxels']),
@@ -118,9 +94,7 @@ def print_table(rows: list) -> None:
 def main() -> None:
     args = parse_args()
     register_all_modules()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     branch_cfg = cfg.model['lidar_branch'].to_dict()
     if branch_cfg.get('voxel_filter') is None:
         raise ValueError(f'{args.config}: model.lidar_branch has no voxel_filter, nothing to compare')

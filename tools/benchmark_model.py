@@ -13,16 +13,16 @@ import argparse
 import copy
 import platform
 import statistics
-import time
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
 
+from drivepi.benchmarking import timed_runs
 from drivepi.fileio import atomic_write_json
 from drivepi.registry import DATASETS, MODELS
-from drivepi.utils import register_all_modules
+from drivepi.utils import load_config, register_all_modules
 
 
 def parse_args() -> argparse.Namespace:
@@ -37,21 +37,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def timed(step, device: torch.device, iters: int, warmup: int) -> list:
-    """Seconds of each of ``iters`` calls of ``step()`` after ``warmup`` untimed calls."""
-    times = []
-    for i in range(warmup + iters):
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        step()
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return times
-
-
 def summary(times: list) -> dict:
     return dict(median_s=statistics.median(times), mean_s=statistics.mean(times), iters=len(times))
 
@@ -59,9 +44,7 @@ def summary(times: list) -> dict:
 def main() -> None:
     args = parse_args()
     register_all_modules()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     device = torch.device(args.device)
     model = MODELS.build(cfg.model)
     model.init_weights()
@@ -74,11 +57,11 @@ def main() -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
     model.train()
-    train_times = timed(lambda: model.train_step(copy.deepcopy(train_batch), optim_wrapper), device,
-                        args.iters, args.warmup)
+    train_times = timed_runs(lambda: model.train_step(copy.deepcopy(train_batch), optim_wrapper), device,
+                             args.iters, args.warmup)
     model.eval()
     with torch.no_grad():
-        predict_times = timed(lambda: model.test_step(copy.deepcopy(val_batch)), device, args.iters, args.warmup)
+        predict_times = timed_runs(lambda: model.test_step(copy.deepcopy(val_batch)), device, args.iters, args.warmup)
         data = model.data_preprocessor(copy.deepcopy(val_batch), False)
         bev, _ = model.extract_feat(data['inputs'], data['data_samples'])
         num_tokens = model.token_filter(bev)['keep_idx'].shape[1]

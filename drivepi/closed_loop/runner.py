@@ -191,10 +191,8 @@ def load_config(path: str, options: dict = None):
     Raises:
         ValueError: naming ``path`` when there is no ``closed_loop`` dict.
     """
-    from mmengine.config import Config
-    cfg = Config.fromfile(path)
-    if options:
-        cfg.merge_from_dict(options)
+    from drivepi.utils import load_config as load_config_file
+    cfg = load_config_file(path, options)
     if 'closed_loop' not in cfg:
         raise ValueError(f'{path}: no closed_loop dict; inherit configs/_base_/closed_loop.py')
     return cfg
