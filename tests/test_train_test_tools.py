@@ -77,3 +77,15 @@ def test_train_resume_and_test(mini_config, mini_dataset, tmp_path):
     assert set(predictions) == val_tokens
     sample = next(iter(predictions.values()))
     assert sample['occ'].shape == (200, 200, 16) and sample['occ'].max() <= 16 and sample['traj'].shape == (6, 2)
+
+
+def test_benchmark_model_times_a_train_and_a_test_step(mini_config, tmp_path):
+    out = tmp_path / 'benchmark_model.json'
+    run_tool('tools/benchmark_model.py', mini_config, '--device', 'cpu', '--iters', '1', '--warmup', '0',
+             '--out', out)
+    result = json.loads(out.read_text())
+    assert result['train_step']['iters'] == result['predict_step']['iters'] == 1
+    assert result['train_step']['median_s'] > 0 and result['predict_step']['median_s'] > 0
+    assert result['bev_shape'] == [50, 50] and result['spatial_tokens'] == 625  # a quarter of the mini BEV
+    assert result['answer_turns_per_predict'] > 0  # the test sample's QA turns were answered
+    assert result['params_trainable'] <= result['params_total']

@@ -1,6 +1,6 @@
 """Benchmark DrivePI training and inference steps of a config on its dataset's first samples.
 
-Builds ``model`` and ``optim_wrapper`` of the config and the train / val datasets (their pipelines run
+Builds ``model`` and ``optim_wrapper`` of the config and the train / test datasets (their pipelines run
 once, outside the timing), then measures ``train_step`` (forward, losses, backward, optimizer step) and
 ``test_step`` (predict: occupancy, flow, trajectory and greedy answers to every conversation turn),
 median / mean over ``--iters`` after ``--warmup``, plus parameter counts, spatial tokens K, the LLM
@@ -27,7 +27,7 @@ from drivepi.utils import load_config, register_all_modules
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('config', help='full DrivePI config (model, optim_wrapper, train/val dataloaders)')
+    parser.add_argument('config', help='full DrivePI config (model, optim_wrapper, train/test dataloaders)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--batch-size', type=int, default=1)
     parser.add_argument('--iters', type=int, default=5)
@@ -50,9 +50,9 @@ def main() -> None:
     model.init_weights()
     model.to(device)
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    train_set, val_set = DATASETS.build(cfg.train_dataloader.dataset), DATASETS.build(cfg.val_dataloader.dataset)
+    train_set, test_set = DATASETS.build(cfg.train_dataloader.dataset), DATASETS.build(cfg.test_dataloader.dataset)
     train_batch = pseudo_collate([train_set[i] for i in range(args.batch_size)])
-    val_batch = pseudo_collate([val_set[i] for i in range(args.batch_size)])
+    test_batch = pseudo_collate([test_set[i] for i in range(args.batch_size)])
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -61,13 +61,13 @@ def main() -> None:
                              args.iters, args.warmup)
     model.eval()
     with torch.no_grad():
-        predict_times = timed_runs(lambda: model.test_step(copy.deepcopy(val_batch)), device, args.iters, args.warmup)
-        data = model.data_preprocessor(copy.deepcopy(val_batch), False)
+        predict_times = timed_runs(lambda: model.test_step(copy.deepcopy(test_batch)), device, args.iters, args.warmup)
+        data = model.data_preprocessor(copy.deepcopy(test_batch), False)
         bev, _ = model.extract_feat(data['inputs'], data['data_samples'])
         num_tokens = model.token_filter(bev)['keep_idx'].shape[1]
     device_name = (torch.cuda.get_device_name(device) if device.type == 'cuda'
                    else platform.processor() or platform.machine())
-    turns = sum(len(c) for ds in val_batch['data_samples'] for c in ds.get('conversations', []))
+    turns = sum(len(c) for ds in test_batch['data_samples'] for c in ds.get('conversations', []))
     result = dict(
         config=args.config, device=str(device), device_name=device_name,
         torch_threads=torch.get_num_threads(), batch_size=args.batch_size,
