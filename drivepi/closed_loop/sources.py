@@ -76,8 +76,18 @@ class MiniWorldSource(SceneSource):
 
     def __init__(self, data_root, scene_name: str):
         from drivepi.sim.world import load_scene_world
-        self.world = load_scene_world(data_root, scene_name)
-        self.scene_name = scene_name
+        self._attach(load_scene_world(data_root, scene_name))
+
+    @classmethod
+    def from_world(cls, world) -> 'MiniWorldSource':
+        """A source driving an in-memory :class:`~drivepi.sim.world.SceneWorld` (e.g. a benchmark world)."""
+        source = cls.__new__(cls)
+        source._attach(world)
+        return source
+
+    def _attach(self, world) -> None:
+        self.world = world
+        self.scene_name = world.name
         self.start_time, self.end_time = float(self.world.times[0]), float(self.world.times[-1])
         self.timestamp_offset = self.world.start_timestamp_us / 1e6
         layers = self.world.map

@@ -6,7 +6,7 @@ route, whose intersection actions are given so that a dataset covers left, right
 """
 import numpy as np
 
-from drivepi.sim import layout
+from drivepi.sim import layout, scenarios
 from drivepi.sim.geometry import pose2d_matrix, transform_boxes, wrap_angle
 from drivepi.sim.nuscenes_export import token
 from drivepi.sim.traffic import TrafficBuilder
@@ -30,7 +30,8 @@ TRAFFIC_MIX = (('moving_vehicle', ('vehicle.car', (5, 12)), 14), ('moving_vehicl
 
 def generate_world(name: str, seed: int, num_keyframes: int, ego_actions: list, sensors: SensorSetup,
                    num_roads: int = 4, block: float = 80.0, start_timestamp_us: int = 1_600_000_000_000_000,
-                   keyframe_interval: float = 0.5, ego_lead_in: tuple = (15.0, 35.0)) -> SceneWorld:
+                   keyframe_interval: float = 0.5, ego_lead_in: tuple = (15.0, 35.0),
+                   scenario: str = None) -> SceneWorld:
     """Build one scene.
 
     Args:
@@ -38,14 +39,18 @@ def generate_world(name: str, seed: int, num_keyframes: int, ego_actions: list, 
         ego_lead_in: (min, max) metres the ego starts before its first intersection.
         num_keyframes: keyframes at ``keyframe_interval`` s; tracks cover them plus 3.5 s (the
             planning horizon) at ``TRACK_DT`` steps.
+        scenario: a scenario type of :mod:`drivepi.sim.scenarios` (None: a free mini-dataset scene):
+            its cruise speed, no random ego stop, its route and its defining element.
     """
+    spec = scenarios.scenario(scenario) if scenario is not None else None
     rng = np.random.default_rng(seed)
     grid2global = pose2d_matrix(rng.uniform(300, 1500), rng.uniform(300, 1500), rng.uniform(-np.pi, np.pi))
     grid = layout.RoadGrid.make(num_roads, block, grid2global)
     duration = (num_keyframes - 1) * keyframe_interval + 3.5
     traffic = TrafficBuilder(grid, rng, duration, TRACK_DT)
-    ego = traffic.ego(cruise=float(rng.uniform(5.0, 11.0)), actions=ego_actions, stop=rng.random() < 0.3,
-                      lead_in=ego_lead_in)
+    cruise = float(rng.uniform(*(spec.cruise if spec else (5.0, 11.0))))
+    ego = traffic.ego(cruise=cruise, actions=ego_actions, stop=rng.random() < 0.3 and spec is None,
+                      lead_in=ego_lead_in, scenario=spec)
     for method, args, count in TRAFFIC_MIX:
         for _ in range(count):
             if method == 'moving_vehicle':
@@ -60,8 +65,31 @@ def generate_world(name: str, seed: int, num_keyframes: int, ego_actions: list, 
     agents = [_agent_record(a, grid2global, rng, name, k) for k, a in enumerate(traffic.agents)]
     keyframe_times = np.arange(num_keyframes) * keyframe_interval
     meta = dict(seed=int(seed), ego_actions=list(ego['actions']), num_roads=num_roads, block=block)
+    if spec is not None:   # the scenario's own agents come first in traffic.agents
+        meta.update(scenario=scenario, benchmark_version=scenarios.BENCHMARK_VERSION,
+                    scenario_agents=[token(name, 'instance', k) for k in range(traffic.num_scenario_agents)])
     return SceneWorld(name, grid, static, track['t'], ego_track, agents, keyframe_times,
                       int(start_timestamp_us), sensors, meta)
+
+
+def generate_scenario_world(name: str, seed: int, scenario: str, seconds: float, sensors: SensorSetup,
+                            start_timestamp_us: int = 1_700_000_000_000_000) -> SceneWorld:
+    """A closed-loop benchmark world: scenario type ``scenario`` (:mod:`drivepi.sim.scenarios`) from
+    ``seed``, long enough to drive ``seconds`` s (plus the 3 s planning horizon), on a
+    ``BENCHMARK_GRID_ROADS``-street grid.
+
+    Raises:
+        ValueError: ``seed`` is outside :data:`~drivepi.sim.scenarios.HELD_OUT_SEEDS` (it could be a training
+            world's) or ``scenario`` is unknown.
+    """
+    if seed not in scenarios.HELD_OUT_SEEDS:
+        raise ValueError(f'benchmark world {name}: seed {seed} is outside the held-out seed range '
+                         f'[{scenarios.HELD_OUT_SEEDS.start}, {scenarios.HELD_OUT_SEEDS.stop})')
+    spec = scenarios.scenario(scenario)
+    num_keyframes = int(np.ceil(seconds / 0.5)) + 1
+    return generate_world(name, seed, num_keyframes, list(spec.actions), sensors,
+                          num_roads=scenarios.BENCHMARK_GRID_ROADS, start_timestamp_us=start_timestamp_us,
+                          ego_lead_in=spec.lead_in, scenario=scenario)
 
 
 def _yaw(mat: np.ndarray) -> float:

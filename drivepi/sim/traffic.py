@@ -8,7 +8,7 @@ would ever overlap the ego's or an accepted agent's are rejected, so the logged 
 import numpy as np
 
 from drivepi.sim.layout import CROSSWALK, LANE_WIDTH, ROAD_HALF_WIDTH, SIDEWALK_OUTER, RoadGrid, ground_height
-from drivepi.sim.motion import DriveProfile, drive, fillet_path, resample
+from drivepi.sim.motion import DriveProfile, Path, drive, fillet_path, resample
 
 # nuScenes category -> (length, width, height) ranges in metres
 CATEGORY_SIZES = {
@@ -27,6 +27,13 @@ EGO_SIZE = (4.08, 1.85, 1.6)           # l, w, h of the ego car (m)
 EGO_REAR_AXLE_OFFSET = 1.0             # box centre ahead of the rear axle (m)
 HEADINGS = np.array([[1, 0], [0, 1], [-1, 0], [0, -1]], float)
 ACTIONS = {'straight': 0, 'left': 1, 'right': -1}   # change of heading index
+# the generated expert drives like a calm human, inside the closed-loop comfort bounds
+# (configs/_base_/closed_loop.py scoring.comfort_bounds): gentle, jerk-limited speed changes and
+# curve speeds that keep the yaw rate and lateral acceleration low
+EGO_PROFILE = dict(accel=1.2, decel=2.5, lat_accel=1.6, jerk=1.2, response=1.2, brake_to_end=True)
+SCENARIO_ATTEMPTS = 10   # placements of a scenario's element tried before giving up
+EGO_BORDER_MARGIN = 8.0  # m: the ego route ends this far inside the world border
+EGO_FRONT = EGO_REAR_AXLE_OFFSET + EGO_SIZE[0] / 2   # m from the ego's rear axle to its front bumper
 
 
 def route_corners(grid: RoadGrid, node: tuple, heading: int, lead_in: float, actions: list) -> tuple:
@@ -73,6 +80,12 @@ def route_corners(grid: RoadGrid, node: tuple, heading: int, lead_in: float, act
     return np.array(corners), radii, taken
 
 
+def inside_world(path: Path, half_extent: float) -> Path:
+    """``path`` cut where it first leaves the square ``[-half_extent, half_extent]^2`` (grid frame)."""
+    outside = np.flatnonzero(np.abs(path.points).max(axis=1) > half_extent)
+    return path if not len(outside) else resample(path.points[:max(outside[0], 2)])
+
+
 def _heading_index(d: np.ndarray) -> int:
     return int(np.argmax(HEADINGS @ (d / np.linalg.norm(d))))
 
@@ -85,22 +98,69 @@ class TrafficBuilder:
         self.circles = []   # accepted footprints: (T, k, 2) centres and (k,) radii
         self.agents = []
         self.ego_xy = None  # (T,2) ego track, set by ego(); agents are placed near it
+        self.ego_route_start = None  # (first intersection node, heading) of the ego route, set by ego()
+        self.num_scenario_agents = 0  # the first agents are the scenario's defining element
 
     # ---------------------------------------------------------------- ego
-    def ego(self, cruise: float, actions: list, stop: bool, lead_in: tuple = (15.0, 35.0)) -> dict:
+    def ego(self, cruise: float, actions: list, stop: bool, lead_in: tuple = (15.0, 35.0), scenario=None) -> dict:
         """The ego's track (rear-axle pose, grid frame) and the actions it performs; it starts
-        ``lead_in`` (range, m) before its first intersection, inside the grid."""
-        n = len(self.grid.centres)
-        node = tuple(self.rng.integers(1, n - 1, size=2))
-        heading = int(self.rng.integers(4))
-        path_corners, radii, taken = route_corners(self.grid, node, heading, self.rng.uniform(*lead_in), actions)
-        path = fillet_path(path_corners, radii)
+        ``lead_in`` (range, m) before its first intersection, inside the grid, and drives the human-like
+        :data:`EGO_PROFILE`, coming to rest before the route leaves the world.
+
+        ``scenario`` (a :class:`drivepi.sim.scenarios.Scenario`): the route takes every action (it never
+        ends at the border first), and the scenario's defining element is placed on it, the ego reacting
+        to it; the element's agents are accepted before any other.
+        """
+        for _ in range(SCENARIO_ATTEMPTS if scenario else 1):
+            placed = self._place_ego(cruise, actions, stop, lead_in, scenario)
+            if placed is not None:
+                return placed
+        raise RuntimeError(f'scenario {scenario.name}: its element overlapped the ego in {SCENARIO_ATTEMPTS} '
+                           'placements; change the scenario or the seed')
+
+    def _place_ego(self, cruise: float, actions: list, stop: bool, lead_in: tuple, scenario) -> dict:
+        """One attempt of :meth:`ego`; None (nothing accepted) when a scenario agent overlaps the ego."""
+        if scenario is None:
+            start = tuple(self.rng.integers(1, len(self.grid.centres) - 1, size=2)), int(self.rng.integers(4))
+        else:   # every action inside the grid, then straight on to the border, long enough to cruise
+            actions = list(actions) + ['straight'] * len(self.grid.centres)
+            start = self._full_route_start(actions, lead_in, scenario.num_actions, cruise * self.duration)
+        self.ego_route_start = start
+        path_corners, radii, taken = route_corners(self.grid, *start, self.rng.uniform(*lead_in), actions)
+        path = inside_world(fillet_path(path_corners, radii), self.grid.half_extent - EGO_BORDER_MARGIN)
         stops = ((float(self.rng.uniform(8, 25)), float(self.rng.uniform(1.5, 3.0))),) if stop else ()
-        track = drive(path, DriveProfile(cruise=cruise, stops=stops), self.duration, self.dt)
-        centre = self._box_centres(track, EGO_REAR_AXLE_OFFSET)
-        self._accept(centre, track['yaw'], EGO_SIZE[:2])
+        profile = DriveProfile(cruise=cruise, stops=stops, **EGO_PROFILE)
+        element = scenario.place(self, path, drive(path, profile, self.duration, self.dt)) if scenario else None
+        if element is not None:
+            path = element.path or path
+        track = drive(path, profile, self.duration, self.dt, element.obstacle if element else None)
+        num_circles, num_agents = len(self.circles), len(self.agents)
+        self._accept(self._box_centres(track, EGO_REAR_AXLE_OFFSET), track['yaw'], EGO_SIZE[:2])
+        for agent in element.agents if element else ():
+            if not self.add_agent(**agent):
+                del self.circles[num_circles:], self.agents[num_agents:]
+                return None
         self.ego_xy = track['xy'][::10]
-        return dict(track=track, actions=taken)
+        self.num_scenario_agents = len(self.agents) - num_agents
+        return dict(track=track, actions=taken, path=path)
+
+    def _full_route_start(self, actions: list, lead_in: tuple, num_required: int, min_length: float) -> tuple:
+        """A random (first intersection node, heading) from which the route takes its first ``num_required``
+        ``actions`` inside the grid, starts inside the world for every lead-in in ``lead_in`` (m) and is at
+        least ``min_length`` m long."""
+        n, limit = len(self.grid.centres), self.grid.half_extent - EGO_BORDER_MARGIN
+        starts = []
+        for node in [(i, j) for i in range(n) for j in range(n)]:
+            for heading in range(4):
+                corners, _, taken = route_corners(self.grid, node, heading, lead_in[0], actions)
+                first = corners[0] - HEADINGS[heading] * (lead_in[1] - lead_in[0])
+                length = np.linalg.norm(np.diff(corners, axis=0), axis=1).sum()
+                if len(taken) > num_required and np.abs(first).max() < limit and length - 2 * EGO_BORDER_MARGIN > min_length:
+                    starts.append((node, heading))
+        if not starts:
+            raise ValueError(f'no route of {min_length:.0f} m in a {n}x{n} street grid takes the actions '
+                             f'{actions[:num_required]}; use a larger grid')
+        return starts[int(self.rng.integers(len(starts)))]
 
     # ---------------------------------------------------------------- agents
     def add_agent(self, category: str, track: dict, z: np.ndarray, attribute: str, size=None) -> bool:
@@ -184,11 +244,15 @@ class TrafficBuilder:
     # ---------------------------------------------------------------- helpers
     def _still(self, category, attribute, xy, yaw, size=None) -> bool:
         """A still agent standing on the ground (kerb height on sidewalks)."""
-        steps = int(round(self.duration / self.dt)) + 1
+        track = self.still_track(xy, yaw)
         z = float(ground_height(self.grid, xy[None])[0])
-        track = dict(t=np.arange(steps) * self.dt, xy=np.repeat(xy[None], steps, 0),
-                     yaw=np.full(steps, yaw), speed=np.zeros(steps), velocity=np.zeros((steps, 2)))
-        return self.add_agent(category, track, np.full(steps, z), attribute, size)
+        return self.add_agent(category, track, np.full(len(track['t']), z), attribute, size)
+
+    def still_track(self, xy: np.ndarray, yaw: float) -> dict:
+        """Track of something standing at ``xy`` (2,) facing ``yaw`` for the whole scene."""
+        steps = int(round(self.duration / self.dt)) + 1
+        return dict(t=np.arange(steps) * self.dt, xy=np.repeat(xy[None], steps, 0),
+                    yaw=np.full(steps, yaw), speed=np.zeros(steps), velocity=np.zeros((steps, 2)))
 
     def _street_spot(self, margin: float, near: float = 60.0, tries: int = 30) -> tuple:
         """Random (axis, centreline, along position, direction) on a street, ``margin`` m off crossings
