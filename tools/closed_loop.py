@@ -1,20 +1,23 @@
 """Closed-loop driving evaluation: ``python tools/closed_loop.py CONFIG [CKPT] [--planner ...]``.
 
-Drives every scene of ``closed_loop.info_file`` with each planner (default: the logged expert,
-constant velocity and the trained model), in the setting of ``closed_loop.setting`` (mini worlds with
-sensors ray-cast again, or nuScenes log replay), and prints one table. Outputs go to ``--out-dir``
-(per-episode JSON logs and ``closed_loop_metrics.json``, see ``drivepi.closed_loop.runner``); a
-rerun resumes, skipping the episodes already written. Settings live in the config's ``closed_loop``
-dict (``configs/_base_/closed_loop.py``); change them with ``--cfg-options``, e.g.
-``--cfg-options closed_loop.agents.mode=idm``. See docs/closed_loop.md.
+Drives the episodes of ``closed_loop.episodes`` with each planner (default: the logged expert, constant
+velocity and the trained model): ``'benchmark'``, the fixed held-out benchmark of generated worlds by
+scenario type (``configs/_base_/closed_loop_benchmark.py``; ``closed_loop.subset`` picks a named subset),
+or ``'info_file'``, the scenes of ``closed_loop.info_file`` in the setting of ``closed_loop.setting``
+(mini worlds with sensors ray-cast again, or nuScenes log replay). Prints one table (per planner, per
+scenario type and overall, with 95 % bootstrap intervals). Outputs go to ``--out-dir`` (per-episode JSON
+logs and ``closed_loop_metrics.json``, see ``drivepi.closed_loop.runner``); a rerun resumes, skipping the
+episodes already written; ``closed_loop.workers`` processes share the episodes. Settings live in the
+config's ``closed_loop`` dict (``configs/_base_/closed_loop.py``); change them with ``--cfg-options``, e.g.
+``--cfg-options closed_loop.subset=demo closed_loop.workers=2``. See docs/closed_loop.md.
 """
 import argparse
 import os.path as osp
 
 from mmengine.config import DictAction
 
-from drivepi.closed_loop.runner import (PLANNER_NAMES, build_planners, build_runner, build_source_loader,
-                                        format_table, load_config, select_scenes)
+from drivepi.closed_loop.runner import (PLANNER_NAMES, build_planners, build_runner, format_table, load_config,
+                                        select_episodes, select_scenes)
 
 
 def parse_args():
@@ -38,13 +41,16 @@ def main():
                          'baselines with --planner expert --planner constant_velocity)')
     try:
         cfg = load_config(args.config, args.cfg_options)
-        scenes = select_scenes(cfg)
+        # the info file: the scenes to drive, or (benchmark) the model's calibration templates
+        needs_infos = 'model' in names or cfg.closed_loop.get('episodes', 'info_file') == 'info_file'
+        scenes = select_scenes(cfg) if needs_infos else None
+        episodes, load_source = select_episodes(cfg, scenes)
     except ValueError as err:  # bad settings: one clear line
         raise SystemExit(str(err)) from err
     planners = build_planners(names, cfg, args.checkpoint, scenes, osp.join(out_dir, 'model_inputs'), args.device)
     cl_cfg = cfg.closed_loop.to_dict()
     runner = build_runner(cl_cfg, out_dir)
-    summary = runner.run(scenes.names, build_source_loader(cl_cfg, scenes.infos, scenes.data_prefix), planners)
+    summary = runner.run(episodes, load_source, planners, workers=int(cl_cfg.get('workers', 1)))
     print(format_table(summary))
     print(f'episode logs and closed_loop_metrics.json in {out_dir}')
 

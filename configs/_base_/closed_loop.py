@@ -1,12 +1,18 @@
 # Closed-loop driving evaluation (tools/closed_loop.py, drivepi.closed_loop). Model configs inherit it
-# and override data paths; every rate, horizon, episode length, IDM parameter and metric bound is here.
+# and override data paths; every rate, horizon, episode length, IDM parameter and metric bound is here,
+# the benchmark's episodes in closed_loop_benchmark.py.
+_base_ = ['./closed_loop_benchmark.py']
 closed_loop = dict(
-    setting='mini_world',  # 'mini_world' (sensor-level re-rendering) | 'nuscenes_log' (log replay)
+    episodes='benchmark',  # 'benchmark' (closed_loop.benchmark, generated held-out worlds) | 'info_file'
+    subset=None,  # benchmark: name of one of closed_loop.benchmark.subsets (None: every episode)
+    workers=1,  # processes sharing the episodes (results are the same for any number)
+    setting='mini_world',  # info_file: 'mini_world' (sensor-level re-rendering) | 'nuscenes_log' (log replay)
     data_root='data/drivepi-mini/',
-    info_file='data/drivepi-mini/drivepi_infos_val.pkl',  # scenes to drive = the scenes of this file
-    scenes=None,  # optional list of scene names (subset of info_file's scenes)
+    # info_file: the scenes to drive; also the model planner's calibration templates on the benchmark
+    info_file='data/drivepi-mini/drivepi_infos_val.pkl',
+    scenes=None,  # info_file: optional list of scene names (subset of info_file's scenes)
     map_root=None,  # nuscenes_log: folder with the nuScenes map expansion (default: data_root)
-    episode_seconds=15.0,  # clipped to each scene's log
+    episode_seconds=15.0,  # info_file episodes, clipped to each scene's log (benchmark: per episode)
     episode_start=0.0,  # s after the scene's first logged time
     sim_hz=10.0,  # kinematic bicycle model + controller rate
     replan_hz=2.0,  # planner rate (must divide sim_hz)

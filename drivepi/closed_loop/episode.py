@@ -45,6 +45,7 @@ from .planners import NUM_WAYPOINTS, PLAN_DT, PlanningContext
 from .scoring import EpisodeScorer, ScoringParams
 
 LOG_FORMAT = 'drivepi-closed-loop-episode/1'
+AGENT_MODES = ('log_replay', 'idm')
 
 
 class PlanError(ValueError):
@@ -107,23 +108,29 @@ class EpisodeRunner:
         self.vehicle = VehicleParams(**(vehicle or {}))
         self.controller_cfg = dict(controller or {})
         self.agents_cfg = {**dict(mode='log_replay', idm={}), **(agents or {})}
-        if self.agents_cfg['mode'] not in ('log_replay', 'idm'):
+        if self.agents_cfg['mode'] not in AGENT_MODES:
             raise ValueError(f"closed_loop config: agents.mode must be 'log_replay' or 'idm', "
                              f"got {self.agents_cfg['mode']!r}")
         self.scorer = EpisodeScorer(ScoringParams(**(scoring or {})), self.vehicle)
         self.max_plan_speed = max_plan_speed
 
-    def make_agents(self, source):
-        if self.agents_cfg['mode'] == 'idm':
+    def make_agents(self, source, mode: str = None):
+        """The agents of an episode: ``mode`` ('log_replay' | 'idm'; None: the configured one)."""
+        mode = mode or self.agents_cfg['mode']
+        if mode not in AGENT_MODES:
+            raise ValueError(f'agents mode must be one of {AGENT_MODES}, got {mode!r}')
+        if mode == 'idm':
             return IDMAgents(source, self.vehicle, IDMParams(**self.agents_cfg['idm']))
         return LogReplayAgents(source)
 
-    def run(self, source, planner, planner_name: str, t0: float, duration: float, episode_id: str) -> dict:
-        """Drive ``duration`` seconds from ``t0`` and return the episode log (module docstring)."""
+    def run(self, source, planner, planner_name: str, t0: float, duration: float, episode_id: str,
+            agents_mode: str = None) -> dict:
+        """Drive ``duration`` seconds from ``t0`` and return the episode log (module docstring);
+        ``agents_mode`` overrides the configured agents mode for this episode."""
         times = t0 + self.dt * np.arange(int(np.floor(duration * self.sim_hz + 1e-6)) + 1)
         bicycle = KinematicBicycle(self.vehicle, self.dt)
         controller = PurePursuitController(self.vehicle, dt=self.dt, **self.controller_cfg)
-        agent_model = self.make_agents(source)
+        agent_model = self.make_agents(source, agents_mode)
         ego, agents = [initial_state(source, t0, self.vehicle.wheelbase, self.dt)], [agent_model.reset(times)]
         plans, failure = [], None
         for k in range(len(times) - 1):
@@ -145,7 +152,7 @@ class EpisodeRunner:
         return dict(format=LOG_FORMAT, episode_id=episode_id, scene_name=source.scene_name,
                     planner=planner_name, setting=source.setting, sensor_note=source.sensor_note,
                     status='failed' if failure else 'ok', failure=failure,
-                    sim_hz=self.sim_hz, replan_hz=self.replan_hz, agents_mode=self.agents_cfg['mode'],
+                    sim_hz=self.sim_hz, replan_hz=self.replan_hz, agents_mode=agents_mode or self.agents_cfg['mode'],
                     vehicle={k: v for k, v in asdict(self.vehicle).items()
                              if k in ('length', 'width', 'wheelbase', 'rear_axle_to_center')},
                     times=np.round(times[:len(ego)], 4).tolist(),

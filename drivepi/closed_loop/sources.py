@@ -109,6 +109,27 @@ class MiniWorldSource(SceneSource):
         return self.world.render_cameras(ego2global, agents)
 
 
+class MiniWorldLoader:
+    """``scene_name -> MiniWorldSource`` of a mini dataset root (picklable, for worker processes)."""
+
+    def __init__(self, data_root):
+        self.data_root = data_root
+
+    def __call__(self, scene_name: str) -> MiniWorldSource:
+        return MiniWorldSource(self.data_root, scene_name)
+
+
+class NuScenesLogLoader:
+    """``scene_name -> NuScenesLogSource`` (picklable); arguments as :class:`NuScenesLogSource`'s, with
+    ``scene_infos`` mapping scene names to their keyframe infos."""
+
+    def __init__(self, scene_infos: dict, data_root, data_prefix: dict, map_root):
+        self.scene_infos, self.data_root, self.data_prefix, self.map_root = scene_infos, data_root, data_prefix, map_root
+
+    def __call__(self, scene_name: str) -> 'NuScenesLogSource':
+        return NuScenesLogSource(self.scene_infos[scene_name], self.data_root, self.data_prefix, self.map_root)
+
+
 # label index of drivepi.datasets.classes.DETECTION_CLASSES -> nuScenes category used for scoring
 DETECTION_CATEGORIES = ('vehicle.car', 'vehicle.truck', 'vehicle.trailer', 'vehicle.bus.rigid',
                         'vehicle.construction', 'vehicle.bicycle', 'vehicle.motorcycle',

@@ -21,6 +21,7 @@ from drivepi.sim.generator import generate_world
 from drivepi.sim.geometry import transform_points
 from drivepi.sim.nuscenes_export import NuScenesTables
 from drivepi.sim.occupancy import VisibilityProjector, semantics_and_flow
+from drivepi.sim.scenarios import HELD_OUT_SEEDS
 from drivepi.sim.sensors import cast_lidar, render_cameras
 from drivepi.sim.world import CATEGORY_TO_OCC, SensorSetup, load_scene_world
 
@@ -52,8 +53,8 @@ PRESETS = {
 def generate_mini_dataset(out_dir, num_scenes: int, seed: int, preset: str = 'default', workers: int = None) -> str:
     """Generate ``num_scenes`` scenes into ``out_dir`` (see the module docstring); returns the version.
 
-    Scene ``k`` is built from seed ``seed * 1000 + k``, so every scene (and the whole set) is
-    reproducible. ``workers`` processes share the scenes (default: the preset's).
+    Scene ``k`` is built from seed :func:`scene_seed` ``(seed, k)``, so every scene (and the whole set) is
+    reproducible, and never from a closed-loop benchmark seed. ``workers`` processes share the scenes (default: the preset's).
     """
     if preset not in PRESETS:
         raise ValueError(f'unknown mini-dataset preset {preset!r}; choose from {sorted(PRESETS)}')
@@ -61,7 +62,7 @@ def generate_mini_dataset(out_dir, num_scenes: int, seed: int, preset: str = 'de
         raise ValueError(f'num_scenes must be >= 1, got {num_scenes}')
     out_dir = Path(out_dir)
     cfg = PRESETS[preset]
-    jobs = [(out_dir, k, seed * 1000 + k, cfg) for k in range(num_scenes)]
+    jobs = [(out_dir, k, scene_seed(seed, k), cfg) for k in range(num_scenes)]
     workers = min(cfg.workers if workers is None else workers, num_scenes)
     progress = ProgressBar(num_scenes)
     results = []
@@ -86,6 +87,22 @@ def generate_mini_dataset(out_dir, num_scenes: int, seed: int, preset: str = 'de
         dict(train=names[:num_scenes - num_val], val=names[num_scenes - num_val:], version=VERSION,
              seed=seed, preset=preset), indent=1))
     return VERSION
+
+
+def scene_seed(dataset_seed: int, k: int) -> int:
+    """World seed of scene ``k`` of the set made with ``dataset_seed``: ``dataset_seed * 1000 + k``.
+
+    Raises:
+        ValueError: ``k`` is not in [0, 1000) or the seed is one of the closed-loop benchmark's held-out
+            seeds (:data:`drivepi.sim.scenarios.HELD_OUT_SEEDS`), which no training world may use.
+    """
+    if not 0 <= k < 1000:
+        raise ValueError(f'scene index {k} out of range [0, 1000): scene seeds of two dataset seeds would collide')
+    seed = dataset_seed * 1000 + k
+    if seed in HELD_OUT_SEEDS:
+        raise ValueError(f'dataset seed {dataset_seed}: scene {k} would use world seed {seed}, reserved for the '
+                         f'closed-loop benchmark (held-out seeds [{HELD_OUT_SEEDS.start}, {HELD_OUT_SEEDS.stop}))')
+    return seed
 
 
 def _export_scene_job(job) -> dict:

@@ -106,10 +106,10 @@ def crossing_pedestrian(builder, path: Path, free: dict) -> Element:
 
 
 def parked_in_lane(builder, path: Path, free: dict) -> Element:
-    """Two or three cars parked badly, reaching 0.4-0.8 m into the ego lane on its right; the expert
-    shifts left around them (smooth 12 m ramps), partly over the centreline."""
+    """Two or three cars parked badly, reaching 0.9-1.3 m into the ego lane on its right (a car keeping to
+    its lane centre would hit them); the expert shifts left around them (smooth 12 m ramps), over the centreline."""
     rng = builder.rng
-    intrusion = float(rng.uniform(0.4, 0.8))
+    intrusion = float(rng.uniform(0.9, 1.3))
     first = float(free['s'][0] + rng.uniform(18.0, 24.0))
     agents, along = [], first
     for _ in range(int(rng.integers(2, 4))):
@@ -121,7 +121,7 @@ def parked_in_lane(builder, path: Path, free: dict) -> Element:
         agents.append(dict(category='vehicle.car', track=track, z=np.zeros(len(track['t'])), size=size,
                            attribute='vehicle.parked'))
         along += size[0] + float(rng.uniform(1.5, 3.0))
-    shift, ramp = intrusion + 0.3, 12.0
+    shift, ramp = intrusion + 0.35, 12.0
 
     def offset(s):
         up = np.clip((s - (first - 3.0 - ramp)) / ramp, 0, 1)
