@@ -47,3 +47,14 @@ class StraightRoadSource(SceneSource):
 
     def render_cameras(self, ego2global, agents, t):
         raise NotImplementedError('StraightRoadSource has no sensors')
+
+
+def make_scene(name: str) -> StraightRoadSource:
+    """Named hand-made scenes (a picklable loader for worker processes): ``perfect`` (empty road),
+    ``crash`` (a car parked in the ego lane 40 m ahead), ``busy`` (a car parked beside the lane and a
+    mover ahead in it)."""
+    scenes = dict(perfect=dict(speed=8.0),
+                  crash=dict(speed=8.0, parked=[('parked', 'vehicle.car', 40.0, LANE_Y, 0.0)]),
+                  busy=dict(speed=6.0, parked=[('p', 'vehicle.car', 30.0, -5.6, 0.0)],
+                            movers=[('m', 30.0, LANE_Y, 7.0)]))
+    return StraightRoadSource(name=name, **scenes[name])

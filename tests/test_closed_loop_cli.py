@@ -20,7 +20,7 @@ def test_cli_runs_baselines_writes_logs_and_resumes(mini_dataset, tmp_path, monk
     config = tmp_path / 'closed_loop_mini.py'
     config.write_text(f"_base_ = ['{REPO / 'configs' / '_base_' / 'closed_loop.py'}']\n"
                       f"closed_loop = dict(data_root='{mini_dataset['root']}', info_file='{mini_dataset['val_info']}',"
-                      " episode_seconds=2.0)\n")
+                      " episodes='info_file', episode_seconds=2.0)\n")
     out = tmp_path / 'out'
     args = (config, '--planner', 'expert', '--planner', 'constant_velocity', '--out-dir', out,
             '--cfg-options', 'closed_loop.agents.mode=idm')

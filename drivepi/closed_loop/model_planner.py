@@ -8,11 +8,14 @@ logged keyframe info (calibration, scene fields) with the simulated pose, timest
 driving command (from the logged route) put in; the config's test pipeline (without the GT loaders
 named in ``drop_transforms``) turns it into a model input exactly as in ``tools/test.py``, and
 ``model.test_step`` returns ``pred_traj`` (6, 2), ego frame. Planning GT fields are zero with a zero
-mask, so no future leaks into the model. Earlier steps' files are deleted when an episode starts.
+mask, so no future leaks into the model. A scene outside the info file (a benchmark world, generated with
+the mini dataset's sensors) takes its calibration from the info file's first keyframe. The previous
+episode's files are deleted when an episode starts (file names carry the episode id, so worker processes
+can share ``work_dir``). A planner built by :meth:`ModelPlanner.from_config` pickles as its recipe and is
+rebuilt in the process that unpickles it (closed-loop workers).
 """
 import copy
 import hashlib
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +54,19 @@ class ModelPlanner:
         self.model, self.dataset, self.scene_infos = model, dataset, scene_infos
         self.work_dir = Path(work_dir)
         self.num_sweeps, self.sweep_interval = num_sweeps, sweep_interval
-        self.episode, self.sweep_files = None, {}
+        self.episode, self.sweep_files, self.written = None, {}, []
         self.checkpoint_digest = None  # set by from_config; part of the runner's resume fingerprint
+        self.recipe = None  # from_config's arguments: what a pickled planner is rebuilt from
+
+    def __getstate__(self) -> dict:
+        if self.recipe is None:
+            raise TypeError('only a ModelPlanner built by ModelPlanner.from_config can be pickled')
+        return dict(recipe=self.recipe)
+
+    def __setstate__(self, state: dict) -> None:
+        from mmengine.config import Config
+        cfg, *args = state['recipe']
+        self.__dict__.update(ModelPlanner.from_config(Config(cfg), *args).__dict__)
 
     @classmethod
     def from_config(cls, cfg, checkpoint: str, scene_infos: dict, metainfo: dict, work_dir,
@@ -83,13 +97,15 @@ class ModelPlanner:
         planner = cls(model, DATASETS.build(ds_cfg), scene_infos, work_dir, num_sweeps=sweeps[0] if sweeps else 0,
                       sweep_interval=options.get('sweep_interval', 0.1))
         planner.checkpoint_digest = file_digest(checkpoint)
+        planner.recipe = (cfg.to_dict(), str(checkpoint), scene_infos, metainfo, str(work_dir), device)
         return planner
 
     def plan(self, ctx: PlanningContext) -> np.ndarray:
         """(6, 2) ego-frame waypoints predicted from the sensors rendered at the simulated pose."""
         if ctx.episode_id != self.episode:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
-            self.episode, self.sweep_files = ctx.episode_id, {}
+            for path in self.written:
+                path.unlink(missing_ok=True)
+            self.episode, self.sweep_files, self.written = ctx.episode_id, {}, []
         info = self.build_info(ctx)
         sample = self.dataset.pipeline(self.dataset.parse_data_info(info))
         from mmengine.dataset import pseudo_collate
@@ -102,18 +118,17 @@ class ModelPlanner:
         """Info dict (docs/contracts.md) of the simulated frame, its sensor files written under work_dir."""
         source, ego = ctx.source, ctx.ego
         abs_time = ego.t + source.timestamp_offset
-        infos = self.scene_infos[source.scene_name]
-        template = infos[int(np.argmin([abs(i['timestamp'] - abs_time) for i in infos]))]
+        template = self._template(source.scene_name, abs_time)
         info = copy.deepcopy(template)
         step = len(ctx.history)
         token = f'{ctx.episode_id}-{step:04d}'
         ego2global = source.ego2global(ego.x, ego.y, ego.yaw, ego.t)
         lidar2ego = np.asarray(template['lidar_points']['lidar2ego'], dtype=np.float64)
         lidar_name = f'{token}.bin'
-        atomic_write_bytes(self.work_dir / 'samples' / 'LIDAR_TOP' / lidar_name,
-                           source.render_lidar(ego2global, ctx.agents, ego.t).astype(np.float32).tobytes())
+        self._write(self.work_dir / 'samples' / 'LIDAR_TOP' / lidar_name,
+                    source.render_lidar(ego2global, ctx.agents, ego.t).astype(np.float32).tobytes())
         for cam, image in source.render_cameras(ego2global, ctx.agents, ego.t).items():
-            atomic_write_image(self.work_dir / 'samples' / cam / f'{token}.jpg', image, quality=95)
+            self._write(self.work_dir / 'samples' / cam / f'{token}.jpg', image)
             info['images'][cam].update(img_path=f'{token}.jpg', timestamp=abs_time)
         info.update(token=token, sample_idx=step, timestamp=abs_time, ego2global=ego2global.tolist(),
                     lidar_sweeps=self._sweeps(ctx, ego2global @ lidar2ego, lidar2ego),
@@ -124,6 +139,22 @@ class ModelPlanner:
                     fut_boxes=[np.zeros((0, 7), np.float32) for _ in range(NUM_WAYPOINTS)])
         info['lidar_points'].update(lidar_path=lidar_name)
         return info
+
+    def _template(self, scene_name: str, abs_time: float) -> dict:
+        """The scene's keyframe info nearest to ``abs_time`` (s), or for a scene not in the info file (a
+        benchmark world) the info file's first keyframe: its calibration, the rest is overwritten."""
+        infos = self.scene_infos.get(scene_name)
+        if infos is None:
+            return next(iter(self.scene_infos.values()))[0]
+        return infos[int(np.argmin([abs(i['timestamp'] - abs_time) for i in infos]))]
+
+    def _write(self, path: Path, data) -> None:
+        """Write sensor data (bytes, or an (H, W, 3) image as JPEG) and remember it for the clean-up."""
+        if isinstance(data, bytes):
+            atomic_write_bytes(path, data)
+        else:
+            atomic_write_image(path, data, quality=95)
+        self.written.append(path)
 
     def _sweeps(self, ctx: PlanningContext, key_lidar2global: np.ndarray, lidar2ego: np.ndarray) -> list:
         """Earlier sweeps rendered at the simulated poses of earlier steps, newest first (mmdet3d v2 layout)."""
@@ -141,7 +172,7 @@ class ModelPlanner:
             name = f'{ctx.episode_id}-{index:04d}.bin'
             if index not in self.sweep_files:
                 points = ctx.source.render_lidar(ego2global, agents, state.t)
-                atomic_write_bytes(self.work_dir / 'sweeps' / 'LIDAR_TOP' / name, points.astype(np.float32).tobytes())
+                self._write(self.work_dir / 'sweeps' / 'LIDAR_TOP' / name, points.astype(np.float32).tobytes())
                 self.sweep_files[index] = name
             sweep_lidar2global = ego2global @ lidar2ego
             sweeps.append(dict(
