@@ -102,3 +102,21 @@ def test_nan_trajectory_from_the_model_fails_only_that_episode(setup, monkeypatc
     log = EpisodeRunner().run(source, planner, 'model', 0.0, 1.0, 'nan-episode')
     assert log['status'] == 'failed' and log['metrics'] is None
     assert log['failure']['step'] == 0 and 'non-finite' in log['failure']['reason']
+
+
+def test_model_planner_pickles_as_its_recipe_and_plans_benchmark_worlds(setup):
+    """Workers rebuild the planner from its recipe; a world outside the info file (a benchmark world) takes the
+    info file's calibration and plans like the original planner."""
+    import pickle
+
+    from drivepi.sim.generator import generate_scenario_world
+    from drivepi.sim.scenarios import HELD_OUT_SEEDS
+    planner, source = setup
+    world = generate_scenario_world('bench-x', HELD_OUT_SEEDS.start, 'straight', 3.0, source.world.sensors)
+    bench = MiniWorldSource.from_world(world)
+    clone = pickle.loads(pickle.dumps(planner))
+    assert clone.checkpoint_digest == planner.checkpoint_digest and clone.model is not planner.model
+    ctx = deviated_context(bench, steps=2)
+    info = planner.build_info(ctx)
+    assert info['lidar_points']['lidar2ego'] == next(iter(planner.scene_infos.values()))[0]['lidar_points']['lidar2ego']
+    np.testing.assert_allclose(clone.plan(ctx), planner.plan(ctx), atol=1e-5)

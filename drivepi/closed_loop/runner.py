@@ -19,6 +19,8 @@ and, per group (scenario type) and overall, :func:`drivepi.closed_loop.statistic
 """
 import hashlib
 import json
+import os
+import sys
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Union
@@ -139,8 +141,9 @@ class ClosedLoopRunner:
             for job in jobs:
                 yield _run_job(job)
             return
-        with get_context('spawn').Pool(min(workers, len(jobs)), initializer=_init_worker,
-                                       initargs=(self, load_source, planners)) as pool:
+        workers = min(workers, len(jobs))
+        with get_context('spawn').Pool(workers, initializer=_init_worker,
+                                       initargs=(self, load_source, planners, max(1, os.cpu_count() // workers))) as pool:
             yield from pool.imap(_run_job, jobs)
 
     def run_spec(self, spec: EpisodeSpec, source, planner, name: str) -> dict:
@@ -188,8 +191,11 @@ def grouped_scores(episodes: List[dict], groups: Dict[str, Optional[str]]) -> Di
 _WORKER: dict = {}   # this process's runner, source loader and planners (set once per worker)
 
 
-def _init_worker(runner: ClosedLoopRunner, load_source: Callable, planners: dict) -> None:
+def _init_worker(runner: ClosedLoopRunner, load_source: Callable, planners: dict, threads: int) -> None:
+    """Keep a worker's objects; a worker whose planners use torch gets its share of the cores (no oversubscription)."""
     _WORKER.update(runner=runner, load_source=load_source, planners=planners)
+    if 'torch' in sys.modules:
+        sys.modules['torch'].set_num_threads(threads)
 
 
 def _run_job(job) -> tuple:
