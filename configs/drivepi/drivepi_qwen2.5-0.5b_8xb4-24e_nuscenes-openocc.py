@@ -19,3 +19,6 @@ val_evaluator = [
 ]
 test_evaluator = val_evaluator
 env_cfg = dict(cudnn_benchmark=True)  # fixed input sizes: let cuDNN pick the fastest convolutions
+# Closed loop on real nuScenes: replay the val logs (the generated benchmark worlds are mini-dataset sensors).
+closed_loop = dict(episodes='info_file', setting='nuscenes_log', data_root='data/nuscenes/',
+                   info_file='data/nuscenes/drivepi_infos_val.pkl')
