@@ -7,6 +7,7 @@ Cameras: pinhole rays through every pixel centre, shaded by class colour, Lamber
 normal, ground-material texture (lane paint, zebra crossings) and distance haze.
 """
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -70,6 +71,7 @@ class LidarScan:
     azimuths: np.ndarray
 
 
+@lru_cache(maxsize=4)
 def lidar_directions(setup) -> tuple:
     """Unit beam directions (B*A,3) in the LiDAR frame, ring (B*A,), elevations (B,), azimuths (A,) rad."""
     elev = np.deg2rad(np.linspace(*setup.lidar_elevation_deg, setup.lidar_beams))
@@ -113,17 +115,28 @@ def pixel_rays(calib) -> np.ndarray:
     return pix @ np.linalg.inv(calib.intrinsic).T
 
 
-def render_cameras(mesh, setup, ego2global: np.ndarray) -> dict:
-    """All six cameras of ``setup`` with the ego at ``ego2global``: channel -> :class:`CameraView`."""
+@lru_cache(maxsize=4)
+def camera_rays(setup) -> tuple:
+    """The cameras of ``setup`` (channel -> calibration) and per camera its (H*W,3) float32 unit pixel rays
+    in the camera frame and (H*W,) z-depth per unit distance; cached per sensor set-up (rays never change)."""
     calibs = setup.cameras
-    origins, dirs, z_scale = [], [], []
+    units, z_scale = [], []
     for calib in calibs.values():
-        cam2global = ego2global @ calib.cam2ego
         rays = pixel_rays(calib)
         norm = np.linalg.norm(rays, axis=1, keepdims=True)
-        dirs.append((rays / norm) @ cam2global[:3, :3].T)
-        origins.append(np.broadcast_to(cam2global[:3, 3], (len(rays), 3)))
+        units.append((rays / norm).astype(np.float32))
         z_scale.append(1.0 / norm[:, 0])
+    return calibs, units, z_scale
+
+
+def render_cameras(mesh, setup, ego2global: np.ndarray) -> dict:
+    """All six cameras of ``setup`` with the ego at ``ego2global``: channel -> :class:`CameraView`."""
+    calibs, units, z_scale = camera_rays(setup)
+    origins, dirs = [], []
+    for calib, unit in zip(calibs.values(), units):
+        cam2global = ego2global @ calib.cam2ego
+        dirs.append(unit @ cam2global[:3, :3].T.astype(np.float32))
+        origins.append(np.broadcast_to(cam2global[:3, 3].astype(np.float32), unit.shape))
     dirs = np.concatenate(dirs)
     hits = cast_rays(mesh, np.concatenate(origins), dirs)
     colours = _shade(mesh, hits, dirs)
