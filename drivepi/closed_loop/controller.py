@@ -45,8 +45,9 @@ class ReferenceTrajectory:
 class PurePursuitController:
     """Pure-pursuit steering plus PID speed tracking of a :class:`ReferenceTrajectory`.
 
-    The target speed is the reference's mean speed over the next ``speed_window`` seconds plus
-    ``position_gain`` times the along-track lag behind the reference position now.
+    The target speed is the reference's mean speed over the next ``speed_window`` seconds (0 when the
+    reference moves backwards relative to the car, which cannot reverse) plus ``position_gain`` times the
+    along-track lag behind the reference position now.
 
     Args:
         params: vehicle geometry (wheelbase for pure pursuit).
@@ -56,7 +57,8 @@ class PurePursuitController:
         speed_window: time window (s) over which the reference speed is averaged.
         kp, ki, kd: PID gains on the speed error (1/s, 1/s^2, -).
         position_gain: speed added per metre the car lags behind the reference position (1/s).
-        stop_speed: reference speeds below this (m/s) mean "stop": steering is held.
+        stop_speed: reference speeds below this (m/s) mean "stop": steering is held (pure pursuit towards a
+            standing reference point a few metres away would turn the wheels to full lock).
     """
 
     def __init__(self, params: VehicleParams, dt: float = 0.1, lookahead_min: float = 3.0,
@@ -80,20 +82,25 @@ class PurePursuitController:
         """Commands ``(accel m/s^2, steer rad)`` for the current ``state``."""
         if self.reference is None:
             raise RuntimeError('PurePursuitController.control called before set_reference')
-        v_ref = self.reference.speed(state.t, self.speed_window)
-        lag = (self.reference.position(state.t) - [state.x, state.y]) @ [np.cos(state.yaw), np.sin(state.yaw)]
+        heading = np.array([np.cos(state.yaw), np.sin(state.yaw)])
+        step = self.reference.position(state.t + self.speed_window) - self.reference.position(state.t)
+        # a reference moving backwards (e.g. to a stop point the car overshot) means "stop": the car cannot reverse
+        v_ref = self.reference.speed(state.t, self.speed_window) if step @ heading > 0 else 0.0
+        lag = (self.reference.position(state.t) - [state.x, state.y]) @ heading
         v_target = max(0.0, v_ref + self.position_gain * lag)
         return self._speed_control(state.v, v_target), self._steer_control(state, v_ref)
 
     def _speed_control(self, v: float, v_ref: float) -> float:
         error = v_ref - v
         self._integral = float(np.clip(self._integral + error * self.dt, -5.0, 5.0))
+        if v_ref <= 0.0:   # asked to stand: no wound-up integral may push the car forward
+            self._integral = min(self._integral, 0.0)
         derivative = 0.0 if self._prev_error is None else (error - self._prev_error) / self.dt
         self._prev_error = error
         return self.kp * error + self.ki * self._integral + self.kd * derivative
 
     def _steer_control(self, state: EgoState, v_ref: float) -> float:
-        if v_ref < self.stop_speed and state.v < self.stop_speed:
+        if v_ref < self.stop_speed:   # the reference stands still: nothing to steer towards
             return state.steer
         lookahead = max(self.lookahead_min, self.lookahead_time * max(state.v, v_ref))
         target = lookahead_point(self.reference.xy, np.array([state.x, state.y]), lookahead)
