@@ -1,5 +1,6 @@
 """The closed-loop benchmark: its definition, held-out seeds, scenario worlds, grouped scores, workers, resume."""
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,7 @@ def test_benchmark_definition_is_complete_and_versioned(cl_cfg):
     assert {e.agents_mode for e in episodes if e.group == 'crossing_traffic'} == {'idm'}
     demo = benchmark_episodes(dict(cl_cfg, subset='demo'))
     assert sorted(e.group for e in demo) == sorted(SCENARIO_TYPES)  # one episode per scenario type
+    assert pickle.loads(pickle.dumps(BenchmarkWorlds(demo))).episodes == BenchmarkWorlds(demo).episodes  # workers
 
 
 def test_benchmark_seeds_are_disjoint_from_every_training_set(cl_cfg):
