@@ -142,8 +142,9 @@ class ClosedLoopRunner:
                 yield _run_job(job)
             return
         workers = min(workers, len(jobs))
+        threads = max(1, os.cpu_count() // workers)
         with get_context('spawn').Pool(workers, initializer=_init_worker,
-                                       initargs=(self, load_source, planners, max(1, os.cpu_count() // workers))) as pool:
+                                       initargs=(self, load_source, planners, threads)) as pool:
             yield from pool.imap(_run_job, jobs)
 
     def run_spec(self, spec: EpisodeSpec, source, planner, name: str) -> dict:

@@ -124,7 +124,8 @@ class NuScenesLogLoader:
     ``scene_infos`` mapping scene names to their keyframe infos."""
 
     def __init__(self, scene_infos: dict, data_root, data_prefix: dict, map_root):
-        self.scene_infos, self.data_root, self.data_prefix, self.map_root = scene_infos, data_root, data_prefix, map_root
+        self.scene_infos, self.data_root = scene_infos, data_root
+        self.data_prefix, self.map_root = data_prefix, map_root
 
     def __call__(self, scene_name: str) -> 'NuScenesLogSource':
         return NuScenesLogSource(self.scene_infos[scene_name], self.data_root, self.data_prefix, self.map_root)

@@ -29,7 +29,8 @@ def bootstrap_ci(values, weights=None, confidence: float = 0.95, num_resamples: 
     values = np.asarray(values, dtype=np.float64)
     weights = np.ones_like(values) if weights is None else np.asarray(weights, dtype=np.float64)
     if values.ndim != 1 or not len(values) or weights.shape != values.shape:
-        raise ValueError(f'bootstrap_ci: need (N,) values and weights with N >= 1, got {values.shape} / {weights.shape}')
+        raise ValueError(f'bootstrap_ci: need (N,) values and weights with N >= 1, '
+                         f'got {values.shape} / {weights.shape}')
     if not 0.0 < confidence < 1.0:
         raise ValueError(f'bootstrap_ci: confidence must be in (0, 1), got {confidence}')
     idx = np.random.default_rng(seed).integers(0, len(values), size=(num_resamples, len(values)))

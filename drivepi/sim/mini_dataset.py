@@ -54,7 +54,8 @@ def generate_mini_dataset(out_dir, num_scenes: int, seed: int, preset: str = 'de
     """Generate ``num_scenes`` scenes into ``out_dir`` (see the module docstring); returns the version.
 
     Scene ``k`` is built from seed :func:`scene_seed` ``(seed, k)``, so every scene (and the whole set) is
-    reproducible, and never from a closed-loop benchmark seed. ``workers`` processes share the scenes (default: the preset's).
+    reproducible, and never from a closed-loop benchmark seed. ``workers`` processes share the scenes
+    (default: the preset's).
     """
     if preset not in PRESETS:
         raise ValueError(f'unknown mini-dataset preset {preset!r}; choose from {sorted(PRESETS)}')

@@ -17,7 +17,7 @@ import shapely
 
 from drivepi.sim.layout import LANE_WIDTH, ground_height
 from drivepi.sim.motion import DriveProfile, Obstacle, Path, drive, offset_path, resample
-from drivepi.sim.traffic import EGO_FRONT, EGO_SIZE, route_corners, fillet_path
+from drivepi.sim.traffic import EGO_FRONT, EGO_SIZE, fillet_path, route_corners
 
 # Bump when a change of drivepi.sim changes the benchmark worlds; the benchmark config must name it.
 BENCHMARK_VERSION = 'drivepi-cl-bench-1'

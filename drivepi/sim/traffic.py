@@ -155,7 +155,8 @@ class TrafficBuilder:
                 corners, _, taken = route_corners(self.grid, node, heading, lead_in[0], actions)
                 first = corners[0] - HEADINGS[heading] * (lead_in[1] - lead_in[0])
                 length = np.linalg.norm(np.diff(corners, axis=0), axis=1).sum()
-                if len(taken) > num_required and np.abs(first).max() < limit and length - 2 * EGO_BORDER_MARGIN > min_length:
+                long_enough = length - 2 * EGO_BORDER_MARGIN > min_length
+                if len(taken) > num_required and np.abs(first).max() < limit and long_enough:
                     starts.append((node, heading))
         if not starts:
             raise ValueError(f'no route of {min_length:.0f} m in a {n}x{n} street grid takes the actions '
