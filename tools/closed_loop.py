@@ -45,7 +45,7 @@ def main():
         needs_infos = 'model' in names or cfg.closed_loop.get('episodes', 'info_file') == 'info_file'
         scenes = select_scenes(cfg) if needs_infos else None
         episodes, load_source = select_episodes(cfg, scenes)
-    except ValueError as err:  # bad settings: one clear line
+    except (ValueError, FileNotFoundError) as err:  # bad settings or a missing info file: one clear line
         raise SystemExit(str(err)) from err
     planners = build_planners(names, cfg, args.checkpoint, scenes, osp.join(out_dir, 'model_inputs'), args.device)
     cl_cfg = cfg.closed_loop.to_dict()
