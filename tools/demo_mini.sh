@@ -42,7 +42,8 @@ step "evaluate (tools/test.py) -> $WORK/results"
 python tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK" --out-dir "$WORK/results"
 
 step "closed-loop driving: the benchmark's demo subset, one episode per scenario type (tools/closed_loop.py) -> $WORK/closed_loop"
-python tools/closed_loop.py "$CONFIG" "$CKPT" --out-dir "$WORK/closed_loop" --cfg-options closed_loop.subset=demo
+python tools/closed_loop.py "$CONFIG" "$CKPT" --out-dir "$WORK/closed_loop" \
+  --cfg-options closed_loop.subset=demo closed_loop.workers=2
 
 step "render (visualization/render_occupancy.py) -> $WORK/pictures"
 python visualization/render_occupancy.py --info "$DATA/drivepi_infos_val.pkl" --data-root "$DATA" \
