@@ -149,3 +149,21 @@ def test_generated_mini_set_end_to_end(mini_dataset):
     sample = packed['data_samples']
     assert sample.gt_occ.shape == (200, 200, 16) and sample.cam_valid.all()
     assert len(sample.gt_fut_boxes) == 6
+
+
+def test_answers_longer_than_the_generation_limit_are_refused_at_load(tmp_path, tiny_llm_dir):
+    from transformers import AutoTokenizer
+
+    from drivepi.datasets.drivepi_dataset import check_answer_lengths
+    long_answer = ', '.join(f'({x}.5, -{x}.5)' for x in range(10, 16))
+    qa = {'tok': [QAConversation('c', 'planning', [QATurn('?', 'yes', 'exist'), QATurn('?', long_answer, 'trajectory')])]}
+    n_long = len(AutoTokenizer.from_pretrained(tiny_llm_dir).encode(long_answer, add_special_tokens=False))
+    assert check_answer_lengths(qa, 'qa_val.jsonl', str(tiny_llm_dir), n_long) == n_long  # exactly fits
+    with pytest.raises(ValueError, match=rf'qa_val.jsonl: the answer .* is {n_long} tokens long .*max_answer_tokens=24'):
+        check_answer_lengths(qa, 'qa_val.jsonl', str(tiny_llm_dir), 24)
+
+
+def test_mini_config_checks_test_answers_against_the_model_limit():
+    cfg = Config.fromfile('configs/drivepi/drivepi_mini.py')
+    assert cfg.test_dataloader.dataset.max_answer_tokens == cfg.model.max_answer_tokens >= 48
+    assert cfg.test_dataloader.dataset.tokenizer_path == cfg.model.llm.llm_path

@@ -104,8 +104,8 @@ def test_loss_is_finite_and_every_trainable_parameter_gets_a_gradient(model, bat
     sum(losses.values()).backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, missing
-    for module_name in ('lidar_branch', 'camera_branch', 'fuser', 'token_filter', 'projector', 'llm',
-                        'back_projector', 'occ_head', 'flow_head', 'plan_head'):
+    for module_name in ('lidar_branch', 'camera_branch', 'fuser', 'token_filter', 'projector', 'spatial_position',
+                        'llm', 'back_projector', 'occ_head', 'flow_head', 'plan_head'):
         grads = [p.grad for p in getattr(model, module_name).parameters() if p.requires_grad]
         assert all(torch.isfinite(g).all() for g in grads), module_name
         assert any(g.abs().sum() > 0 for g in grads), module_name
@@ -137,6 +137,27 @@ def test_predict_does_not_depend_on_the_questions(model, batch):
     a = model(**model.data_preprocessor(copy.deepcopy(batch), False), mode='tensor')
     b = model(**model.data_preprocessor(other, False), mode='tensor')
     assert torch.equal(a['occ_logits'], b['occ_logits']) and torch.equal(a['traj'], b['traj'])
+
+
+def test_blind_pass_hides_the_scene_and_only_the_scene(model, batch):
+    """``blind_spatial_tokens`` zeroes the spatial tokens: two different scenes then give the LLM the same
+    sequence (same command and questions), while with the scene they differ."""
+    model.eval()
+    samples = [copy.deepcopy(batch['data_samples'][0]) for _ in range(2)]
+    conversations = [CONVERSATIONS[0]] * 2
+    bev = torch.randn(2, model.token_filter.scorer[0].in_channels, 50, 50, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        seen = model._run_llm(bev, samples, conversations)
+        model.blind_spatial_tokens = True
+        try:
+            blind = model._run_llm(bev, samples, conversations)
+        finally:
+            model.blind_spatial_tokens = False
+    spatial = blind['prompt'].spatial_mask
+    assert torch.equal(blind['embeds'][spatial], torch.zeros_like(blind['embeds'][spatial]))
+    torch.testing.assert_close(blind['hidden'][0], blind['hidden'][1])
+    assert not torch.allclose(seen['hidden'][0], seen['hidden'][1])
+    assert torch.equal(blind['embeds'][~spatial], seen['embeds'][~spatial])  # everything else equal
 
 
 @pytest.mark.parametrize('bad, match', [

@@ -9,6 +9,7 @@ from mmdet3d.structures import Det3DDataSample
 from mmengine.evaluator import Evaluator
 
 from drivepi.evaluation import format_metrics_table, save_metrics_json
+from drivepi.datasets.qa_schema import QAConversation, QARecord, QATurn, write_qa_file
 from drivepi.registry import METRICS
 
 OCC_CLASSES = ['car', 'truck', 'trailer', 'bus', 'construction_vehicle', 'bicycle', 'motorcycle', 'pedestrian',
@@ -130,6 +131,26 @@ def test_qa_metric_round_trip_per_type():
     assert metrics['qa/accuracy/count'] == pytest.approx(100.0)
     assert metrics['qa/accuracy/distance'] == pytest.approx(50.0)
     assert metrics['qa/num_turns/distance'] == 2
+
+
+def test_qa_metric_reports_the_most_common_training_answer_on_the_same_turns(tmp_path):
+    train = [QARecord('t1', [QAConversation('c', 'occupancy', [QATurn('?', 'no', 'exist'), QATurn('?', '2', 'count')])]),
+             QARecord('t2', [QAConversation('c', 'occupancy', [QATurn('?', 'no', 'exist'), QATurn('?', '1', 'count')]),
+                             QAConversation('d', 'occupancy', [QATurn('?', 'yes', 'exist'), QATurn('?', '2', 'count')])])]
+    write_qa_file(train, tmp_path / 'train.jsonl')  # majority: exist 'no' (2 of 3), count '2' (2 of 3)
+
+    def turn(answer, qa_type):
+        return dict(question='?', answer=answer, type=qa_type, family='occupancy')
+    sample = dict(token='v', conversations=[[turn('no', 'exist'), turn('2', 'count')],
+                                            [turn('yes', 'exist'), turn('3', 'count')]],
+                  pred_answers=[['yes', '2'], ['yes', '3']])
+    evaluator = Evaluator([METRICS.build(dict(type='QAMetric', majority_qa_file=str(tmp_path / 'train.jsonl')))])
+    evaluator.process([sample])
+    metrics = evaluator.evaluate(1)
+    assert metrics['qa/accuracy'] == pytest.approx(75.0)
+    assert metrics['qa/majority_accuracy'] == pytest.approx(50.0)   # 'no' right once, '2' right once
+    assert metrics['qa/majority_accuracy/exist'] == pytest.approx(50.0)
+    assert metrics['qa/majority_accuracy/count'] == pytest.approx(50.0)
 
 
 def test_qa_metric_rejects_answers_not_parallel_to_conversations():

@@ -3,6 +3,9 @@
     python tools/create_mini_dataset.py --out-dir data/drivepi-mini
     python tools/create_data.py nuscenes --root-path data/drivepi-mini --out-dir data/drivepi-mini \
         --version v1.0-drivepi-mini
+
+``--recovery-per-keyframe N`` adds N recovery samples (ego displaced off the expert's path, train split
+only) per eligible train keyframe; see docs/mini_dataset.md.
 """
 import argparse
 
@@ -16,12 +19,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--preset', default='default', choices=sorted(PRESETS))
     parser.add_argument('--workers', type=int, default=None, help="processes (default: the preset's)")
+    parser.add_argument('--recovery-per-keyframe', type=int, default=None,
+                        help="recovery samples per eligible train keyframe (default: the preset's, 0 = none)")
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    version = generate_mini_dataset(args.out_dir, args.num_scenes, args.seed, args.preset, workers=args.workers)
+    version = generate_mini_dataset(args.out_dir, args.num_scenes, args.seed, args.preset, workers=args.workers,
+                                    recovery_per_keyframe=args.recovery_per_keyframe)
     print(f'\nwrote {version} ({args.num_scenes} scenes, preset {args.preset!r}) to {args.out_dir}')
 
 

@@ -8,11 +8,31 @@ from mmdet3d.structures import LiDARInstance3DBoxes
 
 from drivepi.datasets.classes import CAMERA_NAMES, DETECTION_CLASSES
 from drivepi.datasets.converters.nuscenes_converter import INFO_VERSION
-from drivepi.datasets.qa_schema import load_qa_file
+from drivepi.datasets.qa_schema import QAConversation, load_qa_file
 from drivepi.registry import DATASETS
 
 NUSCENES_DATA_PREFIX = dict(pts='samples/LIDAR_TOP', sweeps='sweeps/LIDAR_TOP',
                             **{cam: f'samples/{cam}' for cam in CAMERA_NAMES})
+
+
+def check_answer_lengths(conversations_by_token: dict[str, list[QAConversation]], qa_file: str,
+                         tokenizer_path: str, max_answer_tokens: int) -> int:
+    """Raise a ValueError naming ``qa_file`` when an answer is longer than ``max_answer_tokens`` tokens of
+    the tokenizer in ``tokenizer_path``; returns the longest answer's token count."""
+    from transformers import AutoTokenizer  # the dataset needs it only for this check
+
+    answers = sorted({turn.answer for conversations in conversations_by_token.values()
+                      for conversation in conversations for turn in conversation.turns})
+    if not answers:
+        return 0
+    lengths = [len(ids) for ids in AutoTokenizer.from_pretrained(tokenizer_path)(
+        answers, add_special_tokens=False)['input_ids']]
+    longest = max(range(len(answers)), key=lengths.__getitem__)
+    if lengths[longest] > max_answer_tokens:
+        raise ValueError(f'{qa_file}: the answer {answers[longest]!r} is {lengths[longest]} tokens long '
+                         f'({tokenizer_path}), over the model\'s max_answer_tokens={max_answer_tokens}: '
+                         'decoding would cut it; raise max_answer_tokens in the config')
+    return lengths[longest]
 
 
 @DATASETS.register_module()
@@ -31,6 +51,9 @@ class DrivePIDataset(Det3DDataset):
             a path as given (absolute or relative to the working directory), or None for no QA.
         data_prefix: folders of the LiDAR keyframes, sweeps and each camera, relative to data_root.
         filter_empty_gt: drop samples without boxes (False: every keyframe counts for DrivePI).
+        max_answer_tokens, tokenizer_path: when both are given, every answer of the QA file must fit the
+            model's generation limit in tokens of that tokenizer (an answer cut by the limit can never be
+            scored correct); the longest answer that does not raises a ValueError naming the QA file.
         **kwargs: ``Det3DDataset`` arguments (``data_root``, ``ann_file``, ``pipeline``, ``test_mode``...).
     """
 
@@ -38,9 +61,11 @@ class DrivePIDataset(Det3DDataset):
 
     def __init__(self, qa_file: Optional[str] = None, data_prefix: dict = NUSCENES_DATA_PREFIX,
                  modality: dict = dict(use_lidar=True, use_camera=True), filter_empty_gt: bool = False,
-                 **kwargs):
+                 max_answer_tokens: Optional[int] = None, tokenizer_path: Optional[str] = None, **kwargs):
         self.qa_file = qa_file
         self.conversations_by_token = {} if qa_file is None else load_qa_file(qa_file)
+        if qa_file is not None and max_answer_tokens is not None and tokenizer_path is not None:
+            check_answer_lengths(self.conversations_by_token, qa_file, tokenizer_path, max_answer_tokens)
         super().__init__(data_prefix=data_prefix, modality=modality, filter_empty_gt=filter_empty_gt, **kwargs)
 
     def load_data_list(self) -> list:

@@ -8,7 +8,7 @@ IoU-type values and collision rates are reported in percent, L2 in metres, mAVE 
 import os.path as osp
 from collections import defaultdict
 from functools import reduce
-from typing import Sequence
+from typing import Optional, Sequence
 
 import mmengine
 import numpy as np
@@ -20,6 +20,7 @@ from drivepi.evaluation.metric_table import format_metrics_table
 from drivepi.evaluation.occ_miou import confusion_matrix, miou_from_confusion
 from drivepi.evaluation.planning_metrics import (HORIZONS_S, STEP_S, collision_per_step, l2_per_step,
                                                  summarize_planning)
+from drivepi.evaluation.baselines import most_common_answers
 from drivepi.evaluation.qa_accuracy import qa_accuracy
 from drivepi.evaluation.ray_casting import OCC_RANGE, OCC_VOXEL_SIZE, lidar_ray_directions, scene_ray_origins
 from drivepi.evaluation.ray_iou import (OPENOCC_RELATIVE_DEPTH_TOL, RAY_THRESHOLDS_M, AVE_THRESHOLD_M,
@@ -225,10 +226,27 @@ def _horizon(h) -> str:
     return h if isinstance(h, str) else f'{h:g}s'
 
 
+def accuracy_metrics(accuracy: dict, name: str) -> dict:
+    """``{name: overall %, name/<type>: %}`` from a :func:`qa_accuracy` result."""
+    metrics = {name: 100 * accuracy['overall']}
+    metrics.update({f'{name}/{t}': 100 * v for t, v in accuracy['per_type'].items()})
+    return metrics
+
+
 @METRICS.register_module()
 class QAMetric(BaseMetric):
-    """Answer accuracy (%) per question type and overall, scored by :mod:`drivepi.evaluation.qa_accuracy`."""
+    """Answer accuracy (%) per question type and overall, scored by :mod:`drivepi.evaluation.qa_accuracy`.
+
+    Args:
+        majority_qa_file: a training QA file; when given, the accuracy of always answering each question
+            type's most common training answer is reported on the same turns (``majority_accuracy...``),
+            the baseline a model must beat to show it reads the scene.
+    """
     default_prefix = 'qa'
+
+    def __init__(self, majority_qa_file: Optional[str] = None, **kwargs):
+        super().__init__(**kwargs)
+        self.majority_answers = most_common_answers(majority_qa_file) if majority_qa_file else None
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
@@ -245,9 +263,11 @@ class QAMetric(BaseMetric):
         turns = [turn for sample_turns in results for turn in sample_turns]
         _require(turns, self)
         preds, gts, types = zip(*turns)
-        acc = qa_accuracy(preds, gts, types)
-        metrics = {'accuracy': 100 * acc['overall']}
-        metrics.update({f'accuracy/{t}': 100 * v for t, v in acc['per_type'].items()})
-        metrics.update({f'num_turns/{t}': n for t, n in acc['num_turns'].items()})
+        accuracy = qa_accuracy(preds, gts, types)
+        metrics = accuracy_metrics(accuracy, 'accuracy')
+        metrics.update({f'num_turns/{t}': n for t, n in accuracy['num_turns'].items()})
+        if self.majority_answers is not None:
+            majority = [self.majority_answers.get(t, '') for t in types]
+            metrics.update(accuracy_metrics(qa_accuracy(majority, gts, types), 'majority_accuracy'))
         _log_table(metrics, 'QA metrics')
         return metrics

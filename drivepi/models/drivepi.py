@@ -35,17 +35,22 @@ class DrivePI(Base3DDetector):
         fuser: BEV fuser config, required with a camera branch.
         projector: projector config from BEV channels to the LLM hidden size (channels filled in);
             the same type maps hidden states back to BEV channels.
+        spatial_position: config of the embedding of each spatial token's BEV cell centre, added to the
+            projected token (``BEVPositionEmbedding``; ``out_channels`` filled in), or None.
         num_plan_queries: Q, learned query tokens whose hidden states feed the planning head.
         instruction: system text of the prompt with a ``{command}`` field (None: the default).
-        max_answer_tokens: generation limit per answer in ``predict``.
+        max_answer_tokens: generation limit per answer in ``predict``; it must cover the longest answer
+            (the dataset checks it against its QA file when given the same limit and tokenizer).
+        blind_spatial_tokens: replace the spatial tokens by zeros (everything else equal): the "blind"
+            pass of ``tools/test.py --blind`` that measures how much the answers depend on the scene.
         data_preprocessor: ``Det3DDataPreprocessor`` config.
     """
 
     def __init__(self, lidar_branch: dict, llm: dict, token_filter: dict, occ_head: dict, flow_head: dict,
                  plan_head: dict, camera_branch: Optional[dict] = None, fuser: Optional[dict] = None,
-                 projector: dict = dict(type='MLPProjector'), num_plan_queries: int = 6,
-                 instruction: Optional[str] = None, max_answer_tokens: int = 32,
-                 data_preprocessor: Optional[dict] = None, init_cfg=None):
+                 projector: dict = dict(type='MLPProjector'), spatial_position: Optional[dict] = None,
+                 num_plan_queries: int = 6, instruction: Optional[str] = None, max_answer_tokens: int = 64,
+                 blind_spatial_tokens: bool = False, data_preprocessor: Optional[dict] = None, init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if (camera_branch is None) != (fuser is None):
             raise ValueError('camera_branch and fuser go together: give both or neither')
@@ -58,6 +63,9 @@ class DrivePI(Base3DDetector):
         hidden = self.llm.hidden_size
         self.projector = MODELS.build(dict(projector, in_channels=bev_channels, out_channels=hidden))
         self.back_projector = MODELS.build(dict(projector, in_channels=hidden, out_channels=bev_channels))
+        self.spatial_position = (MODELS.build(dict(spatial_position, out_channels=hidden))
+                                 if spatial_position is not None else None)
+        self.blind_spatial_tokens = blind_spatial_tokens
         self.plan_queries = torch.nn.Parameter(torch.randn(num_plan_queries, hidden) * 0.02)
         self.occ_head = MODELS.build(dict(occ_head, in_channels=bev_channels))
         self.flow_head = MODELS.build(dict(flow_head, in_channels=bev_channels))
@@ -100,7 +108,7 @@ class DrivePI(Base3DDetector):
         prompt = self.prompt.batch(commands.tolist(), keep_idx.shape[1], len(self.plan_queries), conversations)
         prompt = prompt.to(bev.device)
         b = bev.shape[0]
-        embeds = self.llm.embed(prompt.input_ids, prompt.spatial_mask, self.projector(selected['tokens']),
+        embeds = self.llm.embed(prompt.input_ids, prompt.spatial_mask, self._spatial_tokens(selected, bev),
                                 prompt.plan_mask, self.plan_queries.expand(b, -1, -1))
         if prefill_decoder:
             hidden = self.llm.prefill(embeds)
@@ -114,6 +122,14 @@ class DrivePI(Base3DDetector):
         return dict(scores=selected['scores'], hidden=hidden, embeds=embeds, prompt=prompt,
                     occ_logits=self.occ_head(llm_bev), flow=self.flow_head(llm_bev),
                     traj=self.plan_head(plan_states, commands, ego_status))
+
+    def _spatial_tokens(self, selected: dict, bev: torch.Tensor) -> torch.Tensor:
+        """(B, K, D) LLM inputs of the kept BEV tokens: projected features plus the embedding of where
+        each token lies (zeros in the blind pass)."""
+        tokens = self.projector(selected['tokens'])
+        if self.spatial_position is not None:
+            tokens = tokens + self.spatial_position(selected['keep_idx'], bev.shape[2:])
+        return torch.zeros_like(tokens) if self.blind_spatial_tokens else tokens
 
     # ------------------------------------------------------------------ modes
     def loss(self, inputs: dict, data_samples: SampleList) -> dict:

@@ -5,9 +5,15 @@ Layout under ``out_dir`` (docs/contracts.md): ``v1.0-drivepi-mini/*.json`` table
 ``samples/CAM_*`` (JPEG), ``maps/<scene>.png`` (drivable-area mask, 0.5 m/pixel, grid frame, row = y),
 ``occupancy/<scene>/<sample_token>/labels.npz``, ``worlds/<scene>.json`` and ``splits.json``
 (``{"train": [...], "val": [...]}``: the last 20 % of the scenes, at least one, are val).
+
+Recovery samples (off by default; ``MiniPreset.recovery.per_keyframe`` or the ``recovery_per_keyframe``
+argument): every train scene gets one-sample scenes ``<scene>-recovery-<keyframe>-<n>`` whose ego is
+displaced off the expert's path (:mod:`drivepi.sim.recovery`), rendered by the same code as the keyframes,
+listed in ``splits.json``'s ``train`` after the scenes and described by the extra table
+``v1.0-drivepi-mini/recovery.json`` (docs/mini_dataset.md).
 """
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
@@ -21,6 +27,7 @@ from drivepi.sim.generator import generate_world
 from drivepi.sim.geometry import transform_points
 from drivepi.sim.nuscenes_export import NuScenesTables
 from drivepi.sim.occupancy import VisibilityProjector, semantics_and_flow
+from drivepi.sim.recovery import ExpertPath, RecoverySpec, sample_recovery
 from drivepi.sim.scenarios import HELD_OUT_SEEDS
 from drivepi.sim.sensors import cast_lidar, render_cameras
 from drivepi.sim.world import CATEGORY_TO_OCC, SensorSetup, load_scene_world
@@ -41,6 +48,7 @@ class MiniPreset:
     ego_lead_in: tuple = (15.0, 35.0)
     jpeg_quality: int = 85
     workers: int = 2
+    recovery: RecoverySpec = field(default_factory=RecoverySpec)   # recovery samples (default: none)
 
 
 PRESETS = {
@@ -50,12 +58,14 @@ PRESETS = {
 }
 
 
-def generate_mini_dataset(out_dir, num_scenes: int, seed: int, preset: str = 'default', workers: int = None) -> str:
+def generate_mini_dataset(out_dir, num_scenes: int, seed: int, preset: str = 'default', workers: int = None,
+                          recovery_per_keyframe: int = None) -> str:
     """Generate ``num_scenes`` scenes into ``out_dir`` (see the module docstring); returns the version.
 
     Scene ``k`` is built from seed :func:`scene_seed` ``(seed, k)``, so every scene (and the whole set) is
     reproducible, and never from a closed-loop benchmark seed. ``workers`` processes share the scenes
-    (default: the preset's).
+    (default: the preset's). ``recovery_per_keyframe`` overrides the preset's ``recovery.per_keyframe``
+    (recovery samples per eligible train keyframe; 0 = none).
     """
     if preset not in PRESETS:
         raise ValueError(f'unknown mini-dataset preset {preset!r}; choose from {sorted(PRESETS)}')
@@ -63,7 +73,13 @@ def generate_mini_dataset(out_dir, num_scenes: int, seed: int, preset: str = 'de
         raise ValueError(f'num_scenes must be >= 1, got {num_scenes}')
     out_dir = Path(out_dir)
     cfg = PRESETS[preset]
-    jobs = [(out_dir, k, scene_seed(seed, k), cfg) for k in range(num_scenes)]
+    if recovery_per_keyframe is not None:
+        if recovery_per_keyframe < 0:
+            raise ValueError(f'recovery_per_keyframe must be >= 0, got {recovery_per_keyframe}')
+        cfg = replace(cfg, recovery=replace(cfg.recovery, per_keyframe=int(recovery_per_keyframe)))
+    num_val = max(1, round(0.2 * num_scenes)) if num_scenes > 1 else 0
+    num_train = num_scenes - num_val
+    jobs = [(out_dir, k, scene_seed(seed, k), cfg, k < num_train) for k in range(num_scenes)]
     workers = min(cfg.workers if workers is None else workers, num_scenes)
     progress = ProgressBar(num_scenes)
     results = []
@@ -79,14 +95,16 @@ def generate_mini_dataset(out_dir, num_scenes: int, seed: int, preset: str = 'de
     tables = NuScenesTables(sorted(CATEGORY_TO_OCC))
     for res in results:
         for name in ('instance', 'calibrated_sensor', 'ego_pose', 'log', 'scene', 'sample', 'sample_data',
-                     'sample_annotation', 'map'):
+                     'sample_annotation', 'map', 'recovery'):
             tables.tables[name].extend(res[name])
     tables.write(out_dir / VERSION)
     names = [f'scene-{k:04d}' for k in range(num_scenes)]
-    num_val = max(1, round(0.2 * num_scenes)) if num_scenes > 1 else 0
-    atomic_write_text(out_dir / 'splits.json', json.dumps(
-        dict(train=names[:num_scenes - num_val], val=names[num_scenes - num_val:], version=VERSION,
-             seed=seed, preset=preset), indent=1))
+    recovery_scenes = [rec['scene_name'] for rec in tables.tables['recovery']]
+    splits = dict(train=names[:num_train] + recovery_scenes, val=names[num_train:], version=VERSION,
+                  seed=seed, preset=preset)
+    if cfg.recovery.per_keyframe:
+        splits.update(recovery_per_keyframe=cfg.recovery.per_keyframe, recovery_scenes=len(recovery_scenes))
+    atomic_write_text(out_dir / 'splits.json', json.dumps(splits, indent=1))
     return VERSION
 
 
@@ -107,14 +125,15 @@ def scene_seed(dataset_seed: int, k: int) -> int:
 
 
 def _export_scene_job(job) -> dict:
-    out_dir, k, scene_seed, cfg = job
+    out_dir, k, scene_seed, cfg, train = job
     return export_scene(out_dir, f'scene-{k:04d}', scene_seed, EGO_ROUTES[k % len(EGO_ROUTES)], cfg,
-                        start_timestamp_us=1_600_000_000_000_000 + k * 3_600_000_000)
+                        start_timestamp_us=1_600_000_000_000_000 + k * 3_600_000_000, recovery=train)
 
 
 def export_scene(out_dir: Path, name: str, seed: int, ego_actions, cfg: MiniPreset,
-                 start_timestamp_us: int) -> dict:
-    """Generate and write one scene; returns its nuScenes records per table."""
+                 start_timestamp_us: int, recovery: bool = False) -> dict:
+    """Generate and write one scene (plus its recovery samples when ``recovery`` and the preset asks for
+    them); returns its nuScenes records per table (and ``recovery``, the recovery table's records)."""
     world = generate_world(name, seed, cfg.num_keyframes, list(ego_actions), cfg.sensors,
                            start_timestamp_us=start_timestamp_us, ego_lead_in=cfg.ego_lead_in)
     world.save(out_dir / 'worlds' / f'{name}.json')
@@ -131,45 +150,109 @@ def export_scene(out_dir: Path, name: str, seed: int, ego_actions, cfg: MiniPres
     sample = None
     for i in range(num_sweeps):
         t = i * step
-        ts = world.start_timestamp_us + int(round(t * 1e6))
         is_key = i % cfg.sweeps_per_keyframe == 0
-        ego2global = world.ego2global(t)
-        agents = world.agents_at(t)
-        mesh = world.mesh(agents)
-        scan = cast_lidar(mesh, world.sensors, ego2global)
-        folder = 'samples' if is_key else 'sweeps'
-        lidar_file = f'{folder}/LIDAR_TOP/{name}__LIDAR_TOP__{ts}.pcd.bin'
-        atomic_write_bytes(out_dir / lidar_file, scan.points.tobytes())
         if is_key:
-            sample = tables.add_sample(scene, i // cfg.sweeps_per_keyframe, ts)
-        tables.add_sample_data(scene, 'LIDAR_TOP', i, ts, ego2global, lidar_file, sample['token'], is_key)
-        if is_key:
-            _export_keyframe(out_dir, world, tables, scene, sample, i, ts, ego2global, agents, mesh, scan,
-                             projector, cfg)
+            sample = tables.add_sample(scene, i // cfg.sweeps_per_keyframe, _timestamp(world, t))
+        _export_frame(out_dir, world, tables, scene, sample, i, t, world.ego2global(t), is_key, projector, cfg)
+    if recovery and cfg.recovery.per_keyframe:
+        export_recovery_samples(out_dir, world, tables, scene, cfg, projector)
     return {name: records for name, records in tables.tables.items()}
 
 
-def _export_keyframe(out_dir, world, tables, scene, sample, i, ts, ego2global, agents, mesh, scan, projector, cfg):
-    """Camera JPEGs, occupancy GT and annotations of one keyframe."""
+def _timestamp(world, t: float) -> int:
+    return world.start_timestamp_us + int(round(t * 1e6))
+
+
+def _export_frame(out_dir, world, tables, scene, sample, i, t, ego2global, is_key, projector, cfg,
+                  annotate_only=None):
+    """Sweep ``i`` (time ``t`` s, ego at ``ego2global``) of ``scene``: its LiDAR file and sample_data, and
+    at a keyframe the cameras, occupancy and annotations of ``sample`` (see :func:`_export_keyframe`)."""
+    ts = _timestamp(world, t)
+    agents = world.agents_at(t)
+    mesh = world.mesh(agents)
+    scan = cast_lidar(mesh, world.sensors, ego2global)
+    folder = 'samples' if is_key else 'sweeps'
+    lidar_file = f'{folder}/LIDAR_TOP/{scene["name"]}__LIDAR_TOP__{ts}.pcd.bin'
+    atomic_write_bytes(out_dir / lidar_file, scan.points.tobytes())
+    tables.add_sample_data(scene, 'LIDAR_TOP', i, ts, ego2global, lidar_file, sample['token'], is_key)
+    if is_key:
+        _export_keyframe(out_dir, world, tables, scene, sample, i, ts, ego2global, agents, mesh, scan,
+                         projector, cfg, annotate_only)
+
+
+def export_recovery_samples(out_dir: Path, world, tables, scene: dict, cfg: MiniPreset, projector) -> None:
+    """Recovery samples of a scene's keyframes (module docstring; docs/mini_dataset.md "Recovery samples").
+
+    Keyframe ``i`` is eligible when it has two keyframes of history (the ego status) and at least one
+    future keyframe; each gets up to ``cfg.recovery.per_keyframe`` samples, sample ``n`` drawing its
+    offsets from ``default_rng([scene seed, i, n])``. A sample is a one-sample scene (same log) with the
+    LiDAR sweeps of the last second before it and the keyframe, all rendered from the displaced poses; its
+    ``recovery`` record holds the offsets and the ego's keyframe poses from t - 1 s to the last future
+    keyframe of the parent (the planning label and ego status that tools/create_data.py derives).
+    """
+    # the converter's horizon and ego-status window (imported here: drivepi.datasets pulls in mmdet3d)
+    from drivepi.datasets.converters.nuscenes_converter import NUM_FUTURE_STEPS, NUM_STATUS_KEYFRAMES
+    history_kf = NUM_STATUS_KEYFRAMES - 1
+    spec = cfg.recovery
+    spk, num_kf = cfg.sweeps_per_keyframe, cfg.num_keyframes
+    step = 0.5 / spk
+    samples = [s for s in tables.tables['sample'] if s['scene_token'] == scene['token']]
+    annotated = {}
+    for ann in tables.tables['sample_annotation']:
+        annotated.setdefault(ann['sample_token'], set()).add(ann['instance_token'])
+    path = ExpertPath(world)
+    for i in range(history_kf, num_kf - 1):
+        t = float(world.keyframe_times[i])
+        future_times = t + 0.5 * np.arange(1, min(NUM_FUTURE_STEPS, num_kf - 1 - i) + 1)
+        history_times = t - step * np.arange(history_kf * spk, 0, -1)
+        for n in range(spec.per_keyframe):
+            rng = np.random.default_rng([int(world.meta['seed']), i, n])
+            track = sample_recovery(world, t, future_times, history_times, spec, rng, path)
+            if track is None:
+                continue
+            parent = samples[i]
+            name = f'{scene["name"]}-recovery-{i:03d}-{n}'
+            rscene = tables.add_scene(world, f'recovery sample of {scene["name"]} keyframe {i}: lateral '
+                                      f'{track.lateral:+.2f} m, heading {np.rad2deg(track.heading):+.1f} deg',
+                                      '', name=name, log_token=scene['log_token'])
+            sample = tables.add_sample(rscene, 0, parent['timestamp'])
+            for j, tau in enumerate(history_times):
+                _export_frame(out_dir, world, tables, rscene, sample, j, tau, track.history_pose(world, tau),
+                              False, projector, cfg)
+            _export_frame(out_dir, world, tables, rscene, sample, len(history_times), t, track.pose, True,
+                          projector, cfg, annotate_only=annotated.get(parent['token'], set()))
+            keyframe_times = [t - 0.5 * k for k in range(history_kf, 0, -1)]
+            poses = [track.history_pose(world, tau) for tau in keyframe_times] + [track.pose] + track.future_poses
+            times = keyframe_times + [t] + list(future_times)
+            tables.add_recovery(rscene, sample, parent, track.lateral, track.heading, track.converge,
+                                [_timestamp(world, tau) for tau in times], poses, history_kf)
+
+
+def _export_keyframe(out_dir, world, tables, scene, sample, i, ts, ego2global, agents, mesh, scan, projector, cfg,
+                     annotate_only=None):
+    """Camera JPEGs, occupancy GT and annotations of one keyframe (annotations of the agents within
+    ``ANNOTATION_RADIUS``, and only of the instance tokens ``annotate_only`` when given, unlinked then)."""
     views = render_cameras(mesh, world.sensors, ego2global)
     for ch, view in views.items():
-        cam_file = f'samples/{ch}/{world.name}__{ch}__{ts}.jpg'
+        cam_file = f'samples/{ch}/{scene["name"]}__{ch}__{ts}.jpg'
         atomic_write_image(out_dir / cam_file, view.image, cfg.jpeg_quality)
         tables.add_sample_data(scene, ch, i, ts, ego2global, cam_file, sample['token'], True,
                                (view.image.shape[1], view.image.shape[0]))
     sem, flow = semantics_and_flow(mesh, ego2global, agents.velocities)
-    atomic_write_npz(out_dir / 'occupancy' / world.name / sample['token'] / 'labels.npz', dict(
+    atomic_write_npz(out_dir / 'occupancy' / scene['name'] / sample['token'] / 'labels.npz', dict(
         semantics=sem, mask_lidar=projector.lidar_mask(scan.range_image, scan.points),
         mask_camera=projector.camera_mask({ch: v.depth for ch, v in views.items()}), flow=flow))
     ego_xy = ego2global[:2, 3]
     near = np.linalg.norm(agents.boxes[:, :2] - ego_xy, axis=1) <= ANNOTATION_RADIUS
+    if annotate_only is not None:
+        near &= np.isin(np.asarray(agents.tokens), list(annotate_only))
     counts = np.bincount(scan.owner[scan.owner >= 0], minlength=len(agents))
     visible = visible_fractions(views, world.sensors.cameras, ego2global, agents.boxes, near)
     attributes = {a['token']: a['attribute'] for a in world.agents}
     for n in np.flatnonzero(near):
         tables.add_annotation(sample, agents.tokens[n], agents.categories[n], agents.boxes[n],
                               _attribute(attributes[agents.tokens[n]], np.linalg.norm(agents.velocities[n])),
-                              visible[n], counts[n])
+                              visible[n], counts[n], link=annotate_only is None)
 
 
 @lru_cache(maxsize=2)

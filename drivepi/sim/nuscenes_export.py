@@ -5,6 +5,9 @@
 ego_pose, log, scene, sample, sample_data, sample_annotation, map). Tokens are deterministic
 (MD5 of a descriptive key), so a seed always gives the same dataset. Annotation velocities are not
 stored: the devkit derives them from consecutive boxes (``NuScenes.box_velocity``).
+
+An extra table, ``recovery.json``, is written only when a set has recovery samples (one record per
+recovery sample, :meth:`NuScenesTables.add_recovery`); the devkit does not load it, tools/create_data.py does.
 """
 import hashlib
 import json
@@ -21,6 +24,7 @@ VISIBILITY_LEVELS = (('1', 'v0-40', 0.4), ('2', 'v40-60', 0.6), ('3', 'v60-80', 
 SENSORS = (('LIDAR_TOP', 'lidar'),) + tuple((name, 'camera') for name in CAMERA_NAMES)
 TABLES = ('category', 'attribute', 'visibility', 'instance', 'sensor', 'calibrated_sensor', 'ego_pose', 'log',
           'scene', 'sample', 'sample_data', 'sample_annotation', 'map')
+OPTIONAL_TABLES = ('recovery',)   # written only when not empty
 
 
 def token(*key) -> str:
@@ -48,7 +52,7 @@ class NuScenesTables:
     """Records of all tables; ``add_*`` methods append and link them (prev/next, first/last)."""
 
     def __init__(self, categories: list):
-        self.tables = {name: [] for name in TABLES}
+        self.tables = {name: [] for name in TABLES + OPTIONAL_TABLES}
         self.tables['category'] = [dict(token=token('category', c), name=c, description=c) for c in categories]
         self.tables['attribute'] = [dict(token=token('attribute', a), name=a, description=a) for a in ATTRIBUTES]
         self.tables['visibility'] = [dict(token=t, level=lvl, description=f'visibility of whole object is {lvl}')
@@ -58,15 +62,19 @@ class NuScenesTables:
         self._instances = {}        # instance token -> (record, last annotation record)
 
     # ------------------------------------------------------------------ per scene
-    def add_scene(self, world, description: str, map_filename: str) -> dict:
-        """log, map, calibrated_sensor and scene records of ``world``; returns the scene record."""
-        name = world.name
-        log_tok = token(name, 'log')
-        date = '2020-09-13'
-        self.tables['log'].append(dict(token=log_tok, logfile=f'drivepi-{name}', vehicle='drivepi-ego',
-                                       date_captured=date, location=f'drivepi-world-{name}'))
-        self.tables['map'].append(dict(token=token(name, 'map'), log_tokens=[log_tok], category='semantic_prior',
-                                       filename=map_filename))
+    def add_scene(self, world, description: str, map_filename: str, name: str = None, log_token: str = None) -> dict:
+        """log, map, calibrated_sensor and scene records of ``world``; returns the scene record.
+
+        ``name`` (default ``world.name``) and ``log_token``: a further scene of an existing log (a
+        recovery sample), which adds no log or map record.
+        """
+        name = name or world.name
+        log_tok = log_token or token(name, 'log')
+        if log_token is None:
+            self.tables['log'].append(dict(token=log_tok, logfile=f'drivepi-{name}', vehicle='drivepi-ego',
+                                           date_captured='2020-09-13', location=f'drivepi-world-{name}'))
+            self.tables['map'].append(dict(token=token(name, 'map'), log_tokens=[log_tok],
+                                           category='semantic_prior', filename=map_filename))
         setup = world.sensors
         self.tables['calibrated_sensor'].append(dict(
             token=token(name, 'calib', 'LIDAR_TOP'), sensor_token=token('sensor', 'LIDAR_TOP'),
@@ -113,15 +121,22 @@ class NuScenesTables:
         return rec
 
     def add_annotation(self, sample: dict, instance_token: str, category: str, box: np.ndarray,
-                       attribute: str, visibility: float, num_lidar_pts: int) -> dict:
-        """sample_annotation of a global box ``[x, y, z_bottom, l, w, h, yaw]``, linked to its instance."""
+                       attribute: str, visibility: float, num_lidar_pts: int, link: bool = True) -> dict:
+        """sample_annotation of a global box ``[x, y, z_bottom, l, w, h, yaw]``, linked to its instance.
+
+        ``link=False`` (recovery samples): the instance must exist; the record stays out of its
+        prev/next chain and annotation count (a second view of an annotated instant).
+        """
         x, y, z, length, width, height, yaw = (float(v) for v in box)
         rec = dict(token=token(sample['token'], 'ann', instance_token), sample_token=sample['token'],
                    instance_token=instance_token, visibility_token=visibility_token(visibility),
                    attribute_tokens=[token('attribute', attribute)] if attribute else [],
                    translation=[x, y, z + height / 2], size=[width, length, height], rotation=yaw_quaternion(yaw),
                    prev='', next='', num_lidar_pts=int(num_lidar_pts), num_radar_pts=0)
-        if instance_token in self._instances:
+        if not link:
+            if instance_token not in self._instances:
+                raise ValueError(f'unlinked annotation of instance {instance_token} that has no annotation')
+        elif instance_token in self._instances:
             inst, last = self._instances[instance_token]
             rec['prev'] = last['token']
             last['next'] = rec['token']
@@ -131,11 +146,28 @@ class NuScenesTables:
             inst = dict(token=instance_token, category_token=token('category', category), nbr_annotations=1,
                         first_annotation_token=rec['token'], last_annotation_token=rec['token'])
             self.tables['instance'].append(inst)
-        self._instances[instance_token] = (inst, rec)
+        if link:
+            self._instances[instance_token] = (inst, rec)
         self.tables['sample_annotation'].append(rec)
+        return rec
+
+    def add_recovery(self, scene: dict, sample: dict, parent: dict, lateral: float, heading: float,
+                     converge: float, timestamps: list, ego2globals: list, now_index: int) -> dict:
+        """``recovery`` record of a recovery sample: its parent keyframe, offsets (m, rad; left / counter-
+        clockwise positive), ``converge_s`` and ``ego_poses``: the ego's keyframe poses (history, now at
+        ``now_index``, future up to the parent scene's end) as ``{timestamp, translation, rotation}``."""
+        rec = dict(token=token(scene['name'], 'recovery'), scene_token=scene['token'], scene_name=scene['name'],
+                   sample_token=sample['token'], parent_sample_token=parent['token'],
+                   parent_scene_token=parent['scene_token'], lateral_offset=float(lateral),
+                   heading_offset=float(heading), converge_s=float(converge), now_index=int(now_index),
+                   ego_poses=[dict(timestamp=int(ts), **matrix_record(pose))
+                              for ts, pose in zip(timestamps, ego2globals)])
+        self.tables['recovery'].append(rec)
         return rec
 
     def write(self, table_dir) -> None:
         """Write every table as ``<table_dir>/<table>.json`` (atomically)."""
         for name, records in self.tables.items():
+            if name in OPTIONAL_TABLES and not records:
+                continue
             atomic_write_text(f'{table_dir}/{name}.json', json.dumps(records, indent=0))

@@ -2,6 +2,7 @@
 # v1.0-drivepi-mini) and its QA files (data_engine/generate_qa.py). Small images, few sweeps: CPU-sized.
 dataset_type = 'DrivePIDataset'
 data_root = 'data/drivepi-mini/'
+qa_train_file = data_root + 'qa_train.jsonl'  # also the QA metric's most-common-answer baseline
 class_names = ['car', 'truck', 'trailer', 'bus', 'construction_vehicle', 'bicycle', 'motorcycle', 'pedestrian',
                'traffic_cone', 'barrier']
 occ_classes = ['car', 'truck', 'trailer', 'bus', 'construction_vehicle', 'bicycle', 'motorcycle', 'pedestrian',
@@ -51,7 +52,7 @@ train_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(type=dataset_type, data_root=data_root, ann_file='drivepi_infos_train.pkl',
-                 qa_file=data_root + 'qa_train.jsonl', pipeline=train_pipeline, metainfo=metainfo,
+                 qa_file=qa_train_file, pipeline=train_pipeline, metainfo=metainfo,
                  modality=input_modality, data_prefix=data_prefix, test_mode=False, box_type_3d='LiDAR',
                  backend_args=backend_args))
 val_dataloader = dict(

@@ -4,6 +4,7 @@
 occ_range = [-40.0, -40.0, -1.0, 40.0, 40.0, 5.4]
 occ_grid = [200, 200, 16]
 num_occ_classes = 17  # 16 semantic classes + free (index 16)
+max_answer_tokens = 64  # generation limit; the test dataset checks its QA answers fit
 bev_channels = 32
 llm_path = 'data/drivepi-mini/tiny_qwen2'
 
@@ -31,8 +32,9 @@ model = dict(
     llm=dict(type='Qwen2LLM', llm_path=llm_path, train_mode='full', gradient_checkpointing=False,
              dtype='float32', loss_weight=1.0),
     projector=dict(type='MLPProjector'),
+    spatial_position=dict(type='BEVPositionEmbedding', point_cloud_range=occ_range, num_frequencies=8),
     num_plan_queries=6,
-    max_answer_tokens=24,
+    max_answer_tokens=max_answer_tokens,
     occ_head=dict(type='OccupancyHead', mid_channels=16, num_classes=num_occ_classes, grid_size=occ_grid,
                   loss_ce=dict(type='mmdet.CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
                   loss_lovasz=dict(type='LovaszSoftmaxLoss', loss_weight=1.0, max_voxels=50000),  # CPU: subsample

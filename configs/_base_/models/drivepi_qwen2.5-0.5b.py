@@ -6,6 +6,7 @@
 occ_range = [-40.0, -40.0, -1.0, 40.0, 40.0, 5.4]
 occ_grid = [200, 200, 16]
 num_occ_classes = 17
+max_answer_tokens = 64  # generation limit; the test dataset checks its QA answers fit
 bev_channels = 256
 camera_channels = 80
 llm_path = 'checkpoints/Qwen2.5-0.5B-Instruct'
@@ -45,8 +46,9 @@ model = dict(
                                            'down_proj']),
              gradient_checkpointing=True, dtype='bfloat16', loss_weight=1.0),
     projector=dict(type='MLPProjector'),
+    spatial_position=dict(type='BEVPositionEmbedding', point_cloud_range=occ_range, num_frequencies=8),
     num_plan_queries=6,
-    max_answer_tokens=64,
+    max_answer_tokens=max_answer_tokens,
     occ_head=dict(type='OccupancyHead', mid_channels=128, num_classes=num_occ_classes, grid_size=occ_grid,
                   loss_ce=dict(type='mmdet.CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
                   loss_lovasz=dict(type='LovaszSoftmaxLoss', loss_weight=1.0), use_mask_camera=True),

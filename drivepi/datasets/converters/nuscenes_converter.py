@@ -5,6 +5,11 @@ mmdet3d 1.4's ``nuscenes_converter.py`` + ``update_infos_to_v2.py`` produce: fil
 ``data_prefix``, timestamps in seconds, ``lidar_sweeps[*].lidar_points.lidar2sensor`` = key LiDAR ->
 sweep LiDAR) plus the DrivePI keys of docs/contracts.md (scene, frame index, occupancy path, ego
 future trajectory, command, ego status, future boxes). All I/O goes through nuscenes-devkit.
+
+Recovery samples of the generated set (``<version>/recovery.json``, docs/mini_dataset.md) are
+one-sample scenes: their planning label and ego status come from the ego poses of their recovery
+record (through the same functions as the keyframes'), their future boxes and annotation
+velocities from their parent keyframe; infos mark them ``recovery=True`` (``False`` everywhere else).
 """
 import json
 import warnings
@@ -31,6 +36,7 @@ REAL_SPLITS = {'v1.0-trainval': ('train', 'val'), 'v1.0-mini': ('mini_train', 'm
 DEFAULT_OCC_ROOTS = dict(openocc='openocc_v2', occ3d='gts', mini='occupancy')
 OCC_FILE_NAME = 'labels.npz'
 INFO_VERSION = 'drivepi-1.0'
+RECOVERY_TABLE = 'recovery.json'  # optional extra table of the generated set (drivepi.sim.nuscenes_export)
 NUM_FUTURE_STEPS = 6  # keyframes at 2 Hz -> 3 s horizon
 NUM_STATUS_KEYFRAMES = 3  # keyframes used for the finite differences of the ego status
 LIDAR_CHANNEL = 'LIDAR_TOP'
@@ -63,6 +69,15 @@ def load_scene_splits(root_path: Path, version: str) -> dict:
     return dict(train=list(splits['train']), val=list(splits['val']))
 
 
+def load_recovery_table(root_path: Path, version: str) -> dict:
+    """Recovery records by sample token (``{}`` when the dataset has no ``<version>/recovery.json``)."""
+    path = Path(root_path) / version / RECOVERY_TABLE
+    if not path.is_file():
+        return {}
+    with open(path) as f:
+        return {rec['sample_token']: rec for rec in json.load(f)}
+
+
 class NuScenesInfoBuilder:
     """Builds one DrivePI info dict per keyframe of a loaded ``NuScenes`` database.
 
@@ -70,13 +85,15 @@ class NuScenesInfoBuilder:
         nusc: the loaded database.
         max_sweeps: previous LiDAR sweeps listed per keyframe.
         occ_root: occupancy GT folder relative to the data root (``''`` for none).
+        recovery: recovery records by sample token (:func:`load_recovery_table`).
     """
 
-    def __init__(self, nusc: NuScenes, max_sweeps: int, occ_root: str):
+    def __init__(self, nusc: NuScenes, max_sweeps: int, occ_root: str, recovery: Optional[dict] = None):
         self.nusc = nusc
         self.root = Path(nusc.dataroot)
         self.max_sweeps = max_sweeps
         self.occ_root = occ_root
+        self.recovery = recovery or {}
 
     # -- poses -------------------------------------------------------------------------------------
     def sensor2ego(self, sample_data: dict) -> np.ndarray:
@@ -147,9 +164,14 @@ class NuScenesInfoBuilder:
     def instances(self, sample: dict, key_lidar2global: np.ndarray) -> list:
         """GT boxes of the keyframe in the LiDAR frame, mmdet3d v2 ``instances`` plus ``instance_token``."""
         boxes, anns = self.annotation_boxes(sample['anns'], key_lidar2global)
+        velocity_ann = {}  # recovery sample: the parent keyframe's annotation of the instance (same instant)
+        if sample['token'] in self.recovery:
+            parent = self.nusc.get('sample', self.recovery[sample['token']]['parent_sample_token'])
+            velocity_ann = {self.nusc.get('sample_annotation', tok)['instance_token']: tok for tok in parent['anns']}
         instances = []
         for box, ann in zip(boxes, anns):
-            velocity = self.nusc.box_velocity(ann['token'])  # global m/s, NaN when unknown (as mmdet3d)
+            # global m/s, NaN when unknown (as mmdet3d)
+            velocity = self.nusc.box_velocity(velocity_ann.get(ann['instance_token'], ann['token']))
             label = self.detection_label(ann['category_name'])
             instances.append(dict(
                 bbox_3d=box.astype(np.float64).tolist(),
@@ -172,10 +194,43 @@ class NuScenesInfoBuilder:
         return found
 
     def planning(self, sample: dict, ego2global: np.ndarray) -> dict:
-        """Ego future trajectory, command, ego status and future GT boxes (contracts.md keys)."""
+        """Ego future trajectory, command, ego status and future GT boxes (contracts.md keys).
+
+        A recovery sample takes its ego poses from its recovery record and its future boxes from the
+        keyframes after its parent."""
+        recovery = self.recovery.get(sample['token'])
+        if recovery is not None:
+            return self.recovery_planning(recovery, ego2global)
         future = self.neighbour_samples(sample, 'next', NUM_FUTURE_STEPS)
-        future_poses = [self.keyframe_ego2global(s) for s in future]
-        future_poses += [None] * (NUM_FUTURE_STEPS - len(future))
+        past = self.neighbour_samples(sample, 'prev', NUM_STATUS_KEYFRAMES - 1)[::-1]
+        if past:
+            track, now_index = past + [sample], len(past)
+        else:
+            track, now_index = [sample] + future[:NUM_STATUS_KEYFRAMES - 1], 0
+        return self.planning_from_poses(ego2global, future, [self.keyframe_ego2global(s) for s in future],
+                                        [s['timestamp'] / 1e6 for s in track],
+                                        [self.keyframe_ego2global(s) for s in track], now_index)
+
+    def recovery_planning(self, recovery: dict, ego2global: np.ndarray) -> dict:
+        """Planning keys of a recovery sample from its record's ``ego_poses`` (docs/mini_dataset.md)."""
+        now = recovery['now_index']
+        times = [p['timestamp'] / 1e6 for p in recovery['ego_poses']]
+        poses = [record_pose(p) for p in recovery['ego_poses']]
+        future = self.neighbour_samples(self.nusc.get('sample', recovery['parent_sample_token']), 'next',
+                                        NUM_FUTURE_STEPS)
+        future_poses = poses[now + 1:now + 1 + NUM_FUTURE_STEPS]
+        if len(future_poses) != len(future):
+            raise ValueError(f'recovery record {recovery["token"]}: {len(future_poses)} future poses, but its '
+                             f'parent keyframe has {len(future)} future keyframes')
+        first = max(0, now - (NUM_STATUS_KEYFRAMES - 1))
+        return self.planning_from_poses(ego2global, future, future_poses, times[first:now + 1],
+                                        poses[first:now + 1], now - first)
+
+    def planning_from_poses(self, ego2global: np.ndarray, future: list, future_poses: list,
+                            status_times: list, status_poses: list, now_index: int) -> dict:
+        """Planning keys from the future keyframe poses (their boxes from the ``future`` samples) and
+        the ego-status track (``now_index`` in it)."""
+        future_poses = list(future_poses) + [None] * (NUM_FUTURE_STEPS - len(future_poses))
         traj, mask = future_trajectory(ego2global, future_poses)
         fut_boxes = []
         for step in range(NUM_FUTURE_STEPS):
@@ -185,13 +240,7 @@ class NuScenesInfoBuilder:
                 fut_boxes.append(boxes[np.asarray(keep, dtype=bool)].reshape(-1, 7))
             else:
                 fut_boxes.append(np.zeros((0, 7), dtype=np.float32))
-        past = self.neighbour_samples(sample, 'prev', NUM_STATUS_KEYFRAMES - 1)[::-1]
-        if past:
-            track, now_index = past + [sample], len(past)
-        else:
-            track, now_index = [sample] + future[:NUM_STATUS_KEYFRAMES - 1], 0
-        status = ego_status([s['timestamp'] / 1e6 for s in track], [self.keyframe_ego2global(s) for s in track],
-                            now_index)
+        status = ego_status(status_times, status_poses, now_index)
         return dict(ego_fut_traj=traj, ego_fut_mask=mask, ego_fut_cmd=driving_command(traj, mask),
                     ego_status=status, fut_boxes=fut_boxes)
 
@@ -229,7 +278,12 @@ class NuScenesInfoBuilder:
             prev=sample['prev'],
             next=sample['next'],
             occ_path=self.occ_path(scene['name'], sample['token']),
-            map_location=log['location'])
+            map_location=log['location'],
+            recovery=sample['token'] in self.recovery)
+        if info['recovery']:
+            rec = self.recovery[sample['token']]
+            info.update(recovery_parent=rec['parent_sample_token'],
+                        recovery_offset=[rec['lateral_offset'], rec['heading_offset']])
         info.update(self.planning(sample, ego2global))
         return info
 
@@ -271,7 +325,9 @@ def create_drivepi_infos(root_path, out_dir, version: str, max_sweeps: int = 10,
     root_path, out_dir = Path(root_path), Path(out_dir)
     splits = load_scene_splits(root_path, version)
     nusc = NuScenes(version=version, dataroot=str(root_path), verbose=False)
-    builder = NuScenesInfoBuilder(nusc, max_sweeps, resolve_occ_root(root_path, version, occ_format, occ_root))
+    recovery = load_recovery_table(root_path, version)
+    builder = NuScenesInfoBuilder(nusc, max_sweeps, resolve_occ_root(root_path, version, occ_format, occ_root),
+                                  recovery)
     scenes_by_name = {scene['name']: scene for scene in nusc.scene}
     metainfo = dict(categories={name: i for i, name in enumerate(DETECTION_CLASSES)},
                     occ_classes=list(OCC_CLASSES[occ_format]),
@@ -280,6 +336,8 @@ def create_drivepi_infos(root_path, out_dir, version: str, max_sweeps: int = 10,
     out_paths = {}
     for split, names in splits.items():
         scenes = [scenes_by_name[name] for name in names if name in scenes_by_name]
+        if split != 'train' and any(rec['scene_token'] in {s['token'] for s in scenes} for rec in recovery.values()):
+            raise ValueError(f'recovery samples belong to the train split only, but {split} lists some')
         if not scenes:
             raise ValueError(f'no scene of the {split} split is in {root_path / version}')
         num_samples = sum(scene['nbr_samples'] for scene in scenes)
