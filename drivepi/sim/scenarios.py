@@ -89,7 +89,11 @@ def crossing_pedestrian(builder, path: Path, free: dict) -> Element:
     side = float(rng.choice([-1.0, 1.0]))                  # start on the right (-1) or left (+1) sidewalk
     ped_path = resample(np.array([centreline + side * 7.5 * left, centreline - side * 7.5 * left]))
     walk = float(rng.uniform(1.2, 1.6))
-    lateral = lambda s_ped: (ped_path.sample(s_ped)[0] - point) @ left  # noqa: E731  (m left of the ego path)
+
+    def lateral(s_ped: np.ndarray) -> np.ndarray:
+        """(N,) m left of the ego path of the pedestrian at its arc lengths ``s_ped`` (N,)."""
+        return (ped_path.sample(s_ped)[0] - point) @ left
+
     active_zone = 3.5
     enter = float(ped_path.s[np.flatnonzero(np.abs(lateral(ped_path.s)) < active_zone)[0]])
     t_enter = _time_at(free, s_cross - rng.uniform(35.0, 50.0))
@@ -107,7 +111,8 @@ def crossing_pedestrian(builder, path: Path, free: dict) -> Element:
 
 def parked_in_lane(builder, path: Path, free: dict) -> Element:
     """Two or three cars parked badly, reaching 0.9-1.3 m into the ego lane on its right (a car keeping to
-    its lane centre would hit them); the expert shifts left around them (smooth 12 m ramps), over the centreline."""
+    its lane centre would hit them); the expert shifts left around them (smooth 12 m ramps), over the
+    centreline."""
     rng = builder.rng
     intrusion = float(rng.uniform(0.9, 1.3))
     first = float(free['s'][0] + rng.uniform(18.0, 24.0))
