@@ -120,3 +120,12 @@ def test_model_planner_pickles_as_its_recipe_and_plans_benchmark_worlds(setup):
     info = planner.build_info(ctx)
     assert info['lidar_points']['lidar2ego'] == next(iter(planner.scene_infos.values()))[0]['lidar_points']['lidar2ego']
     np.testing.assert_allclose(clone.plan(ctx), planner.plan(ctx), atol=1e-5)
+
+
+def test_empty_sweep_fails_the_episode_not_the_run():
+    """A simulated ego that drove into a building sees no LiDAR return: that episode fails (PlanError)."""
+    from drivepi.closed_loop.episode import PlanError
+    from drivepi.closed_loop.model_planner import lidar_bytes
+    assert lidar_bytes(np.ones((2, 5)), 0.0) == np.ones((2, 5), np.float32).tobytes()
+    with pytest.raises(PlanError, match='no LiDAR return'):
+        lidar_bytes(np.zeros((0, 5), np.float32), 3.5)

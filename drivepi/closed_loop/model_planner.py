@@ -23,6 +23,7 @@ import torch
 
 from drivepi.fileio import atomic_write_bytes, atomic_write_image
 
+from .episode import PlanError
 from .planners import NUM_WAYPOINTS, PLAN_DT, ExpertPlanner, PlanningContext
 
 GT_TRANSFORMS = ('LoadOccFlowGT', 'LoadAnnotations3D', 'BoxesToEgo')
@@ -34,6 +35,18 @@ def file_digest(path) -> str:
     name gives the same digest, a retrained one another."""
     with open(path, 'rb') as f:
         return hashlib.file_digest(f, 'sha256').hexdigest()[:16]
+
+
+def lidar_bytes(points: np.ndarray, t: float) -> bytes:
+    """The ``.bin`` content of a rendered sweep (N, 5).
+
+    Raises:
+        PlanError: the sweep is empty (no return within range: the simulated ego is inside or against a
+            solid, e.g. it drove into a building); the episode fails, the run goes on.
+    """
+    if not len(points):
+        raise PlanError(f'no LiDAR return at the simulated pose at t={t:.1f} s (the ego is inside or against a solid)')
+    return points.astype(np.float32).tobytes()
 
 
 class ModelPlanner:
@@ -126,7 +139,7 @@ class ModelPlanner:
         lidar2ego = np.asarray(template['lidar_points']['lidar2ego'], dtype=np.float64)
         lidar_name = f'{token}.bin'
         self._write(self.work_dir / 'samples' / 'LIDAR_TOP' / lidar_name,
-                    source.render_lidar(ego2global, ctx.agents, ego.t).astype(np.float32).tobytes())
+                    lidar_bytes(source.render_lidar(ego2global, ctx.agents, ego.t), ego.t))
         for cam, image in source.render_cameras(ego2global, ctx.agents, ego.t).items():
             self._write(self.work_dir / 'samples' / cam / f'{token}.jpg', image)
             info['images'][cam].update(img_path=f'{token}.jpg', timestamp=abs_time)
@@ -172,7 +185,7 @@ class ModelPlanner:
             name = f'{ctx.episode_id}-{index:04d}.bin'
             if index not in self.sweep_files:
                 points = ctx.source.render_lidar(ego2global, agents, state.t)
-                self._write(self.work_dir / 'sweeps' / 'LIDAR_TOP' / name, points.astype(np.float32).tobytes())
+                self._write(self.work_dir / 'sweeps' / 'LIDAR_TOP' / name, lidar_bytes(points, state.t))
                 self.sweep_files[index] = name
             sweep_lidar2global = ego2global @ lidar2ego
             sweeps.append(dict(
