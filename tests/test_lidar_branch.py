@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from drivepi.models.importance_targets import voxel_targets_from_boxes, voxel_targets_from_occupancy
-from drivepi.models.lidar import (DensityGuidedVoxelFilter, DynamicVoxelizer, LiDARBranch,
-                                  SparsityPreservingBatchNorm2d, voxel_ranges)
+from drivepi.models.ada3d import DensityGuidedVoxelFilter, SparsityPreservingBatchNorm2d, voxel_ranges
+from drivepi.models.ada3d.targets import voxel_targets_from_boxes, voxel_targets_from_occupancy
+from drivepi.models.lidar import DynamicVoxelizer, LiDARBranch
 from drivepi.registry import MODELS
 
 OCC_RANGE = [-40.0, -40.0, -1.0, 40.0, 40.0, 5.4]
@@ -224,7 +224,7 @@ def test_filter_without_predictor_is_rejected():
 def test_bev_importance_predictor_sees_its_neighbourhood_only():
     """Two 3x3 convs: a voxel's logit changes with a voxel 2 columns away, not 3 columns away nor in
     another sample; voxels of one column at different heights score differently."""
-    from drivepi.models.lidar import BEVImportancePredictor
+    from drivepi.models.ada3d import BEVImportancePredictor
     torch.manual_seed(0)
     predictor = BEVImportancePredictor(in_channels=9, hidden_channels=8, num_convs=2).eval()
     coords = torch.tensor([[0, 10, 10, 3], [0, 10, 10, 7], [0, 12, 10, 3], [0, 13, 10, 3], [1, 10, 10, 3]],

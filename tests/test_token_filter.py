@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from drivepi.models.importance_targets import bev_targets_from_occupancy
-from drivepi.models.token_filter import gather_tokens, num_kept_tokens, scatter_tokens
+from drivepi.models.ada3d.targets import bev_targets_from_occupancy
+from drivepi.models.ada3d.token_filter import gather_tokens, num_kept_tokens, scatter_tokens
 from drivepi.registry import MODELS
 
 

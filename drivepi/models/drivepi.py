@@ -15,7 +15,7 @@ from mmdet3d.models.detectors import Base3DDetector
 from mmdet3d.structures import Det3DDataSample
 
 from drivepi.models.llm.prompt import DrivePIPrompt
-from drivepi.models.token_filter import scatter_tokens
+from drivepi.models.ada3d.token_filter import scatter_tokens
 from drivepi.registry import MODELS
 
 SampleList = list[Det3DDataSample]

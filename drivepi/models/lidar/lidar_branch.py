@@ -4,10 +4,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from mmengine.model import BaseModule
 
-from drivepi.models.importance_targets import (combine_targets, voxel_targets_from_boxes,
-                                               voxel_targets_from_occupancy)
-from drivepi.models.lidar.voxelizer import voxel_ranges
-from drivepi.models.straight_through import straight_through_gate
+from drivepi.models.ada3d.density_filter import filter_and_gate_voxels
+from drivepi.models.ada3d.targets import combine_targets, voxel_targets_from_boxes, voxel_targets_from_occupancy
 from drivepi.registry import MODELS
 
 OCC_RANGE = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4)
@@ -18,7 +16,7 @@ class LiDARBranch(BaseModule):
     """Multi-sweep points to a LiDAR BEV over the occupancy range, with Ada3D voxel filtering.
 
     With a ``voxel_filter`` the kept voxels' features pass a straight-through gate on
-    ``p = sigmoid(importance logit)`` (:func:`straight_through_gate`): the forward value is unchanged and
+    ``p = sigmoid(importance logit)`` (:func:`drivepi.models.ada3d.filter_and_gate_voxels`): the forward value is unchanged and
     the task losses reach the importance predictor, which is also supervised by ``loss_importance``.
 
     Args:
@@ -77,10 +75,8 @@ class LiDARBranch(BaseModule):
             if gt_occ is not None or gt_bboxes_3d is not None:
                 aux['loss_importance'] = self._importance_loss(logits, vox['centers'], batch_idx, gt_occ, gt_bboxes_3d)
             if self.voxel_filter is not None:
-                keep = self.voxel_filter(logits, voxel_ranges(vox['centers']), batch_idx, batch_size)
-                kept = torch.nonzero(keep).squeeze(1)  # one host sync for the three gathers
-                prob = torch.sigmoid(logits[kept]).unsqueeze(1)
-                feats, coords = straight_through_gate(feats[kept], prob), coords[kept]
+                feats, coords = filter_and_gate_voxels(self.voxel_filter, logits, feats, coords, vox['centers'],
+                                                       batch_idx, batch_size)
         aux['num_kept_voxels'] = torch.tensor(len(coords), device=feats.device)
         aux['voxel_keep_ratio'] = aux['num_kept_voxels'].float() / aux['num_voxels'].float()
         bev, active = self.backbone(feats, coords, batch_size)

@@ -7,12 +7,18 @@ n_j)`` voxels per sample, those with the highest importance score. The score of 
 of a ring is that ring's (data-dependent) threshold. Fully vectorised (one sort).
 """
 import math
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import torch
 from torch import nn
 
+from drivepi.models.ada3d.straight_through import straight_through_gate
 from drivepi.registry import MODELS
+
+
+def voxel_ranges(centers: torch.Tensor) -> torch.Tensor:
+    """Horizontal distance (m) of voxel centres ``(M, 3)`` from the ego origin -> ``(M,)``."""
+    return torch.linalg.vector_norm(centers[:, :2], dim=1)
 
 
 @MODELS.register_module()
@@ -60,3 +66,25 @@ class DensityGuidedVoxelFilter(nn.Module):
         rank[order] = torch.arange(len(order), device=order.device) - group_starts[group[order]]
         quota = torch.round(group_sizes * self.keep_ratios.repeat(batch_size)).long()
         return rank < quota[group]
+
+
+def filter_and_gate_voxels(voxel_filter: DensityGuidedVoxelFilter, logits: torch.Tensor, feats: torch.Tensor,
+                           coords: torch.Tensor, centers: torch.Tensor, batch_idx: torch.Tensor,
+                           batch_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Keep the voxels the density-guided filter selects and gate their features on ``sigmoid(logits)``.
+
+    The gate (:func:`straight_through_gate`) leaves the kept features unchanged in the forward pass and
+    lets the task losses reach the importance predictor.
+
+    Args:
+        voxel_filter: the density-guided filter.
+        logits: float ``(M,)`` importance logits; feats ``(M, C)``; coords int ``(M, 4)`` ``[b, ix, iy, iz]``;
+        centers: float ``(M, 3)`` voxel centres (metres, ego frame); batch_idx long ``(M,)``; batch_size B.
+
+    Returns:
+        gated features ``(K, C)`` and coords ``(K, 4)`` of the K kept voxels.
+    """
+    keep = voxel_filter(logits, voxel_ranges(centers), batch_idx, batch_size)
+    kept = torch.nonzero(keep).squeeze(1)  # one host sync for the three gathers
+    prob = torch.sigmoid(logits[kept]).unsqueeze(1)
+    return straight_through_gate(feats[kept], prob), coords[kept]
