@@ -15,9 +15,10 @@ from typing import Callable, Protocol
 import numpy as np
 
 from drivepi.evaluation.qa_accuracy import format_number
+from drivepi.geometry import COMMANDS
 
 from .phrasing import make_turn, pick, plural
-from .scene import COMMAND_NAMES, SceneGT, display_name
+from .scene import SceneGT, display_name
 
 Q_CAPTION = ('Describe the driving scene.', 'What do you see around the ego vehicle?',
              'Give a short description of the current traffic scene.')
@@ -55,7 +56,7 @@ class TemplateCaptioner:
         parts = [f'{k} {plural(display_name(n)) if k > 1 else display_name(n)}' for n, k in ordered]
         around = (f'within {format_number(self.radius, "m", 0)}: {_list_words(parts)}' if parts
                   else f'no objects within {format_number(self.radius, "m", 0)}')
-        return f'{motion} and will {COMMAND_NAMES[scene.command]}. {around}.'
+        return f'{motion} and will {COMMANDS[scene.command]}. {around}.'
 
 
 def camera_image_paths(scene: SceneGT) -> list[str]:

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from drivepi.evaluation.qa_accuracy import format_number
+from drivepi.geometry import GROUND_CLASSES
 
 from .phrasing import make_turn, pick, place, plural, yes_no
-from .scene import GROUND_CLASSES, SceneGT, display_name
+from .scene import SceneGT, display_name
 
 DIRECTIONS = ('ahead', 'behind', 'left', 'right')
 DIRECTION_WORDS = {'ahead': 'ahead of', 'behind': 'behind', 'left': 'to the left of',

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from drivepi.evaluation.qa_accuracy import format_number, format_waypoints
+from drivepi.geometry import COMMANDS
 
 from .phrasing import make_turn, pick
-from .scene import COMMAND_NAMES, STEP_SECONDS, SceneGT, display_name
+from .scene import STEP_SECONDS, SceneGT, display_name
 
 ACTIONS = ('accelerate', 'keep speed', 'slow down', 'stop', 'turn left', 'turn right')
 
@@ -47,8 +48,8 @@ def next_action(scene: SceneGT, cfg: PlanningQAConfig) -> str:
     v1 = float(np.linalg.norm(scene.fut_traj[1] - scene.fut_traj[0])) / STEP_SECONDS
     if v1 < cfg.stop_speed:
         return 'stop'
-    if COMMAND_NAMES[scene.command].startswith('turn'):
-        return COMMAND_NAMES[scene.command]
+    if COMMANDS[scene.command].startswith('turn'):
+        return COMMANDS[scene.command]
     change = v1 - scene.ego_speed
     if change > cfg.speed_change:
         return 'accelerate'

@@ -12,13 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from drivepi.visualization.occ_grid import PC_RANGE, VOXEL_SIZE, check_grid
+from drivepi.geometry import OCC_RANGE, OCC_VOXEL_SIZE, OPENOCC_CLASSES
+from drivepi.visualization.occ_grid import check_grid
 
-OPENOCC_CLASSES = ('car', 'truck', 'trailer', 'bus', 'construction_vehicle', 'bicycle', 'motorcycle',
-                   'pedestrian', 'traffic_cone', 'barrier', 'driveable_surface', 'other_flat',
-                   'sidewalk', 'terrain', 'manmade', 'vegetation', 'free')
-GROUND_CLASSES = ('driveable_surface', 'other_flat', 'sidewalk', 'terrain')
-COMMAND_NAMES = {0: 'turn right', 1: 'turn left', 2: 'go straight'}  # VAD order (contracts)
 NUM_FUTURE_STEPS = 6
 STEP_SECONDS = 0.5
 
@@ -78,8 +74,8 @@ class SceneGT:
     ego_status: np.ndarray
     images: dict = field(default_factory=dict)
     data_root: Path = Path('.')
-    pc_range: tuple = PC_RANGE
-    voxel_size: float = VOXEL_SIZE
+    pc_range: tuple = OCC_RANGE
+    voxel_size: float = OCC_VOXEL_SIZE
 
     @property
     def free_label(self) -> int:

@@ -28,8 +28,9 @@ from data_engine.captions import TemplateCaptioner  # noqa: E402
 from data_engine.flow import HEADINGS  # noqa: E402
 from data_engine.generate_qa import QAEngineConfig, load_infos  # noqa: E402
 from data_engine.phrasing import yes_no  # noqa: E402
-from data_engine.scene import (COMMAND_NAMES, GROUND_CLASSES, STEP_SECONDS, SceneGT, display_name,  # noqa: E402
+from data_engine.scene import (STEP_SECONDS, SceneGT, display_name,  # noqa: E402
                                load_scene)
+from drivepi.geometry import COMMANDS, GROUND_CLASSES  # noqa: E402
 from drivepi.datasets.qa_schema import QARecord, iter_qa_records  # noqa: E402
 from drivepi.evaluation.qa_accuracy import format_number, format_waypoints  # noqa: E402
 
@@ -231,7 +232,7 @@ class SceneOracle:
         s, plan = self.scene, self.cfg.planning
         (x0, y0), (x1, y1) = s.fut_traj[0], s.fut_traj[1]
         planned = math.hypot(x1 - x0, y1 - y0) / STEP_SECONDS
-        command = COMMAND_NAMES[s.command]
+        command = COMMANDS[s.command]
         if planned < plan.stop_speed:
             return 'stop'
         if command in ('turn left', 'turn right'):

@@ -11,7 +11,7 @@ import pytest
 from nuscenes_tables import (AGENTS, KEYFRAME_DT, LANDMARKS_GLOBAL, NUM_KEYFRAMES, SCENES, SPLITS, SPEED, START_POSE,
                              ego_state, make_toy_nuscenes, pose_matrix)
 
-from drivepi.datasets import COMMANDS
+from drivepi.geometry import COMMANDS
 from drivepi.datasets.converters.ego_motion import driving_command, ego_status
 from drivepi.datasets.converters.nuscenes_converter import create_drivepi_infos
 

@@ -19,6 +19,7 @@ from data_engine.planning import PlanningQAConfig, action_reason, generate_plann
 from data_engine.scene import OPENOCC_CLASSES, load_scene, objects_in_ego
 from data_engine.stats import qa_stats
 from data_engine.verify import SceneOracle, VerifyReport, verify_file, verify_record
+from drivepi.geometry import OCC_GRID
 from drivepi.datasets.qa_schema import QAConversation, QARecord, QATurn, load_qa_file
 
 CATEGORIES = {'car': 0, 'truck': 1, 'trailer': 2, 'bus': 3, 'construction_vehicle': 4, 'bicycle': 5,
@@ -44,7 +45,7 @@ def build_semantics() -> np.ndarray:
     - manmade wall x in [-20.0, -19.6], |y| <= 2.0, iz 3..9 (behind, near face 19.6 m)
     - sidewalk patch x in [30.0, 31.2], |y| <= 2.0 at the road level
     """
-    sem = np.full((200, 200, 16), FREE, np.uint8)
+    sem = np.full(OCC_GRID, FREE, np.uint8)
     sem[:, :, 2] = L['driveable_surface']
     sem[ix_of(10.0):ix_of(14.0), ix_of(-0.8):ix_of(0.8), 3:7] = L['car']
     sem[ix_of(4.8):ix_of(6.0), ix_of(-0.8):ix_of(0.8), 11] = L['vegetation']
@@ -112,7 +113,7 @@ def test_objects_move_from_lidar_to_ego_frame():
 def test_scene_keeps_valid_objects_and_nan_velocities(scene):
     assert scene.objects.tokens == ['car_static', 'ped', 'car_fast', 'truck', 'bus_far', 'barrier_nan']
     assert np.isnan(scene.objects.velocities[5]).all()
-    assert scene.semantics.shape == (200, 200, 16) and scene.mask_camera.dtype == bool
+    assert scene.semantics.shape == OCC_GRID and scene.mask_camera.dtype == bool
 
 
 def test_occupancy_views_match_hand_answers(scene):

@@ -12,6 +12,7 @@ from mmdet3d.structures import LiDARInstance3DBoxes
 
 from nuscenes_tables import KEYFRAME_DT, LANDMARKS_GLOBAL, SCENES, ego_state, make_toy_nuscenes, pose_matrix
 
+from drivepi.geometry import OCC_GRID
 from drivepi.datasets.converters.nuscenes_converter import create_drivepi_infos
 from drivepi.datasets.qa_schema import QAConversation, QARecord, QATurn, write_qa_file
 from drivepi.registry import DATASETS, MODELS, TRANSFORMS
@@ -85,7 +86,7 @@ def test_train_sample_end_to_end(toy_root):
     car_xy = (start_in_ego @ np.array([12.0 + 4.0 * KEYFRAME_DT, 3.5, 0.0, 1.0]))[:2]
     np.testing.assert_allclose(boxes.tensor[0, :2].numpy(), car_xy, atol=1e-3)
     np.testing.assert_allclose(boxes.tensor[0, 2].item(), 0.0, atol=1e-3)  # bottom on the ground, ego frame
-    assert sample.gt_occ.shape == (200, 200, 16) and sample.gt_occ[100, 100, 2] == 0
+    assert sample.gt_occ.shape == OCC_GRID and sample.gt_occ[100, 100, 2] == 0
     assert sample.ego_fut_cmd == 1 and sample.gt_traj.shape == (6, 2)
     assert sample.conversations == []
 
@@ -147,5 +148,5 @@ def test_generated_mini_set_end_to_end(mini_dataset):
     assert packed['inputs']['img'].shape == (6, 3, 128, 352)
     assert packed['inputs']['points'].shape[0] > 100
     sample = packed['data_samples']
-    assert sample.gt_occ.shape == (200, 200, 16) and sample.cam_valid.all()
+    assert sample.gt_occ.shape == OCC_GRID and sample.cam_valid.all()
     assert len(sample.gt_fut_boxes) == 6

@@ -8,13 +8,13 @@ import torch
 from mmdet3d.structures import Det3DDataSample
 from mmengine.config import Config
 
+from drivepi.geometry import OCC_GRID
 from drivepi.registry import MODELS
 from drivepi.utils import register_all_modules
 
 MINI_CONFIG = 'configs/_base_/models/drivepi_mini.py'
 FULL_CONFIG = 'configs/_base_/models/drivepi_qwen2.5-0.5b.py'
 IMG_HW = (32, 88)
-GRID = (200, 200, 16)
 LOSS_KEYS = {'loss_text', 'loss_occ_ce', 'loss_occ_lovasz', 'loss_flow', 'loss_plan', 'loss_plan_col',
              'loss_importance', 'loss_token_importance'}
 
@@ -39,14 +39,14 @@ def make_sample(seed: int, conversations: list) -> dict:
     points = torch.rand(3000, 5, generator=g) * torch.tensor([80.0, 80.0, 6.4, 255.0, 0.5]) \
         - torch.tensor([40.0, 40.0, 1.0, 0.0, 0.0])
     imgs = torch.randint(0, 256, (6, 3) + IMG_HW, generator=g, dtype=torch.uint8)
-    gt_occ = torch.full(GRID, 16, dtype=torch.long)
+    gt_occ = torch.full(OCC_GRID, 16, dtype=torch.long)
     gt_occ[90:110, 95:105, 2:6] = torch.randint(0, 16, (20, 10, 4), generator=g)
     ds = Det3DDataSample(metainfo=dict(
         ego_fut_cmd=seed % 3, ego_status=np.array([5.0, 0.1, 0.2, 0.0, 0.01], np.float32),
         ego2img=ego2img_six_views(), cam_valid=np.array([True] * 5 + [False]), img_shape=IMG_HW))
     ds.gt_occ = gt_occ
-    ds.gt_flow = torch.randn(GRID + (2,), generator=g)
-    ds.gt_mask_camera = torch.rand(GRID, generator=g) < 0.3
+    ds.gt_flow = torch.randn(OCC_GRID + (2,), generator=g)
+    ds.gt_mask_camera = torch.rand(OCC_GRID, generator=g) < 0.3
     ds.gt_traj = torch.tensor([[2.5 * (t + 1), 0.2 * t] for t in range(6)])
     ds.gt_traj_mask = torch.ones(6)
     ds.gt_fut_boxes = [torch.tensor([[2.5 * (t + 1), 0.0, -1.0, 4.0, 2.0, 1.5, 0.0]]) for t in range(6)]
@@ -118,13 +118,13 @@ def test_predict_outputs_follow_the_contract(model, batch):
     results = model(**data, mode='predict')
     assert len(results) == 2
     for ds, conversations in zip(results, CONVERSATIONS):
-        assert ds.pred_occ.shape == GRID and ds.pred_occ.dtype == torch.uint8 and int(ds.pred_occ.max()) <= 16
-        assert ds.pred_flow.shape == GRID + (2,) and torch.isfinite(ds.pred_flow).all()
+        assert ds.pred_occ.shape == OCC_GRID and ds.pred_occ.dtype == torch.uint8 and int(ds.pred_occ.max()) <= 16
+        assert ds.pred_flow.shape == OCC_GRID + (2,) and torch.isfinite(ds.pred_flow).all()
         assert ds.pred_traj.shape == (6, 2) and torch.isfinite(ds.pred_traj).all()
         assert [len(a) for a in ds.pred_answers] == [len(c) for c in conversations]
         assert all(isinstance(text, str) for answers in ds.pred_answers for text in answers)
     raw = model(**data, mode='tensor')
-    assert raw['occ_logits'].shape == (2, 17) + GRID
+    assert raw['occ_logits'].shape == (2, 17) + OCC_GRID
     assert torch.equal(raw['occ_logits'].argmax(1).to(torch.uint8)[0], results[0].pred_occ)
     assert torch.allclose(raw['traj'][1], results[1].pred_traj)
 

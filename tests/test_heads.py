@@ -3,13 +3,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from drivepi.geometry import OCC_GRID as GRID
 from drivepi.registry import MODELS
-
-GRID = (200, 200, 16)
 
 
 def occ_head(**kw):
-    return MODELS.build(dict(type='OccupancyHead', in_channels=8, mid_channels=8, **kw))
+    return MODELS.build(dict(type='OccupancyHead', in_channels=8, mid_channels=8, grid_size=GRID, **kw))
 
 
 def test_occupancy_head_shapes_and_labels():
@@ -70,7 +69,7 @@ def test_occupancy_loss_rejects_bad_gt():
 
 
 def test_flow_head_shape_and_l1_on_occupied_voxels():
-    head = MODELS.build(dict(type='FlowHead', in_channels=8, mid_channels=8))
+    head = MODELS.build(dict(type='FlowHead', in_channels=8, mid_channels=8, grid_size=GRID))
     flow = head(torch.randn(2, 8, 25, 25))
     assert flow.shape == (2,) + GRID + (2,)
     gt_flow = torch.randn_like(flow)

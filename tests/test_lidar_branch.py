@@ -5,19 +5,19 @@ import numpy as np
 import pytest
 import torch
 
+from drivepi.geometry import OCC_GRID, OCC_RANGE, OCC_VOXEL_SIZE
 from drivepi.models.ada3d import DensityGuidedVoxelFilter, SparsityPreservingBatchNorm2d, voxel_ranges
 from drivepi.models.ada3d.targets import voxel_targets_from_boxes, voxel_targets_from_occupancy
 from drivepi.models.lidar import DynamicVoxelizer, LiDARBranch
 from drivepi.registry import MODELS
 
-OCC_RANGE = [-40.0, -40.0, -1.0, 40.0, 40.0, 5.4]
 DEMO_LOG = 'n015-2018-07-24-11-22-45+0800'
 
 
 def mini_branch_cfg(**overrides) -> dict:
     """The mini LiDAR branch: 0.4 m voxels, BEV stride 4 (50 x 50), Ada3D filter on."""
     cfg = dict(type='LiDARBranch',
-               voxelizer=dict(type='DynamicVoxelizer', point_cloud_range=OCC_RANGE, voxel_size=[0.4, 0.4, 0.4]),
+               voxelizer=dict(type='DynamicVoxelizer', point_cloud_range=OCC_RANGE, voxel_size=[OCC_VOXEL_SIZE] * 3),
                backbone=dict(type='SparseBEVBackbone', stage_channels=[8, 16, 32], stage_strides=[1, 2, 2],
                              out_channels=32),
                importance_predictor=dict(type='VoxelImportancePredictor', hidden_channels=8),
@@ -75,7 +75,7 @@ def test_voxelizer_matches_per_point_loop():
 ])
 def test_voxelizer_rejects_bad_points(points, message):
     with pytest.raises(ValueError, match=message):
-        DynamicVoxelizer(OCC_RANGE, [0.4, 0.4, 0.4])(points)
+        DynamicVoxelizer(OCC_RANGE, [OCC_VOXEL_SIZE] * 3)(points)
 
 
 def test_voxelizer_rejects_range_not_multiple_of_voxel():
@@ -96,7 +96,7 @@ def inverse_square_cloud(num_points: int, seed: int) -> torch.Tensor:
 
 def test_density_filter_keeps_ring_quota_of_top_scores_and_prunes_near_harder():
     clouds = [inverse_square_cloud(60000, seed) for seed in (1, 2)]
-    vox = DynamicVoxelizer(OCC_RANGE, [0.4, 0.4, 0.4])(clouds)
+    vox = DynamicVoxelizer(OCC_RANGE, [OCC_VOXEL_SIZE] * 3)(clouds)
     ranges, batch_idx = voxel_ranges(vox['centers']), vox['coords'][:, 0].long()
     scores = torch.rand(len(ranges), generator=torch.Generator().manual_seed(0))
     ratios = [0.3, 0.6, 1.0]
@@ -151,12 +151,12 @@ def test_sp_batchnorm_zero_on_empty_and_active_only_statistics():
 
 def test_voxel_targets_from_occupancy_and_boxes_hand_computed():
     from mmdet3d.structures import LiDARInstance3DBoxes
-    gt_occ = torch.full((2, 200, 200, 16), 16, dtype=torch.long)
+    gt_occ = torch.full((2,) + OCC_GRID, 16, dtype=torch.long)
     gt_occ[1, 100, 100, 8] = 0  # a car voxel: x, y in [0, 0.4), z in [2.2, 2.6)
     gt_occ[1, 101, 100, 8] = 10  # driveable surface: not foreground
     centers = torch.tensor([[0.1, 0.1, 2.3], [0.1, 0.1, 2.3], [0.5, 0.1, 2.3], [45.0, 0.0, 0.0]])
     batch_idx = torch.tensor([0, 1, 1, 1])
-    targets = voxel_targets_from_occupancy(centers, batch_idx, gt_occ, range(10), OCC_RANGE, [0.4, 0.4, 0.4])
+    targets = voxel_targets_from_occupancy(centers, batch_idx, gt_occ, range(10), OCC_RANGE, [OCC_VOXEL_SIZE] * 3)
     assert targets.tolist() == [0.0, 1.0, 0.0, 0.0]
     boxes = [LiDARInstance3DBoxes(torch.tensor([[10.0, 0.0, 0.0, 4.0, 2.0, 1.5, 0.0]])),
              LiDARInstance3DBoxes(torch.zeros(0, 7))]
@@ -167,9 +167,9 @@ def test_voxel_targets_from_occupancy_and_boxes_hand_computed():
 
 def occupancy_from_points(points: torch.Tensor) -> torch.Tensor:
     """A GT-like occupancy: voxels holding points above 0.3 m are 'car' (0), the rest free (16)."""
-    occ = torch.full((1, 200, 200, 16), 16, dtype=torch.long)
+    occ = torch.full((1,) + OCC_GRID, 16, dtype=torch.long)
     idx = torch.floor((points[:, :3] - torch.tensor(OCC_RANGE[:3])) / 0.4).long()
-    keep = ((idx >= 0) & (idx < torch.tensor([200, 200, 16]))).all(1) & (points[:, 2] > 0.3)
+    keep = ((idx >= 0) & (idx < torch.tensor(OCC_GRID))).all(1) & (points[:, 2] > 0.3)
     occ[0, idx[keep, 0], idx[keep, 1], idx[keep, 2]] = 0
     return occ
 
@@ -247,7 +247,7 @@ def test_bev_importance_predictor_sees_its_neighbourhood_only():
 def test_bev_importance_predictor_in_the_branch_trains_and_filters(demo_points):
     branch = MODELS.build(mini_branch_cfg(importance_predictor=dict(type='BEVImportancePredictor',
                                                                     hidden_channels=8))).train()
-    gt_occ = torch.full((1, 200, 200, 16), 16, dtype=torch.long)
+    gt_occ = torch.full((1,) + OCC_GRID, 16, dtype=torch.long)
     gt_occ[0, 90:110, 95:105, 5:8] = 0  # a car-class block near the ego
     bev, aux = branch([demo_points], gt_occ=gt_occ)
     assert 0.4 < float(aux['voxel_keep_ratio']) < 0.9

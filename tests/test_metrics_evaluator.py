@@ -8,6 +8,7 @@ import torch
 from mmdet3d.structures import Det3DDataSample
 from mmengine.evaluator import Evaluator
 
+from drivepi.geometry import OCC_GRID
 from drivepi.evaluation import format_metrics_table, save_metrics_json
 from drivepi.registry import METRICS
 
@@ -34,12 +35,12 @@ def ann_file(tmp_path):
 
 
 def _occ_sample(token: str, predict_all_free: bool, mask_front_half: bool) -> Det3DDataSample:
-    gt = torch.full((200, 200, 16), FREE, dtype=torch.long)
+    gt = torch.full(OCC_GRID, FREE, dtype=torch.long)
     gt[:, :, 0] = ROAD
     gt[110:115, 95:105, 1:5] = CAR                  # a car 4-6 m ahead of the ego
-    gt_flow = torch.zeros(200, 200, 16, 2)
+    gt_flow = torch.zeros(OCC_GRID + (2,))
     gt_flow[110:115, 95:105, 1:5] = torch.tensor([1.0, 0.0])
-    mask = torch.ones(200, 200, 16, dtype=torch.bool)
+    mask = torch.ones(OCC_GRID, dtype=torch.bool)
     if mask_front_half:
         mask[100:] = False                           # the car and the front road are not seen
     sample = Det3DDataSample(metainfo=dict(token=token, scene_token=f'scene-{token}', frame_idx=0,

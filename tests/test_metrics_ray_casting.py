@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from drivepi.geometry import OCC_GRID, OCC_RANGE, OCC_VOXEL_SIZE
 from drivepi.evaluation.ray_casting import (cast_scene_rays, lidar_ray_directions, scene_ray_origins,
                                             traverse_first_hit)
 
@@ -148,18 +149,18 @@ def _scalar_amanatides_woo(occupied: np.ndarray, origin, direction):
 def test_full_ray_set_matches_scalar_traversal_including_face_aligned_rays():
     """Real ray directions from an origin on a voxel face (y = 0 m): many rays run along voxel faces."""
     rng = np.random.default_rng(1)
-    semantics = torch.full((200, 200, 16), 16, dtype=torch.long)
+    semantics = torch.full(OCC_GRID, 16, dtype=torch.long)
     semantics[:, :, 0] = 10
-    semantics[torch.from_numpy(rng.random((200, 200, 16)) < 0.003)] = 4
+    semantics[torch.from_numpy(rng.random(OCC_GRID) < 0.003)] = 4
     dirs = lidar_ray_directions()
     pick = torch.cat([torch.arange(0, len(dirs), 360 // 4 * 1),              # azimuths 0/90/180/270 deg
                       torch.from_numpy(rng.choice(len(dirs), 200, replace=False))])
     origin = torch.tensor([[0.94, 0.0, 1.84]])
     label, depth, voxel = cast_scene_rays(semantics, origin, dirs[pick], 16)
     occupied = (semantics != 16).numpy()
-    origin_vox = ((origin - torch.tensor([-40.0, -40.0, -1.0])) / torch.full((3,), 0.4))[0].double().tolist()
+    origin_vox = ((origin - torch.tensor(OCC_RANGE[:3])) / torch.full((3,), OCC_VOXEL_SIZE))[0].double().tolist()
     for i, d in enumerate(dirs[pick]):
-        end = ((d + origin[0] - torch.tensor([-40.0, -40.0, -1.0])) / torch.full((3,), 0.4)).double().tolist()
+        end = ((d + origin[0] - torch.tensor(OCC_RANGE[:3])) / torch.full((3,), OCC_VOXEL_SIZE)).double().tolist()
         ray = [e - o for e, o in zip(end, origin_vox)]
         norm = math.sqrt(ray[0] * ray[0] + ray[1] * ray[1] + ray[2] * ray[2])
         ref_voxel, ref_exit, ref_hit = _scalar_amanatides_woo(occupied, origin_vox, [r / norm for r in ray])

@@ -10,6 +10,7 @@ from nuscenes.utils.data_classes import LidarPointCloud
 from nuscenes.utils.geometry_utils import points_in_box
 from pyquaternion import Quaternion
 
+from drivepi.geometry import OCC_GRID
 from drivepi.sim.calibration import CAMERA_NAMES
 from drivepi.sim.geometry import transform_points
 from drivepi.sim.mini_dataset import EGO_ROUTES, PRESETS, export_scene, generate_mini_dataset
@@ -114,7 +115,7 @@ def test_occupancy_and_flow_agree_with_the_world(sim_set):
         np.testing.assert_allclose(_pose(nusc.get('ego_pose', sd['ego_pose_token'])), ego2global, atol=1e-6)
         gt = np.load(root / 'occupancy' / scene['name'] / sample['token'] / 'labels.npz')
         sem, flow, mask_cam, mask_lidar = gt['semantics'], gt['flow'], gt['mask_camera'], gt['mask_lidar']
-        assert sem.shape == (200, 200, 16) and flow.shape == (200, 200, 16, 2) and flow.dtype == np.float32
+        assert sem.shape == OCC_GRID and flow.shape == OCC_GRID + (2,) and flow.dtype == np.float32
         agents = world.agents_at(t)
         scan = cast_lidar(world.mesh(agents), world.sensors, ego2global)
         pts = transform_points(world.sensors.lidar2ego, scan.points[:, :3].astype(np.float64))

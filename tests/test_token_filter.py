@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from drivepi.geometry import OCC_GRID
 from drivepi.models.ada3d.targets import bev_targets_from_occupancy
 from drivepi.models.ada3d.token_filter import gather_tokens, num_kept_tokens, scatter_tokens
 from drivepi.registry import MODELS
@@ -56,7 +57,7 @@ def test_scorer_trained_by_task_gradient_and_token_loss():
     out['tokens'].square().sum().backward()  # a stand-in LLM loss on the kept tokens only
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in token_filter.parameters())
     token_filter.zero_grad()
-    gt_occ = torch.full((1, 200, 200, 16), 16, dtype=torch.long)
+    gt_occ = torch.full((1,) + OCC_GRID, 16, dtype=torch.long)
     gt_occ[0, :40, :40, 2] = 0
     loss = token_filter.loss(token_filter(bev)['scores'], gt_occ, (10, 10))
     assert torch.isfinite(loss) and loss > 0
@@ -65,7 +66,7 @@ def test_scorer_trained_by_task_gradient_and_token_loss():
 
 
 def test_bev_targets_from_occupancy_hand_computed():
-    gt_occ = torch.full((1, 200, 200, 16), 16, dtype=torch.long)
+    gt_occ = torch.full((1,) + OCC_GRID, 16, dtype=torch.long)
     gt_occ[0, 5, 197, 3] = 7  # pedestrian in BEV cell (ix=1, iy=49) at stride 4
     gt_occ[0, 120, 8, 0] = 10  # driveable surface: not in fg_classes
     targets = bev_targets_from_occupancy(gt_occ, range(10), (50, 50))

@@ -12,6 +12,8 @@ import torch
 
 from data_engine.generate_qa import main as generate_qa
 
+from drivepi.geometry import OCC_GRID
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -76,7 +78,7 @@ def test_train_resume_and_test(mini_config, mini_dataset, tmp_path):
     predictions = {p.stem: np.load(p) for p in (results / 'predictions').glob('*.npz')}
     assert set(predictions) == val_tokens
     sample = next(iter(predictions.values()))
-    assert sample['occ'].shape == (200, 200, 16) and sample['occ'].max() <= 16 and sample['traj'].shape == (6, 2)
+    assert sample['occ'].shape == OCC_GRID and sample['occ'].max() <= 16 and sample['traj'].shape == (6, 2)
 
 
 def test_benchmark_model_times_a_train_and_a_test_step(mini_config, tmp_path):

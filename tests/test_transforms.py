@@ -10,7 +10,7 @@ from mmdet3d.structures import LiDARInstance3DBoxes
 
 from nuscenes_tables import write_occ
 
-from drivepi.datasets.classes import CAMERA_NAMES
+from drivepi.geometry import CAMERA_NAMES, OCC_GRID
 from drivepi.registry import MODELS, TRANSFORMS
 from drivepi.utils import register_all_modules
 
@@ -157,7 +157,7 @@ def test_load_openocc_and_occ3d(tmp_path):
     written = write_occ(tmp_path / 'openocc.npz')
     results = build(dict(type='LoadOccFlowGT'))(occ_results(tmp_path / 'openocc.npz'))
     np.testing.assert_array_equal(results['gt_occ'], written['semantics'])
-    assert results['gt_flow'].dtype == np.float32 and results['gt_flow'].shape == (200, 200, 16, 2)
+    assert results['gt_flow'].dtype == np.float32 and results['gt_flow'].shape == OCC_GRID + (2,)
     np.testing.assert_array_equal(results['gt_flow'][100, 100, 2], [1.5, -0.5])
     assert results['gt_flow'].sum() == pytest.approx(1.0)
     assert results['gt_mask_camera'].dtype == bool and results['gt_mask_camera'].all()
@@ -245,9 +245,9 @@ def test_packed_sample_fields_and_batching(demo_results, tmp_path):
     assert (points[:, 4] == 0).all()  # no sweeps in the demo: every point has time lag 0
     assert imgs.dtype == torch.uint8 and imgs.shape == (6, 3, 64, 176)
     sample = packed['data_samples']
-    assert sample.gt_occ.dtype == torch.long and sample.gt_occ.shape == (200, 200, 16)
-    assert sample.gt_flow.dtype == torch.float32 and sample.gt_flow.shape == (200, 200, 16, 2)
-    assert sample.gt_mask_camera.dtype == torch.bool and sample.gt_mask_camera.shape == (200, 200, 16)
+    assert sample.gt_occ.dtype == torch.long and sample.gt_occ.shape == OCC_GRID
+    assert sample.gt_flow.dtype == torch.float32 and sample.gt_flow.shape == OCC_GRID + (2,)
+    assert sample.gt_mask_camera.dtype == torch.bool and sample.gt_mask_camera.shape == OCC_GRID
     assert sample.gt_traj.shape == (6, 2) and sample.gt_traj_mask.shape == (6,)
     assert len(sample.gt_fut_boxes) == 6 and sample.gt_fut_boxes[0].shape == (2, 7)
     assert isinstance(sample.gt_instances_3d.bboxes_3d, LiDARInstance3DBoxes)

@@ -8,17 +8,18 @@ import pytest
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
+from drivepi.geometry import FREE_INDEX, OCC_GRID
 from drivepi.visualization.bev import bev_image, box_corners_xy, plot_bev, top_class  # noqa: E402
 from drivepi.closed_loop.episode import LOG_FORMAT  # noqa: E402
 from drivepi.visualization.episode import (draw_frame, ego_to_global, frame_steps, global_to_ego,  # noqa: E402
                                            load_episode, render_episode)
 from drivepi.visualization.palette import AGENT_COLOR, PRED_TRAJ_COLOR, occ_palette  # noqa: E402
 
-FREE, CAR, DRIVEABLE, VEGETATION = 16, 0, 10, 15
+FREE, CAR, DRIVEABLE, VEGETATION = FREE_INDEX, 0, 10, 15
 
 
 def test_top_class_takes_highest_non_free_voxel():
-    sem = np.full((200, 200, 16), FREE, np.uint8)
+    sem = np.full(OCC_GRID, FREE, np.uint8)
     sem[5, 7, 2] = DRIVEABLE
     sem[5, 7, 6] = CAR
     sem[5, 7, 9] = FREE
@@ -28,7 +29,7 @@ def test_top_class_takes_highest_non_free_voxel():
 
 
 def test_bev_image_dims_columns_never_seen_by_a_camera():
-    sem = np.full((200, 200, 16), FREE, np.uint8)
+    sem = np.full(OCC_GRID, FREE, np.uint8)
     sem[:, :, 2] = DRIVEABLE
     mask = np.zeros_like(sem)
     mask[:100] = 1
@@ -51,7 +52,7 @@ def _pixel(fig, ax, x, y):
 
 
 def test_plot_bev_puts_classes_forward_up_and_left_left():
-    sem = np.full((200, 200, 16), FREE, np.uint8)
+    sem = np.full(OCC_GRID, FREE, np.uint8)
     sem[150:170, 150:170, 3] = CAR           # x in [20, 28), y in [20, 28): ahead and to the left
     sem[20:40, 30:50, 3] = VEGETATION        # x in [-32, -24), y in [-28, -20): behind and to the right
     fig, ax = plt.subplots(figsize=(4, 4), dpi=100)

@@ -4,12 +4,12 @@ import pickle
 import numpy as np
 import pytest
 
-from drivepi.datasets.classes import CAMERA_NAMES
-from drivepi.visualization.camera import (FLAT_CLASSES, cameras_seeing, ego_to_image, project_occupancy,
+from drivepi.geometry import CAMERA_NAMES, FREE_INDEX, GROUND_CLASSES, OCC_GRID
+from drivepi.visualization.camera import (cameras_seeing, ego_to_image, project_occupancy,
                                           project_trajectory)
 from drivepi.visualization.palette import occ_palette
 
-FREE, CAR, DRIVEABLE = 16, 0, 10
+FREE, CAR, DRIVEABLE = FREE_INDEX, 0, 10
 IMAGE_SIZE = (900, 1600)      # nuScenes camera images (height, width)
 
 
@@ -90,7 +90,7 @@ def test_trajectory_ahead_is_drawn_on_the_road_in_the_front_camera_only(demo):
 
 def test_project_occupancy_one_voxel(demo):
     _, cameras = demo
-    sem = np.full((200, 200, 16), FREE, np.uint8)
+    sem = np.full(OCC_GRID, FREE, np.uint8)
     sem[125, 100, 5] = CAR                                  # centre (10.2, 0.2, 1.2) m: ahead
     centre = np.array([[-40 + 125.5 * 0.4, -40 + 100.5 * 0.4, -1 + 5.5 * 0.4]])
     proj = project_occupancy(sem, **cameras['CAM_FRONT'], image_size=IMAGE_SIZE)
@@ -104,13 +104,13 @@ def test_project_occupancy_one_voxel(demo):
 
 def test_project_occupancy_orders_far_to_near_and_skips_ground(demo):
     _, cameras = demo
-    sem = np.full((200, 200, 16), FREE, np.uint8)
+    sem = np.full(OCC_GRID, FREE, np.uint8)
     sem[:, :, 2] = DRIVEABLE
     sem[110:180, 95:105, 3] = CAR
     proj = project_occupancy(sem, **cameras['CAM_FRONT'], image_size=IMAGE_SIZE, max_depth=20.0)
     assert set(proj['labels'].tolist()) == {CAR, DRIVEABLE}
     assert np.all(np.diff(proj['depth']) <= 0) and proj['depth'].max() <= 20.0
     cars = project_occupancy(sem, **cameras['CAM_FRONT'], image_size=IMAGE_SIZE, max_depth=20.0,
-                             skip_classes=FLAT_CLASSES)
+                             skip_classes=GROUND_CLASSES)
     assert set(cars['labels'].tolist()) == {CAR}
     assert len(cars['labels']) == (proj['labels'] == CAR).sum()

@@ -14,11 +14,12 @@ import pytest
 
 from test_visualization_bev import write_episode_log
 
+from drivepi.geometry import FREE_INDEX, OCC_GRID
 from drivepi.visualization.palette import GT_TRAJ_COLOR, PRED_TRAJ_COLOR, occ_palette
 from drivepi.visualization.sample_io import load_occ_gt, load_prediction, load_sample_view
 
 REPO = Path(__file__).resolve().parents[1]
-FREE, CAR, DRIVEABLE, VEGETATION = 16, 0, 10, 15
+FREE, CAR, DRIVEABLE, VEGETATION = FREE_INDEX, 0, 10, 15
 TOKEN = 'ca9a282c9e77460f8360f564131a8af5'
 
 
@@ -42,10 +43,10 @@ def data_root(demo_dir, tmp_path_factory):
     info['ego_fut_mask'] = np.array([1, 1, 1, 1, 0, 0], np.float32)
     with open(root / 'infos.pkl', 'wb') as f:
         pickle.dump(infos, f)
-    sem = np.full((200, 200, 16), FREE, np.uint8)
+    sem = np.full(OCC_GRID, FREE, np.uint8)
     sem[:, :, 2] = DRIVEABLE
     sem[125:135, 105:110, 3:7] = CAR                      # x in [10, 14), y in [2, 4)
-    flow = np.zeros((200, 200, 16, 2), np.float32)
+    flow = np.zeros(OCC_GRID + (2,), np.float32)
     flow[125:135, 105:110, 3:7] = (2.0, 0.0)
     occ_file = root / info['occ_path']
     occ_file.parent.mkdir(parents=True)
@@ -63,7 +64,7 @@ def data_root(demo_dir, tmp_path_factory):
 def test_load_sample_view_reads_gt_predictions_and_cameras(data_root):
     view = load_sample_view(data_root / 'infos.pkl', TOKEN, results_dir=data_root / 'results')
     assert view.token == TOKEN
-    assert view.gt_occ.shape == (200, 200, 16) and view.gt_occ[130, 107, 4] == CAR
+    assert view.gt_occ.shape == OCC_GRID and view.gt_occ[130, 107, 4] == CAR
     assert view.gt_mask_camera.dtype == bool and view.gt_flow[130, 107, 4].tolist() == [2.0, 0.0]
     assert view.gt_traj.shape == (4, 2)                    # only the valid future waypoints
     assert view.pred_occ[50, 50, 5] == VEGETATION and view.pred_flow.dtype == np.float32
@@ -83,12 +84,12 @@ def test_bad_inputs_raise_errors_naming_the_file(data_root, tmp_path):
     np.savez(bad, semantics=np.zeros((200, 200, 8), np.uint8), mask_camera=np.zeros((200, 200, 8), np.uint8))
     with pytest.raises(ValueError, match=r'labels\.npz: semantics has shape \(200, 200, 8\)'):
         load_occ_gt(bad)
-    flow = np.full((200, 200, 16, 2), np.nan, np.float32)
-    np.savez(bad, semantics=np.zeros((200, 200, 16), np.uint8), mask_camera=np.zeros((200, 200, 16), np.uint8),
+    flow = np.full(OCC_GRID + (2,), np.nan, np.float32)
+    np.savez(bad, semantics=np.zeros(OCC_GRID, np.uint8), mask_camera=np.zeros(OCC_GRID, np.uint8),
              flow=flow)
     with pytest.raises(ValueError, match=r'labels\.npz: flow contains NaN'):
         load_occ_gt(bad)
-    np.savez(bad, semantics=np.zeros((200, 200, 16), np.uint8))
+    np.savez(bad, semantics=np.zeros(OCC_GRID, np.uint8))
     with pytest.raises(KeyError, match="no 'mask_camera'"):
         load_occ_gt(bad)
     truncated = tmp_path / 'infos.pkl'

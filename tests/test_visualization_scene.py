@@ -7,26 +7,26 @@ are dimmed, the ego car and the planned trajectory are where they belong.
 import numpy as np
 import pytest
 
-from drivepi.datasets.classes import OPENOCC_CLASSES
+from drivepi.geometry import FREE_INDEX, OCC_GRID, OPENOCC_CLASSES
 from drivepi.visualization.palette import (EGO_COLOR, PRED_TRAJ_COLOR, class_color, legend_handles,
                                            occ_palette)
 from drivepi.visualization.scene import (build_scene, exposed_faces, flow_arrows, occupancy_mesh,
                                          trajectory_mesh)
 
-FREE = 16
+FREE = FREE_INDEX
 CAR, DRIVEABLE, MANMADE = 0, 10, 14
 IMAGE_SIZE = 400          # top view of the 80 m x 80 m grid: 0.2 m per pixel
 
 
 def known_scene():
     """Ground everywhere, a car block, a building block; ground of the rear-left quarter not visible."""
-    sem = np.full((200, 200, 16), FREE, np.uint8)
+    sem = np.full(OCC_GRID, FREE, np.uint8)
     sem[:, :, 2] = DRIVEABLE                       # z in [-0.2, 0.2]
     sem[120:130, 90:96, 3:7] = CAR                 # x in [8, 12), y in [-4, -1.6), z up to 1.8
     sem[60:70, 50:60, 3:10] = MANMADE              # x in [-16, -12), y in [-20, -16)
     mask = np.ones_like(sem)
     mask[:100, 100:, :] = 0                        # x < 0 and y > 0 invisible to the cameras
-    flow = np.zeros((200, 200, 16, 2), np.float32)
+    flow = np.zeros(OCC_GRID + (2,), np.float32)
     flow[120:130, 90:96, 3:7] = (3.0, 1.0)
     traj = np.stack([np.arange(1, 7) * 2.0 + 2.0, np.zeros(6)], axis=1)   # straight ahead to x = 14
     return sem, mask, flow, traj
@@ -73,7 +73,7 @@ def test_exposed_faces_hide_shared_faces():
 
 
 def test_occupancy_mesh_single_voxel_geometry_and_colour():
-    sem = np.full((200, 200, 16), FREE, np.uint8)
+    sem = np.full(OCC_GRID, FREE, np.uint8)
     sem[100, 50, 3] = CAR
     mesh = occupancy_mesh(sem)
     assert len(mesh.vertices) == 24 and len(mesh.triangles) == 12
@@ -91,7 +91,7 @@ def test_occupancy_mesh_single_voxel_geometry_and_colour():
 
 
 def test_invisible_voxels_hide_option():
-    sem = np.full((200, 200, 16), FREE, np.uint8)
+    sem = np.full(OCC_GRID, FREE, np.uint8)
     sem[10, 10, 3] = sem[20, 20, 3] = CAR
     mask = np.zeros_like(sem)
     mask[10, 10, 3] = 1

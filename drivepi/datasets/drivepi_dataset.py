@@ -6,7 +6,7 @@ import numpy as np
 from mmdet3d.datasets import Det3DDataset
 from mmdet3d.structures import LiDARInstance3DBoxes
 
-from drivepi.datasets.classes import CAMERA_NAMES, DETECTION_CLASSES
+from drivepi.geometry import CAMERA_NAMES, DETECTION_CLASSES
 from drivepi.datasets.converters.nuscenes_converter import INFO_VERSION
 from drivepi.datasets.qa_schema import load_qa_file
 from drivepi.registry import DATASETS

@@ -16,12 +16,13 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
+from drivepi.geometry import OCC_RANGE, OCC_VOXEL_SIZE
 from drivepi.evaluation.metric_table import format_metrics_table
 from drivepi.evaluation.occ_miou import confusion_matrix, miou_from_confusion
 from drivepi.evaluation.planning_metrics import (HORIZONS_S, STEP_S, collision_per_step, l2_per_step,
                                                  summarize_planning)
 from drivepi.evaluation.qa_accuracy import qa_accuracy
-from drivepi.evaluation.ray_casting import OCC_RANGE, OCC_VOXEL_SIZE, lidar_ray_directions, scene_ray_origins
+from drivepi.evaluation.ray_casting import lidar_ray_directions, scene_ray_origins
 from drivepi.evaluation.ray_iou import (OPENOCC_RELATIVE_DEPTH_TOL, RAY_THRESHOLDS_M, AVE_THRESHOLD_M,
                                         sample_ray_counts, summarize_ray_counts)
 from drivepi.registry import METRICS

@@ -28,8 +28,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-OCC_RANGE = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4)
-OCC_VOXEL_SIZE = 0.4
+from drivepi.geometry import OCC_RANGE, OCC_VOXEL_SIZE
+
 MAX_ORIGINS = 8
 ORIGIN_XY_LIMIT_M = 39.0
 _TOP_PITCH_RAD = 0.21

@@ -25,7 +25,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from drivepi.evaluation.ray_casting import OCC_RANGE, OCC_VOXEL_SIZE, cast_scene_rays
+from drivepi.evaluation.ray_casting import cast_scene_rays
+from drivepi.geometry import OCC_RANGE, OCC_VOXEL_SIZE
 
 RAY_THRESHOLDS_M = (1.0, 2.0, 4.0)
 AVE_THRESHOLD_M = 2.0

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from drivepi.geometry import FREE_INDEX, OCC_GRID, OCC_RANGE, OCC_VOXEL_SIZE
 from drivepi.sim.geometry import box_corners, transform_boxes, transform_points
 from drivepi.sim.sensors import pixel_rays
 
-PC_RANGE = np.array([-40.0, -40.0, -1.0, 40.0, 40.0, 5.4])
-VOXEL_SIZE = 0.4
-GRID_SHAPE = (200, 200, 16)
-FREE = 16
+PC_RANGE = np.array(OCC_RANGE)
+VOXEL_SIZE = OCC_VOXEL_SIZE
+GRID_SHAPE = OCC_GRID
+FREE = FREE_INDEX
 SURFACE_TOLERANCE = VOXEL_SIZE * np.sqrt(3) / 2   # a voxel is seen if its centre is this close to a hit
 
 

@@ -18,18 +18,17 @@ import numpy as np
 from drivepi.sim import layout
 from drivepi.sim.calibration import camera_calibs, lidar2ego
 from drivepi.fileio import atomic_write_text
+from drivepi.geometry import FREE_INDEX, OPENOCC_CLASSES
 from drivepi.sim.geometry import TRIANGLES_PER_BOX, boxes_mesh, pose2d_matrix, wrap_angle
 
 WORLD_FORMAT = 'drivepi-world-1'
-OCC_CLASSES = ('car', 'truck', 'trailer', 'bus', 'construction_vehicle', 'bicycle', 'motorcycle',
-               'pedestrian', 'traffic_cone', 'barrier', 'driveable_surface', 'other_flat', 'sidewalk',
-               'terrain', 'manmade', 'vegetation', 'free')
+OCC_CLASSES = OPENOCC_CLASSES
 CATEGORY_TO_OCC = {
     'vehicle.car': 0, 'vehicle.truck': 1, 'vehicle.trailer': 2, 'vehicle.bus.rigid': 3,
     'vehicle.construction': 4, 'vehicle.bicycle': 5, 'vehicle.motorcycle': 6,
     'human.pedestrian.adult': 7, 'movable_object.trafficcone': 8, 'movable_object.barrier': 9}
 MATERIAL_TO_OCC = np.array([13, 10, 12, 10, 10], np.uint8)   # terrain, road, sidewalk, white/yellow paint
-FREE = 16
+FREE = FREE_INDEX
 
 
 @dataclass

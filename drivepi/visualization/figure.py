@@ -7,7 +7,7 @@ from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
-from drivepi.datasets.classes import OPENOCC_CLASSES
+from drivepi.geometry import OPENOCC_CLASSES
 from drivepi.fileio import atomic_open
 
 from .bev import plot_bev

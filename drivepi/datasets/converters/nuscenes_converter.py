@@ -19,7 +19,7 @@ from nuscenes.utils.splits import create_splits_scenes
 from pyquaternion import Quaternion
 from tqdm import tqdm
 
-from drivepi.datasets.classes import DETECTION_CLASSES, OCC_CLASSES
+from drivepi.geometry import DETECTION_CLASSES, OCC_CLASSES
 from drivepi.datasets.converters.ego_motion import (boxes_global_to_frame, driving_command, ego_status,
                                                     future_trajectory)
 from drivepi.datasets.file_checks import check_image_file, check_points_file

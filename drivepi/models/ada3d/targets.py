@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from mmcv.ops import points_in_boxes_cpu
 
-from drivepi.models.bev_grid import grid_shape
+from drivepi.geometry import grid_shape
 
 
 def occupancy_foreground(gt_occ: torch.Tensor, fg_classes: Sequence[int]) -> torch.Tensor:

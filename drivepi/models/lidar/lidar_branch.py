@@ -4,11 +4,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from mmengine.model import BaseModule
 
+from drivepi.geometry import OCC_RANGE, OCC_VOXEL_SIZE
 from drivepi.models.ada3d.density_filter import filter_and_gate_voxels
 from drivepi.models.ada3d.targets import combine_targets, voxel_targets_from_boxes, voxel_targets_from_occupancy
 from drivepi.registry import MODELS
-
-OCC_RANGE = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4)
 
 
 @MODELS.register_module()
@@ -36,7 +35,7 @@ class LiDARBranch(BaseModule):
                  loss_importance: dict = dict(type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
                                               loss_weight=1.0),
                  importance_fg_classes: Sequence[int] = tuple(range(10)),
-                 occ_range: Sequence[float] = OCC_RANGE, occ_voxel_size: Sequence[float] = (0.4, 0.4, 0.4),
+                 occ_range: Sequence[float] = OCC_RANGE, occ_voxel_size: Sequence[float] = (OCC_VOXEL_SIZE,) * 3,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if voxel_filter is not None and importance_predictor is None:

@@ -7,7 +7,8 @@ from typing import Dict, List, Sequence
 import torch
 from torch import nn
 
-from drivepi.models.bev_grid import cell_centers, grid_shape
+from drivepi.geometry import grid_shape
+from drivepi.models.bev_grid import cell_centers
 from drivepi.registry import MODELS
 
 

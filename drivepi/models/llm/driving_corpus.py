@@ -5,10 +5,10 @@ nuScenes-QA), so the questions and answers of the data engine tokenise into few 
 """
 import random
 
-OCC_CLASSES = ('car', 'truck', 'trailer', 'bus', 'construction vehicle', 'bicycle', 'motorcycle',
-               'pedestrian', 'traffic cone', 'barrier', 'driveable surface', 'other flat', 'sidewalk',
-               'terrain', 'manmade', 'vegetation', 'free space')
-COMMAND_PHRASES = ('turn right', 'turn left', 'go straight')
+from drivepi.geometry import COMMANDS, OPENOCC_CLASSES
+
+# display names of the OpenOcc classes ('construction vehicle', ..., 'free space')
+OCC_CLASSES = tuple(name.replace('_', ' ') for name in OPENOCC_CLASSES[:-1]) + ('free space',)
 DIRECTIONS = ('front', 'back', 'front left', 'front right', 'back left', 'back right', 'left', 'right')
 STATUSES = ('moving', 'parked', 'stopped', 'with rider', 'without rider', 'standing', 'sitting')
 
@@ -45,7 +45,7 @@ def _fill(template: str, rng: random.Random) -> str:
         x=rng.uniform(-40, 40), y=rng.uniform(-40, 40), z=rng.uniform(-1, 5.4),
         d=rng.uniform(0, 40), v=rng.uniform(0, 15), vx=rng.uniform(-10, 10), vy=rng.uniform(-10, 10),
         cls=rng.choice(OCC_CLASSES), dir=rng.choice(DIRECTIONS), status=rng.choice(STATUSES),
-        cmd=rng.choice(COMMAND_PHRASES), n=rng.randint(0, 12), m=rng.randint(0, 12))
+        cmd=rng.choice(COMMANDS), n=rng.randint(0, 12), m=rng.randint(0, 12))
 
 
 def driving_qa_corpus(num_sentences_per_template: int = 40, seed: int = 0) -> list[str]:

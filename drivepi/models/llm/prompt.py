@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from drivepi.datasets import COMMANDS
+from drivepi.geometry import COMMANDS
 from .special_tokens import IM_END, IM_START, PLAN_TOKEN, SPATIAL_TOKEN
 
 IGNORE_INDEX = -100
