@@ -13,7 +13,7 @@ sample draws from its own generator seeded by ``(seed, crc32(token))``), dedupli
 sample, answer-balanced (``max_answer_share``), plus ``<out>.stats.json`` and a printed stats
 table. ``--config`` is an MMEngine config file whose ``occupancy`` / ``flow`` / ``planning`` dicts
 override the family configs and whose ``families`` / ``max_answer_share`` / ``caption_radius``
-override the defaults of :class:`QAEngineConfig`.
+override the defaults of :class:`QAEngineConfig` (all defaults written out: ``configs/data_engine/default.py``).
 """
 import argparse
 import sys

@@ -307,7 +307,7 @@ def test_balance_caps_the_largest_answer_share():
 
 
 def test_config_file_holds_the_defaults():
-    assert QAEngineConfig.from_file(REPO_ROOT / 'configs/_base_/data_engine.py') == QAEngineConfig()
+    assert QAEngineConfig.from_file(REPO_ROOT / 'configs/data_engine/default.py') == QAEngineConfig()
 
 
 def test_generate_script_entry_point(hand_dataset, tmp_path, monkeypatch, capsys):

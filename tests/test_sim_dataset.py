@@ -10,14 +10,13 @@ from nuscenes.utils.data_classes import LidarPointCloud
 from nuscenes.utils.geometry_utils import points_in_box
 from pyquaternion import Quaternion
 
-from drivepi.geometry import OCC_GRID
+from drivepi.geometry import OCC_GRID, OCC_RANGE, OCC_VOXEL_SIZE, OPENOCC_CLASSES
 from drivepi.sim.calibration import CAMERA_NAMES
 from drivepi.sim.geometry import transform_points
 from drivepi.sim.mini_dataset import EGO_ROUTES, PRESETS, export_scene, generate_mini_dataset
 from drivepi.sim.nuscenes_export import token
-from drivepi.sim.occupancy import PC_RANGE, VOXEL_SIZE
 from drivepi.sim.sensors import cast_lidar
-from drivepi.sim.world import OCC_CLASSES, load_scene_world
+from drivepi.sim.world import load_scene_world
 
 NUM_SCENES = 2
 
@@ -100,7 +99,7 @@ def test_boxes_contain_exactly_their_objects_returns(sim_set):
 
 
 def _voxel_index(points_ego: np.ndarray) -> tuple:
-    idx = np.floor((points_ego - PC_RANGE[:3]) / VOXEL_SIZE).astype(int)
+    idx = np.floor((points_ego - np.array(OCC_RANGE[:3])) / OCC_VOXEL_SIZE).astype(int)
     ok = np.all((idx >= 0) & (idx < [200, 200, 16]), axis=1)
     return idx, ok
 
@@ -128,16 +127,16 @@ def test_occupancy_and_flow_agree_with_the_world(sim_set):
         # half-way to a hit more than 4 m away the ray crosses free space
         far = np.linalg.norm(pts - world.sensors.lidar2ego[:3, 3], axis=1) > 4
         idx, ok = _voxel_index(world.sensors.lidar2ego[:3, 3] + (pts[far] - world.sensors.lidar2ego[:3, 3]) / 2)
-        stats['free'].append(sem[tuple(idx[ok].T)] == OCC_CLASSES.index('free'))
+        stats['free'].append(sem[tuple(idx[ok].T)] == OPENOCC_CLASSES.index('free'))
         # flow: inside every moving agent its velocity in the ego frame; zero on static classes
         yaw = np.arctan2(ego2global[1, 0], ego2global[0, 0])
         rot = np.array([[np.cos(yaw), np.sin(yaw)], [-np.sin(yaw), np.cos(yaw)]])
         centres = np.c_[agents.boxes[:, :2], agents.boxes[:, 2] + 0.3]
         idx, ok = _voxel_index(transform_points(np.linalg.inv(ego2global), centres))
         for n in np.flatnonzero(ok):
-            assert sem[tuple(idx[n])] == OCC_CLASSES.index(_occ_name(agents.categories[n]))
+            assert sem[tuple(idx[n])] == OPENOCC_CLASSES.index(_occ_name(agents.categories[n]))
             stats['flow'].append(np.abs(flow[tuple(idx[n])] - rot @ agents.velocities[n]).max())
-        static = sem >= OCC_CLASSES.index('driveable_surface')
+        static = sem >= OPENOCC_CLASSES.index('driveable_surface')
         assert np.all(flow[static] == 0)
         assert mask_cam.any() and not mask_cam.all() and mask_cam[:, :, 0].sum() == 0   # below the ground
     assert np.mean(np.concatenate(stats['surface'])) > 0.97
@@ -147,8 +146,8 @@ def test_occupancy_and_flow_agree_with_the_world(sim_set):
 
 
 def _occ_name(category: str) -> str:
-    from drivepi.sim.world import CATEGORY_TO_OCC
-    return OCC_CLASSES[CATEGORY_TO_OCC[category]]
+    from drivepi.sim.shapes import CATEGORY_TO_OCC
+    return OPENOCC_CLASSES[CATEGORY_TO_OCC[category]]
 
 
 def test_annotation_velocities_and_ego_motion_are_consistent(sim_set):

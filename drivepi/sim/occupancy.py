@@ -16,6 +16,7 @@ import numpy as np
 from drivepi.geometry import FREE_INDEX, OCC_GRID, OCC_RANGE, OCC_VOXEL_SIZE
 from drivepi.sim.geometry import box_corners, transform_boxes, transform_points
 from drivepi.sim.sensors import pixel_rays
+from drivepi.sim.shapes import MATERIAL_TO_OCC
 
 PC_RANGE = np.array(OCC_RANGE)
 VOXEL_SIZE = OCC_VOXEL_SIZE
@@ -51,7 +52,6 @@ def semantics_and_flow(mesh, ego2global: np.ndarray, agent_velocities: np.ndarra
         mesh: :class:`~drivepi.sim.world.WorldMesh` at the keyframe time.
         agent_velocities: (N,2) global (vx, vy) of the agents the mesh was built with.
     """
-    from drivepi.sim.world import MATERIAL_TO_OCC
     sem = np.full(GRID_SHAPE, FREE, np.uint8)
     flow = np.zeros(GRID_SHAPE + (2,), np.float32)
     centres = voxel_centres()
