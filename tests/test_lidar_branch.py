@@ -7,7 +7,7 @@ import torch
 
 from drivepi.geometry import OCC_GRID, OCC_RANGE, OCC_VOXEL_SIZE
 from drivepi.models.ada3d import DensityGuidedVoxelFilter, SparsityPreservingBatchNorm2d, voxel_ranges
-from drivepi.models.ada3d.targets import voxel_targets_from_boxes, voxel_targets_from_occupancy
+from drivepi.models.ada3d.targets import voxel_targets_from_occupancy
 from drivepi.models.lidar import DynamicVoxelizer, LiDARBranch
 from drivepi.registry import MODELS
 
@@ -149,8 +149,7 @@ def test_sp_batchnorm_zero_on_empty_and_active_only_statistics():
     assert (dense.permute(0, 2, 3, 1)[~active].abs() > 1e-3).any()
 
 
-def test_voxel_targets_from_occupancy_and_boxes_hand_computed():
-    from mmdet3d.structures import LiDARInstance3DBoxes
+def test_voxel_targets_from_occupancy_hand_computed():
     gt_occ = torch.full((2,) + OCC_GRID, 16, dtype=torch.long)
     gt_occ[1, 100, 100, 8] = 0  # a car voxel: x, y in [0, 0.4), z in [2.2, 2.6)
     gt_occ[1, 101, 100, 8] = 10  # driveable surface: not foreground
@@ -158,11 +157,6 @@ def test_voxel_targets_from_occupancy_and_boxes_hand_computed():
     batch_idx = torch.tensor([0, 1, 1, 1])
     targets = voxel_targets_from_occupancy(centers, batch_idx, gt_occ, range(10), OCC_RANGE, [OCC_VOXEL_SIZE] * 3)
     assert targets.tolist() == [0.0, 1.0, 0.0, 0.0]
-    boxes = [LiDARInstance3DBoxes(torch.tensor([[10.0, 0.0, 0.0, 4.0, 2.0, 1.5, 0.0]])),
-             LiDARInstance3DBoxes(torch.zeros(0, 7))]
-    pts = torch.tensor([[11.9, 0.9, 1.0], [12.1, 0.0, 1.0], [10.0, 0.0, 1.6], [10.0, 0.0, 0.5]])
-    in_box = voxel_targets_from_boxes(pts, torch.tensor([0, 0, 0, 1]), boxes)
-    assert in_box.tolist() == [1.0, 0.0, 0.0, 0.0]
 
 
 def occupancy_from_points(points: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,6 @@ import mmcv
 import numpy as np
 import pytest
 import torch
-from mmdet3d.structures import LiDARInstance3DBoxes
 
 from nuscenes_tables import write_occ
 
@@ -130,25 +129,6 @@ def test_missing_camera_file_is_named(demo_results, tmp_path):
         load_images(results)
 
 
-def test_boxes_to_ego(demo_results):
-    inst = demo_results['instances']
-    lidar_boxes = np.array([i['bbox_3d'] for i in inst], dtype=np.float64)
-    lidar_boxes[:, 2] -= lidar_boxes[:, 5] / 2  # mmdet3d's nuScenes infos keep the centre z; DrivePI the bottom
-    results = dict(lidar_points=demo_results['lidar_points'], gt_bboxes_3d=LiDARInstance3DBoxes(lidar_boxes))
-    ego_boxes = build(dict(type='BoxesToEgo'))(results)['gt_bboxes_3d']
-    lidar2ego = np.asarray(demo_results['lidar_points']['lidar2ego'])
-    centres = np.array([i['bbox_3d'][:3] for i in inst]) @ lidar2ego[:3, :3].T + lidar2ego[:3, 3]
-    assert isinstance(ego_boxes, LiDARInstance3DBoxes)
-    np.testing.assert_allclose(ego_boxes.gravity_center.numpy(), centres, atol=1e-4)
-    np.testing.assert_allclose(ego_boxes.dims.numpy(), lidar_boxes[:, 3:6], atol=1e-5)
-    # lidar2ego turns ~ -90 deg about z: a box heading along LiDAR +x points along ego -y
-    headings = np.stack([np.cos(lidar_boxes[:, 6]), np.sin(lidar_boxes[:, 6]), np.zeros(len(inst))], 1)
-    headings = headings @ lidar2ego[:3, :3].T
-    yaw = ego_boxes.yaw.numpy()
-    np.testing.assert_allclose(np.cos(yaw), headings[:, 0] / np.linalg.norm(headings[:, :2], axis=1), atol=1e-5)
-    np.testing.assert_allclose(np.sin(yaw), headings[:, 1] / np.linalg.norm(headings[:, :2], axis=1), atol=1e-5)
-
-
 def occ_results(path, **extra):
     return dict(occ_path=str(path), token='tok', **extra)
 
@@ -217,9 +197,6 @@ def full_demo_results(demo_results, tmp_path):
     results.update(planning_results(token=demo_results['token']), occ_path=str(tmp_path / 'labels.npz'),
                    scene_token='scene-tok', scene_name='scene-demo', frame_idx=0, occ_classes=['x'] * 17,
                    conversations=[])
-    boxes = np.array([i['bbox_3d'] for i in demo_results['instances']])
-    results['gt_bboxes_3d'] = LiDARInstance3DBoxes(boxes)
-    results['gt_labels_3d'] = np.array([i['bbox_label_3d'] for i in demo_results['instances']])
     return results
 
 
@@ -229,7 +206,6 @@ PIPELINE = [
     dict(type='PointsToEgo'),
     dict(type='DrivePILoadMultiViewImageFromFiles'),
     dict(type='MultiViewImageResizeCrop', final_size=(64, 176)),
-    dict(type='BoxesToEgo'),
     dict(type='LoadOccFlowGT'),
     dict(type='LoadPlanningGT'),
     dict(type='LoadConversations'),
@@ -250,8 +226,7 @@ def test_packed_sample_fields_and_batching(demo_results, tmp_path):
     assert sample.gt_mask_camera.dtype == torch.bool and sample.gt_mask_camera.shape == OCC_GRID
     assert sample.gt_traj.shape == (6, 2) and sample.gt_traj_mask.shape == (6,)
     assert len(sample.gt_fut_boxes) == 6 and sample.gt_fut_boxes[0].shape == (2, 7)
-    assert isinstance(sample.gt_instances_3d.bboxes_3d, LiDARInstance3DBoxes)
-    assert len(sample.gt_instances_3d.labels_3d) == 69 and sample.gt_instances_3d.labels_3d.dtype == torch.long
+    assert 'gt_instances_3d' not in sample  # no box is packed: nothing downstream reads boxes of the keyframe
     meta = sample.metainfo
     for key, shape in dict(cam2img=(6, 4, 4), cam2ego=(6, 4, 4), ego2img=(6, 4, 4), ego2global=(4, 4),
                            cam_valid=(6,), ego_status=(5,)).items():

@@ -12,7 +12,7 @@ load_sweeps = dict(_base_.load_sweeps, sweeps_num=num_sweeps)
 train_resize = dict(_base_.train_resize, final_size=img_size)
 test_resize = dict(_base_.test_resize, final_size=img_size)
 train_pipeline = [_base_.load_points, load_sweeps, *_base_.points_to_ego, _base_.load_images, train_resize,
-                  *_base_.train_targets, _base_.load_occ, _base_.load_planning, *_base_.train_tail]
+                  _base_.load_occ, _base_.load_planning, *_base_.train_tail]
 test_pipeline = [_base_.load_points, dict(load_sweeps, test_mode=True), *_base_.points_to_ego, _base_.load_images,
                  test_resize, _base_.load_occ, _base_.load_planning, *_base_.test_tail]
 

@@ -29,13 +29,12 @@ load_images = dict(type='DrivePILoadMultiViewImageFromFiles', cam_names=cam_name
 train_resize = dict(type='MultiViewImageResizeCrop', final_size=img_size, scale_range=(0.94, 1.1), random_crop=True)
 test_resize = dict(type='MultiViewImageResizeCrop', final_size=img_size)
 load_occ = dict(type='LoadOccFlowGT', num_classes=len(occ_classes), with_flow=True)
-train_targets = [dict(type='LoadAnnotations3D', with_bbox_3d=True, with_label_3d=True), dict(type='BoxesToEgo')]
 load_planning = dict(type='LoadPlanningGT')
 train_tail = [dict(type='LoadConversations', max_conversations=6), dict(type='PackDrivePIInputs')]
 test_tail = [dict(type='LoadConversations'), dict(type='PackDrivePIInputs')]
 
-train_pipeline = [load_points, load_sweeps, *points_to_ego, load_images, train_resize, *train_targets, load_occ,
-                  load_planning, *train_tail]
+train_pipeline = [load_points, load_sweeps, *points_to_ego, load_images, train_resize, load_occ, load_planning,
+                  *train_tail]
 test_pipeline = [load_points, dict(load_sweeps, test_mode=True), *points_to_ego, load_images, test_resize, load_occ,
                  load_planning, *test_tail]
 

@@ -1,14 +1,14 @@
 """Foreground targets for the Ada3D-style importance predictors (LiDAR voxels, BEV tokens).
 
-Targets come from the ground-truth occupancy grid of ``docs/contracts.md`` (``(B, 200, 200, 16)``
-class indices, ``free`` = 16, indexed ``[ix, iy, iz]``) and/or ground-truth 3D boxes: a position
-is foreground when it lies in an occupancy voxel of one of ``fg_classes`` or inside a GT box.
+Targets come from the ground-truth occupancy grid of ``docs/contracts.md`` (``(B, X, Y, Z)`` class
+indices, indexed ``[ix, iy, iz]``): a position is foreground when it lies in an occupancy voxel of one
+of ``fg_classes``. (Ada3D supervises its predictor with detection boxes; DrivePI's dense ground truth is
+the occupancy, which also covers the static classes.)
 """
-from typing import List, Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from mmcv.ops import points_in_boxes_cpu
 
 from drivepi.geometry import grid_shape
 
@@ -47,31 +47,6 @@ def voxel_targets_from_occupancy(centers: torch.Tensor, batch_idx: torch.Tensor,
     return (fg[batch_idx, idx[:, 0], idx[:, 1], idx[:, 2]] & inside).float()
 
 
-def voxel_targets_from_boxes(centers: torch.Tensor, batch_idx: torch.Tensor, gt_bboxes_3d: List) -> torch.Tensor:
-    """Per-voxel foreground targets: 1 where the voxel centre lies inside a GT box of its sample.
-
-    Args:
-        centers: float ``(M, 3)`` voxel centres, metres, ego frame.
-        batch_idx: long ``(M,)`` batch element of each voxel.
-        gt_bboxes_3d: list of B mmdet3d ``LiDARInstance3DBoxes`` in the ego frame.
-
-    Returns:
-        float32 ``(M,)`` in {0, 1}.
-    """
-    targets = centers.new_zeros(len(centers))
-    for b, boxes in enumerate(gt_bboxes_3d):
-        in_sample = torch.nonzero(batch_idx == b).flatten()
-        if len(boxes) == 0 or len(in_sample) == 0:
-            continue
-        pts = centers[in_sample]
-        if pts.is_cuda:  # mmcv's CUDA op
-            inside = boxes.to(pts.device).points_in_boxes_all(pts) > 0  # (M_b, num_boxes)
-        else:  # mmcv's CPU op (mmdet3d's points_in_boxes_all is CUDA only)
-            inside = points_in_boxes_cpu(pts[None], boxes.tensor[None, :, :7].to(pts))[0] > 0
-        targets[in_sample] = inside.any(dim=1).float()
-    return targets
-
-
 def bev_targets_from_occupancy(gt_occ: torch.Tensor, fg_classes: Sequence[int],
                                bev_shape: Tuple[int, int]) -> torch.Tensor:
     """BEV foreground targets: 1 where any occupancy voxel of the cell's pillar block is foreground.
@@ -91,10 +66,3 @@ def bev_targets_from_occupancy(gt_occ: torch.Tensor, fg_classes: Sequence[int],
     stride = (X // bev_shape[0], Y // bev_shape[1])
     return F.max_pool2d(fg_columns.unsqueeze(1), stride, stride).squeeze(1)
 
-
-def combine_targets(*targets: Optional[torch.Tensor]) -> torch.Tensor:
-    """Element-wise OR of the given {0, 1} target tensors (``None`` entries are skipped)."""
-    given = [t for t in targets if t is not None]
-    if not given:
-        raise ValueError('importance targets need gt_occ and/or gt_bboxes_3d')
-    return torch.stack(given).amax(dim=0)

@@ -6,7 +6,7 @@ from mmengine.model import BaseModule
 
 from drivepi.geometry import OCC_RANGE, OCC_VOXEL_SIZE
 from drivepi.models.ada3d.density_filter import filter_and_gate_voxels
-from drivepi.models.ada3d.targets import combine_targets, voxel_targets_from_boxes, voxel_targets_from_occupancy
+from drivepi.models.ada3d.targets import voxel_targets_from_occupancy
 from drivepi.registry import MODELS
 
 
@@ -52,12 +52,11 @@ class LiDARBranch(BaseModule):
         self.out_channels = self.backbone.out_channels
         self.bev_shape = self.backbone.bev_shape
 
-    def forward(self, points: List[torch.Tensor], gt_occ: Optional[torch.Tensor] = None,
-                gt_bboxes_3d: Optional[list] = None) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    def forward(self, points: List[torch.Tensor],
+                gt_occ: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """Args:
             points: list of B float tensors ``(N_i, 5)`` ``[x, y, z, intensity, time_lag]``, ego frame.
-            gt_occ: optional long ``(B, 200, 200, 16)`` GT occupancy (importance supervision).
-            gt_bboxes_3d: optional list of B ``LiDARInstance3DBoxes`` in the ego frame (importance supervision).
+            gt_occ: optional long ``(B, X, Y, Z)`` GT occupancy over ``occ_range`` (importance supervision).
 
         Returns:
             bev float ``(B, C_l, Hb, Wb)`` indexed ``[ix, iy]``; aux dict with ``num_voxels``,
@@ -71,8 +70,8 @@ class LiDARBranch(BaseModule):
         aux = dict(num_voxels=torch.tensor(len(coords), device=feats.device))
         if self.importance_predictor is not None:
             logits = self.importance_predictor(feats, coords, self.voxelizer.grid_shape, batch_size)
-            if gt_occ is not None or gt_bboxes_3d is not None:
-                aux['loss_importance'] = self._importance_loss(logits, vox['centers'], batch_idx, gt_occ, gt_bboxes_3d)
+            if gt_occ is not None:
+                aux['loss_importance'] = self._importance_loss(logits, vox['centers'], batch_idx, gt_occ)
             if self.voxel_filter is not None:
                 feats, coords = filter_and_gate_voxels(self.voxel_filter, logits, feats, coords, vox['centers'],
                                                        batch_idx, batch_size)
@@ -83,13 +82,10 @@ class LiDARBranch(BaseModule):
         return bev, aux
 
     def _importance_loss(self, logits: torch.Tensor, centers: torch.Tensor, batch_idx: torch.Tensor,
-                         gt_occ: Optional[torch.Tensor], gt_bboxes_3d: Optional[list]) -> torch.Tensor:
-        """Sigmoid focal loss of the voxel logits ``(M,)`` against occupancy/box foreground targets."""
-        occ_targets = (voxel_targets_from_occupancy(centers, batch_idx, gt_occ, self.importance_fg_classes,
-                                                    self.occ_range, self.occ_voxel_size)
-                       if gt_occ is not None else None)
-        box_targets = voxel_targets_from_boxes(centers, batch_idx, gt_bboxes_3d) if gt_bboxes_3d is not None else None
-        targets = combine_targets(occ_targets, box_targets)
+                         gt_occ: torch.Tensor) -> torch.Tensor:
+        """Sigmoid focal loss of the voxel logits ``(M,)`` against occupancy foreground targets."""
+        targets = voxel_targets_from_occupancy(centers, batch_idx, gt_occ, self.importance_fg_classes,
+                                               self.occ_range, self.occ_voxel_size)
         # one-hot (M, 1) targets select mmdet's pure-torch focal loss on every device
         return self.loss_importance(logits.unsqueeze(1), targets.unsqueeze(1),
                                     avg_factor=targets.sum().clamp(min=1.0))
