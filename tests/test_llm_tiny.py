@@ -6,7 +6,7 @@ import torch
 from transformers import AutoTokenizer, Qwen2ForCausalLM
 
 from drivepi.models.llm.special_tokens import DRIVEPI_SPECIAL_TOKENS, QWEN_SPECIAL_TOKENS
-from drivepi.models.llm.tiny_llm import make_tiny_llm
+from drivepi.testing import make_tiny_llm
 
 DRIVING_TEXT = ('Is there a pedestrian 12.5 m ahead of the ego vehicle? Yes, a pedestrian is standing '
                 'at (12.50, -3.20); the ego vehicle should slow down and turn left.')

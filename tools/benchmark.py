@@ -316,7 +316,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = args.tokenizer
         if tokenizer is None:
-            from drivepi.models.llm.tiny_llm import make_tiny_llm
+            from drivepi.testing import make_tiny_llm
             make_tiny_llm(Path(tmp), seed=0)
             tokenizer = tmp
         model = build_model(cfg, tokenizer, device)

@@ -7,7 +7,7 @@ Example:
 import argparse
 
 from drivepi.datasets.qa_schema import load_qa_file
-from drivepi.models.llm.tiny_llm import make_tiny_llm
+from drivepi.testing import make_tiny_llm
 
 
 def qa_texts(qa_files: list[str]) -> list[str]:

@@ -180,13 +180,11 @@ class DrivePI(Base3DDetector):
         """Answer each turn greedily, with the earlier questions and the model's own answers as context,
         continuing the sample's prefix (instruction, spatial tokens, queries) that ``llm.prefill`` encoded
         once into the decoder's KV cache."""
-        embed_tokens = self.llm.causal_lm.get_input_embeddings()
-        device = embed_tokens.weight.device
         history, answers = [], []
         for turn in conversation:
-            ids = torch.tensor(history + self.prompt.question_ids(turn['question']), device=device)
-            new_ids = self.llm.generate(embed_tokens(ids)[None], self.max_answer_tokens, after_prefix=True)
-            answers.append(self.llm.tokenizer.decode(new_ids, skip_special_tokens=True).strip())
+            ids = history + self.prompt.question_ids(turn['question'])
+            new_ids = self.llm.generate(self.llm.embed_ids(ids)[None], self.max_answer_tokens, after_prefix=True)
+            answers.append(self.llm.decode(new_ids))
             history += self.prompt.turn_ids(turn['question'], answers[-1])[0]
         return answers
 

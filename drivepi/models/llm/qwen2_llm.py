@@ -159,6 +159,16 @@ class Qwen2LLM(BaseModule):
         self._decoder = None  # the CUDA graphs would replay the unmerged weights
         self._graphed_forward.reset()
 
+    def embed_ids(self, ids) -> torch.Tensor:
+        """Token embeddings ``(..., D)`` in the LLM dtype of token ids (long tensor or list of ints, any
+        shape), on the LLM's device."""
+        embed_tokens = self.causal_lm.get_input_embeddings()
+        return embed_tokens(torch.as_tensor(ids, dtype=torch.long, device=embed_tokens.weight.device))
+
+    def decode(self, ids) -> str:
+        """Text of token ids (e.g. ``generate``'s output), special tokens dropped, surrounding spaces stripped."""
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
     def embed(self, input_ids: torch.Tensor, spatial_mask: torch.Tensor, spatial_embeds: torch.Tensor,
               plan_mask: torch.Tensor, plan_embeds: torch.Tensor) -> torch.Tensor:
         """Token embeddings with the placeholders replaced.
@@ -171,7 +181,7 @@ class Qwen2LLM(BaseModule):
         Returns:
             (B, L, D) input embeddings in the LLM dtype.
         """
-        embeds = self.causal_lm.get_input_embeddings()(input_ids)
+        embeds = self.embed_ids(input_ids)
         embeds = embeds.masked_scatter(spatial_mask[..., None], spatial_embeds.to(embeds.dtype))
         return embeds.masked_scatter(plan_mask[..., None], plan_embeds.to(embeds.dtype))
 

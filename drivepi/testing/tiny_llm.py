@@ -19,8 +19,9 @@ from tokenizers import Regex
 from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
+from drivepi.models.llm.special_tokens import DRIVEPI_SPECIAL_TOKENS, ENDOFTEXT, IM_END, QWEN_SPECIAL_TOKENS
+
 from .driving_corpus import driving_qa_corpus
-from .special_tokens import DRIVEPI_SPECIAL_TOKENS, ENDOFTEXT, IM_END, QWEN_SPECIAL_TOKENS
 
 
 def train_driving_tokenizer(texts: Iterable[str], vocab_size: int) -> Qwen2Tokenizer:
