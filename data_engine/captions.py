@@ -10,7 +10,7 @@ counts per class within ``radius`` m.
 import importlib
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, List, Optional, Protocol
 
 import numpy as np
 
@@ -33,7 +33,7 @@ class Captioner(Protocol):
     def __call__(self, scene: SceneGT) -> str: ...
 
 
-def _list_words(items: list[str]) -> str:
+def _list_words(items: List[str]) -> str:
     return items[0] if len(items) == 1 else f'{", ".join(items[:-1])} and {items[-1]}'
 
 
@@ -59,7 +59,7 @@ class TemplateCaptioner:
         return f'{motion} and will {COMMANDS[scene.command]}. {around}.'
 
 
-def camera_image_paths(scene: SceneGT) -> list[str]:
+def camera_image_paths(scene: SceneGT) -> List[str]:
     """Absolute camera image paths of a scene: ``img_path`` under the data root, or under
     ``samples/<camera>/`` (mmdet3d v2 infos store bare file names)."""
     paths = []
@@ -86,7 +86,7 @@ class VLMCaptioner:
         return ' '.join(caption.split())
 
 
-def load_captioner(spec: str | None) -> Captioner:
+def load_captioner(spec: Optional[str]) -> Captioner:
     """``'package.module:function'`` -> a :class:`VLMCaptioner` of that function; None -> template."""
     if not spec:
         return TemplateCaptioner()
@@ -96,6 +96,6 @@ def load_captioner(spec: str | None) -> Captioner:
     return VLMCaptioner(getattr(importlib.import_module(module_name), attr))
 
 
-def generate_captions(scene: SceneGT, rng: np.random.Generator, captioner: Captioner) -> list[list]:
+def generate_captions(scene: SceneGT, rng: np.random.Generator, captioner: Captioner) -> List[list]:
     """One caption conversation of a scene."""
     return [[make_turn(pick(rng, Q_CAPTION), captioner(scene), 'caption', 'caption', source=captioner.source)]]

@@ -14,6 +14,7 @@ Definitions (recomputed independently by :mod:`data_engine.verify`):
 - ``trajectory``: the 6 future waypoints ``(x, y)`` (m, ego frame), asked only when all are valid.
 """
 from dataclasses import dataclass
+from typing import List
 
 import numpy as np
 
@@ -72,7 +73,7 @@ def action_reason(scene: SceneGT, action: str, cfg: PlanningQAConfig) -> str:
     return 'road ahead is clear'
 
 
-def generate_planning(scene: SceneGT, rng: np.random.Generator, cfg: PlanningQAConfig) -> list[list]:
+def generate_planning(scene: SceneGT, rng: np.random.Generator, cfg: PlanningQAConfig) -> List[list]:
     """Planning conversations of one scene: action, reason, trajectory (when the future exists)."""
     turns = []
     if scene.fut_mask[:2].all():

@@ -9,6 +9,7 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional, Tuple, Union
 
 import numpy as np
 
@@ -65,8 +66,8 @@ class SceneGT:
     """
     token: str
     occ_classes: tuple
-    semantics: np.ndarray | None
-    mask_camera: np.ndarray | None
+    semantics: Optional[np.ndarray]
+    mask_camera: Optional[np.ndarray]
     objects: ObjectSet
     fut_traj: np.ndarray
     fut_mask: np.ndarray
@@ -120,7 +121,7 @@ def objects_in_ego(instances: list, lidar2ego: np.ndarray, label_names: dict, so
                      tokens=[inst.get('instance_token', f'obj{i}') for i, inst in enumerate(kept)])
 
 
-def load_occupancy(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def load_occupancy(path: Path, num_classes: int) -> Tuple[np.ndarray, np.ndarray]:
     """Read ``semantics`` (uint8) and ``mask_camera`` (bool) of a ``labels.npz``; validate them."""
     if not path.is_file():
         raise FileNotFoundError(f'occupancy GT file not found: {path}')
@@ -139,7 +140,7 @@ def load_occupancy(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray
     return semantics.astype(np.uint8, copy=False), mask_camera.astype(bool)
 
 
-def load_scene(info: dict, data_root: str | os.PathLike, metainfo: dict) -> SceneGT:
+def load_scene(info: dict, data_root: Union[str, os.PathLike], metainfo: dict) -> SceneGT:
     """Build the :class:`SceneGT` of one info dict.
 
     Args:

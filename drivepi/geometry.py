@@ -9,7 +9,7 @@ Conventions are those of ``docs/contracts.md``:
 - Boxes ``[x, y, z_bottom, l, w, h, yaw]`` (metres, radians; ``l`` along the heading, z at the bottom), the
   mmdet3d LiDAR-box convention.
 """
-from collections.abc import Sequence
+from typing import Sequence, Tuple, Union
 
 import numpy as np
 
@@ -18,7 +18,7 @@ OCC_RANGE = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4)
 OCC_VOXEL_SIZE = 0.4
 
 
-def grid_shape(point_cloud_range: Sequence[float], cell_size: Sequence[float] | float) -> tuple[int, ...]:
+def grid_shape(point_cloud_range: Sequence[float], cell_size: Union[Sequence[float], float]) -> Tuple[int, ...]:
     """Number of cells ``(nx, ny[, nz])`` of a grid; raises if the range is not a whole number of cells.
 
     Args:

@@ -1,5 +1,6 @@
 """Info creation (tools/create_data.py, drivepi.datasets.converters) on hand-made nuScenes tables with
 known ego motion, and on the generated mini set."""
+import importlib.util
 import pickle
 import shutil
 import sys
@@ -7,13 +8,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from nuscenes_tables import (
+    AGENTS,
+    KEYFRAME_DT,
+    LANDMARKS_GLOBAL,
+    NUM_KEYFRAMES,
+    SCENES,
+    SPEED,
+    SPLITS,
+    START_POSE,
+    ego_state,
+    make_toy_nuscenes,
+    pose_matrix,
+)
 
-from nuscenes_tables import (AGENTS, KEYFRAME_DT, LANDMARKS_GLOBAL, NUM_KEYFRAMES, SCENES, SPLITS, SPEED, START_POSE,
-                             ego_state, make_toy_nuscenes, pose_matrix)
-
-from drivepi.geometry import COMMANDS
 from drivepi.datasets.converters.ego_motion import driving_command, ego_status
 from drivepi.datasets.converters.nuscenes_converter import create_drivepi_infos
+from drivepi.geometry import COMMANDS
 
 CONTRACT_KEYS = ('sample_idx', 'token', 'timestamp', 'ego2global', 'lidar_points', 'lidar_sweeps', 'images',
                  'instances', 'scene_token', 'scene_name', 'frame_idx', 'prev', 'next', 'occ_path', 'ego_fut_traj',
@@ -278,11 +289,10 @@ def test_missing_split_file_is_named(toy_copy):
 
 
 def test_cli_writes_the_same_infos(toy, tmp_path, monkeypatch):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tools'))
-    try:
-        import create_data
-    finally:
-        sys.path.pop(0)
+    tool = Path(__file__).resolve().parents[1] / 'tools' / 'create_data.py'
+    spec = importlib.util.spec_from_file_location('create_data', tool)
+    create_data = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(create_data)
     monkeypatch.setattr(sys, 'argv', ['create_data.py', 'nuscenes', '--root-path', str(toy['root']),
                                       '--out-dir', str(tmp_path), '--version', 'v1.0-drivepi-mini'])
     create_data.main()

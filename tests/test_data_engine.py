@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from data_engine.balance import balance_answers
-from data_engine.captions import (TemplateCaptioner, VLMCaptioner, camera_image_paths, generate_captions,
-                                  load_captioner)
+from data_engine.captions import TemplateCaptioner, VLMCaptioner, camera_image_paths, generate_captions, load_captioner
 from data_engine.flow import FlowQAConfig, generate_flow, heading_name
 from data_engine.generate_qa import QAEngineConfig, generate_conversations, generate_records, main
 from data_engine.occupancy import OccupancyQAConfig, OccupancyView, count_objects, generate_occupancy
@@ -19,8 +18,8 @@ from data_engine.planning import PlanningQAConfig, action_reason, generate_plann
 from data_engine.scene import OPENOCC_CLASSES, load_scene, objects_in_ego
 from data_engine.stats import qa_stats
 from data_engine.verify import SceneOracle, VerifyReport, verify_file, verify_record
-from drivepi.geometry import OCC_GRID
 from drivepi.datasets.qa_schema import QAConversation, QARecord, QATurn, load_qa_file
+from drivepi.geometry import OCC_GRID
 
 CATEGORIES = {'car': 0, 'truck': 1, 'trailer': 2, 'bus': 3, 'construction_vehicle': 4, 'bicycle': 5,
               'motorcycle': 6, 'pedestrian': 7, 'traffic_cone': 8, 'barrier': 9}

@@ -1,11 +1,10 @@
 """Data engine end to end on the generated mini set: generate, reload, verify every answer."""
 import pickle
 
-from drivepi.datasets.qa_schema import load_qa_file
-from drivepi.evaluation.qa_accuracy import ANSWER_KINDS, answer_score
-
 from data_engine.generate_qa import QAEngineConfig, generate_records, load_infos, main
 from data_engine.verify import verify_file
+from drivepi.datasets.qa_schema import load_qa_file
+from drivepi.evaluation.qa_accuracy import ANSWER_KINDS, answer_score
 
 
 def test_mini_set_generates_verifiable_balanced_qa(mini_dataset, tmp_path):

@@ -8,12 +8,11 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
-
 from nuscenes_tables import KEYFRAME_DT, LANDMARKS_GLOBAL, SCENES, ego_state, make_toy_nuscenes, pose_matrix
 
-from drivepi.geometry import OCC_GRID
 from drivepi.datasets.converters.nuscenes_converter import create_drivepi_infos
 from drivepi.datasets.qa_schema import QAConversation, QARecord, QATurn, write_qa_file
+from drivepi.geometry import OCC_GRID
 from drivepi.registry import DATASETS, MODELS, TRANSFORMS
 from drivepi.utils import register_all_modules
 

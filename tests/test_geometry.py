@@ -5,9 +5,22 @@ import numpy as np
 import pytest
 from mmengine.config import Config
 
-from drivepi.geometry import (COMMANDS, EGO_LENGTH, EGO_WIDTH, FREE_INDEX, NUM_OCC_CLASSES, OCC_CLASSES, OCC_GRID,
-                              OCC_RANGE, OCC_VOXEL_SIZE, OPENOCC_CLASSES, bev_corners, box_corners, grid_shape,
-                              wrap_angle)
+from drivepi.geometry import (
+    COMMANDS,
+    EGO_LENGTH,
+    EGO_WIDTH,
+    FREE_INDEX,
+    NUM_OCC_CLASSES,
+    OCC_CLASSES,
+    OCC_GRID,
+    OCC_RANGE,
+    OCC_VOXEL_SIZE,
+    OPENOCC_CLASSES,
+    bev_corners,
+    box_corners,
+    grid_shape,
+    wrap_angle,
+)
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
 

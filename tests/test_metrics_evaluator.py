@@ -8,8 +8,8 @@ import torch
 from mmdet3d.structures import Det3DDataSample
 from mmengine.evaluator import Evaluator
 
-from drivepi.geometry import OCC_GRID
 from drivepi.evaluation import format_metrics_table, save_metrics_json
+from drivepi.geometry import OCC_GRID
 from drivepi.registry import METRICS
 
 OCC_CLASSES = ['car', 'truck', 'trailer', 'bus', 'construction_vehicle', 'bicycle', 'motorcycle', 'pedestrian',

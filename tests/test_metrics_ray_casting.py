@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+from drivepi.evaluation.ray_casting import cast_scene_rays, lidar_ray_directions, scene_ray_origins, traverse_first_hit
 from drivepi.geometry import OCC_GRID, OCC_RANGE, OCC_VOXEL_SIZE
-from drivepi.evaluation.ray_casting import (cast_scene_rays, lidar_ray_directions, scene_ray_origins,
-                                            traverse_first_hit)
 
 
 def test_lidar_ray_directions_match_sparseocc_set():

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from drivepi.geometry import FREE_INDEX
 from drivepi.evaluation.occ_miou import confusion_matrix, miou_from_confusion
 from drivepi.evaluation.ray_iou import count_rays, occ_score, sample_ray_counts, summarize_ray_counts
+from drivepi.geometry import FREE_INDEX
 
 FREE = FREE_INDEX
 C = 17

@@ -4,8 +4,14 @@ import math
 import numpy as np
 import pytest
 
-from drivepi.evaluation.qa_accuracy import (answer_score, format_number, format_waypoints, normalize_answer,
-                                            parse_numbers, qa_accuracy)
+from drivepi.evaluation.qa_accuracy import (
+    answer_score,
+    format_number,
+    format_waypoints,
+    normalize_answer,
+    parse_numbers,
+    qa_accuracy,
+)
 
 
 def test_canonical_formats():

@@ -3,8 +3,15 @@ import json
 
 import pytest
 
-from drivepi.datasets.qa_schema import (SCHEMA_VERSION, QAConversation, QAFormatError, QARecord, QATurn,
-                                        load_qa_file, write_qa_file)
+from drivepi.datasets.qa_schema import (
+    SCHEMA_VERSION,
+    QAConversation,
+    QAFormatError,
+    QARecord,
+    QATurn,
+    load_qa_file,
+    write_qa_file,
+)
 
 
 def make_record(token='s1', conv_id='occupancy-0', answer='yes'):

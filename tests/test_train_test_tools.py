@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from data_engine.generate_qa import main as generate_qa
-
 from drivepi.geometry import OCC_GRID
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,7 +6,6 @@ import mmcv
 import numpy as np
 import pytest
 import torch
-
 from nuscenes_tables import write_occ
 
 from drivepi.geometry import CAMERA_NAMES, OCC_GRID

@@ -8,11 +8,17 @@ import pytest
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
+from drivepi.closed_loop.episode import LOG_FORMAT  # noqa: E402
 from drivepi.geometry import FREE_INDEX, OCC_GRID
 from drivepi.visualization.bev import bev_image, box_corners_xy, plot_bev, top_class  # noqa: E402
-from drivepi.closed_loop.episode import LOG_FORMAT  # noqa: E402
-from drivepi.visualization.episode import (draw_frame, ego_to_global, frame_steps, global_to_ego,  # noqa: E402
-                                           load_episode, render_episode)
+from drivepi.visualization.episode import (  # noqa: E402
+    draw_frame,
+    ego_to_global,
+    frame_steps,
+    global_to_ego,
+    load_episode,
+    render_episode,
+)
 from drivepi.visualization.palette import AGENT_COLOR, PRED_TRAJ_COLOR, occ_palette  # noqa: E402
 
 FREE, CAR, DRIVEABLE, VEGETATION = FREE_INDEX, 0, 10, 15

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 from drivepi.geometry import CAMERA_NAMES, FREE_INDEX, GROUND_CLASSES, OCC_GRID
-from drivepi.visualization.camera import (cameras_seeing, ego_to_image, project_occupancy,
-                                          project_trajectory)
+from drivepi.visualization.camera import cameras_seeing, ego_to_image, project_occupancy, project_trajectory
 from drivepi.visualization.palette import occ_palette
 
 FREE, CAR, DRIVEABLE = FREE_INDEX, 0, 10

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from test_visualization_bev import write_episode_log
 
 from drivepi.geometry import FREE_INDEX, OCC_GRID

@@ -8,10 +8,8 @@ import numpy as np
 import pytest
 
 from drivepi.geometry import FREE_INDEX, OCC_GRID, OPENOCC_CLASSES
-from drivepi.visualization.palette import (EGO_COLOR, PRED_TRAJ_COLOR, class_color, legend_handles,
-                                           occ_palette)
-from drivepi.visualization.scene import (build_scene, exposed_faces, flow_arrows, occupancy_mesh,
-                                         trajectory_mesh)
+from drivepi.visualization.palette import EGO_COLOR, PRED_TRAJ_COLOR, class_color, legend_handles, occ_palette
+from drivepi.visualization.scene import build_scene, exposed_faces, flow_arrows, occupancy_mesh, trajectory_mesh
 
 FREE = FREE_INDEX
 CAR, DRIVEABLE, MANMADE = 0, 10, 14

@@ -11,6 +11,7 @@ equal the CPU ones.
 import argparse
 import platform
 import time
+from typing import Tuple
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ def origins() -> torch.Tensor:
     return torch.tensor([[x, 0.0, 1.84] for x in np.linspace(-30, 30, 8)], dtype=torch.float32)
 
 
-def time_cast(grid: torch.Tensor, device: str, repeats: int) -> tuple[float, tuple]:
+def time_cast(grid: torch.Tensor, device: str, repeats: int) -> Tuple[float, tuple]:
     """Best wall time (s) of one cast of the full ray set, and its result on the CPU."""
     grid, dirs, orig = grid.to(device), lidar_ray_directions().to(device), origins().to(device)
     result = cast_scene_rays(grid, orig, dirs, FREE_INDEX)   # warm-up

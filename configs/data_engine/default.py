@@ -1,6 +1,7 @@
 # QA data engine settings (data_engine/generate_qa.py --config, data_engine/verify.py --config), a tool
-# config (not a training _base_), written out with their default values; see data_engine.generate_qa.QAEngineConfig and the family
-# modules' docstrings for the definitions. Distances in m, speeds in m/s.
+# config (not a training _base_), written out with their default values; see
+# data_engine.generate_qa.QAEngineConfig and the family modules' docstrings for the definitions.
+# Distances in m, speeds in m/s.
 families = ('occupancy', 'flow', 'planning', 'caption')
 max_answer_share = 0.6  # cap of the most frequent answer of a categorical / count question type
 caption_radius = 30.0

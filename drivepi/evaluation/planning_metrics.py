@@ -12,10 +12,11 @@ Both conventions' "avg" is the mean over the 1 s / 2 s / 3 s values. Note that D
 UniAD's convention the averaged one; the code of both projects says the opposite, as stated here.
 
 Collision (both references): the ego box, ``drivepi.geometry.EGO_LENGTH`` x ``EGO_WIDTH`` (4.084 m x
-1.85 m), axis-aligned in the current frame and centred 0.5 m ahead of the waypoint, is tested against the GT agent boxes of the same future time; a
-step where the GT trajectory itself collides is not counted. The references rasterise boxes on a
-0.5 m BEV grid (cv2 / skimage polygons); we intersect the exact box polygons with shapely (agent
-corners from :func:`drivepi.geometry.bev_corners`, the mmdet3d LiDAR-box convention), which avoids the grid's up-to-one-cell dilation.
+1.85 m), axis-aligned in the current frame and centred 0.5 m ahead of the waypoint, is tested against
+the GT agent boxes of the same future time; a step where the GT trajectory itself collides is not
+counted. The references rasterise boxes on a 0.5 m BEV grid (cv2 / skimage polygons); we intersect the
+exact box polygons with shapely (agent corners from :func:`drivepi.geometry.bev_corners`, the mmdet3d
+LiDAR-box convention), which avoids the grid's up-to-one-cell dilation.
 Steps whose GT waypoint is missing (``gt_traj_mask == 0``) are left out of both the numerator and the
 denominator.
 """

@@ -1,6 +1,12 @@
 """DrivePI models: importing this package registers every model module in ``drivepi.registry.MODELS``."""
-from . import lidar  # noqa: F401  (first: its spconv CPU fix must load before any spconv module)
-from . import ada3d, camera, heads, llm, losses  # noqa: F401
+from . import (  # noqa: F401
+    ada3d,
+    camera,
+    heads,
+    lidar,  # noqa: F401  (first: its spconv CPU fix must load before any spconv module)
+    llm,
+    losses,
+)
 from .bev_fuser import ConvBEVFuser
 from .drivepi import DrivePI
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from mmengine.utils import ProgressBar
 
-from drivepi.sim import layout
 from drivepi.fileio import atomic_write_bytes, atomic_write_image, atomic_write_npz, atomic_write_text
+from drivepi.sim import layout
 from drivepi.sim.generator import generate_world
 from drivepi.sim.geometry import transform_points
 from drivepi.sim.nuscenes_export import NuScenesTables

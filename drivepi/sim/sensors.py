@@ -13,7 +13,6 @@ import numpy as np
 from drivepi.geometry import FREE_INDEX, OPENOCC_CLASSES
 from drivepi.sim.shapes import MATERIAL_TO_OCC
 
-
 # reflectivity per occupancy class (LiDAR intensity) and per ground material
 CLASS_REFLECTIVITY = np.array([0.5, 0.5, 0.5, 0.5, 0.5, 0.4, 0.5, 0.3, 0.95, 0.75,
                                0.15, 0.2, 0.3, 0.25, 0.4, 0.35, 0.0])

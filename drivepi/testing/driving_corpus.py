@@ -4,6 +4,7 @@ The sentences follow the phrasing of DrivePI's QA families (occupancy, flow, pla
 nuScenes-QA), so the questions and answers of the data engine tokenise into few BPE tokens.
 """
 import random
+from typing import List
 
 from drivepi.geometry import COMMANDS, OPENOCC_CLASSES
 
@@ -48,7 +49,7 @@ def _fill(template: str, rng: random.Random) -> str:
         cmd=rng.choice(COMMANDS), n=rng.randint(0, 12), m=rng.randint(0, 12))
 
 
-def driving_qa_corpus(num_sentences_per_template: int = 40, seed: int = 0) -> list[str]:
+def driving_qa_corpus(num_sentences_per_template: int = 40, seed: int = 0) -> List[str]:
     """Sentences from every template, filled with random values.
 
     Args:

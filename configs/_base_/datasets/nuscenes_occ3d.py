@@ -12,10 +12,10 @@ metainfo = dict(occ_classes=occ_classes)
 load_occ = dict(type='LoadOccFlowGT', num_classes=len(occ_classes), with_flow=False)
 
 # `_base_` is the inherited config (MMEngine provides it while parsing this file)
-train_pipeline = [_base_.load_points, _base_.load_sweeps, *_base_.points_to_ego, _base_.load_images, _base_.train_resize,
-                  load_occ, _base_.load_planning, *_base_.train_tail]
-test_pipeline = [_base_.load_points, dict(_base_.load_sweeps, test_mode=True), *_base_.points_to_ego, _base_.load_images,
-                 _base_.test_resize, load_occ, _base_.load_planning, *_base_.test_tail]
+train_pipeline = [_base_.load_points, _base_.load_sweeps, *_base_.points_to_ego, _base_.load_images,
+                  _base_.train_resize, load_occ, _base_.load_planning, *_base_.train_tail]
+test_pipeline = [_base_.load_points, dict(_base_.load_sweeps, test_mode=True), *_base_.points_to_ego,
+                 _base_.load_images, _base_.test_resize, load_occ, _base_.load_planning, *_base_.test_tail]
 
 train_dataloader = dict(dataset=dict(ann_file='drivepi_occ3d_infos_train.pkl', pipeline=train_pipeline,
                                      metainfo=metainfo))

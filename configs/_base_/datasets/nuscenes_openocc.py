@@ -21,9 +21,10 @@ input_modality = dict(use_lidar=True, use_camera=True)
 backend_args = None
 
 # pipeline steps, shared by the train and test pipelines and by the configs that inherit this one
-load_points = dict(type='DrivePILoadPointsFromFile', coord_type='LIDAR', load_dim=5, use_dim=5, backend_args=backend_args)
-load_sweeps = dict(type='DrivePILoadPointsFromMultiSweeps', sweeps_num=num_sweeps, load_dim=5, use_dim=[0, 1, 2, 3, 4],
-                   remove_close=True, backend_args=backend_args)
+load_points = dict(type='DrivePILoadPointsFromFile', coord_type='LIDAR', load_dim=5, use_dim=5,
+                   backend_args=backend_args)
+load_sweeps = dict(type='DrivePILoadPointsFromMultiSweeps', sweeps_num=num_sweeps, load_dim=5,
+                   use_dim=[0, 1, 2, 3, 4], remove_close=True, backend_args=backend_args)
 points_to_ego = [dict(type='PointsToEgo'), dict(type='PointsRangeFilter', point_cloud_range=point_cloud_range)]
 load_images = dict(type='DrivePILoadMultiViewImageFromFiles', cam_names=cam_names, backend_args=backend_args)
 train_resize = dict(type='MultiViewImageResizeCrop', final_size=img_size, scale_range=(0.94, 1.1), random_crop=True)

@@ -9,8 +9,8 @@ import torch
 from mmengine.model import BaseModule
 from torch import nn
 
-from drivepi.models.ada3d.targets import bev_targets_from_occupancy
 from drivepi.models.ada3d.straight_through import straight_through_gate
+from drivepi.models.ada3d.targets import bev_targets_from_occupancy
 from drivepi.registry import MODELS
 
 

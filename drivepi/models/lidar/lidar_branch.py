@@ -15,8 +15,9 @@ class LiDARBranch(BaseModule):
     """Multi-sweep points to a LiDAR BEV over the occupancy range, with Ada3D voxel filtering.
 
     With a ``voxel_filter`` the kept voxels' features pass a straight-through gate on
-    ``p = sigmoid(importance logit)`` (:func:`drivepi.models.ada3d.filter_and_gate_voxels`): the forward value is unchanged and
-    the task losses reach the importance predictor, which is also supervised by ``loss_importance``.
+    ``p = sigmoid(importance logit)`` (:func:`drivepi.models.ada3d.filter_and_gate_voxels`): the forward
+    value is unchanged and the task losses reach the importance predictor, which is also supervised by
+    ``loss_importance``.
 
     Args:
         voxelizer: config of a voxelizer (e.g. ``DynamicVoxelizer``).

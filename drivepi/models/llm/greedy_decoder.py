@@ -11,10 +11,10 @@ The cache is a Hugging Face ``Cache`` built from :class:`PrefixCacheLayer`, a su
 ``cache_position`` argument of the model forward: a static cache places new tokens at its own fill
 position, which ``get_seq_length`` reports and from which the model derives positions and the causal
 mask.) Every tensor stays at a fixed address and the position counters live on the device, which lets
-the one-token step (forward, argmax) be captured once as a CUDA graph and replayed: per token the GPU then runs the ~600 kernels of the 24-layer decoder without
-Python or launch overhead. Off CUDA the same step runs eagerly. Decoding runs in the LM's own dtype
-with autocast off: the static cache holds one dtype, and a graph would replay the casts of the autocast
-state it was captured in.
+the one-token step (forward, argmax) be captured once as a CUDA graph and replayed: per token the GPU
+then runs the ~600 kernels of the 24-layer decoder without Python or launch overhead. Off CUDA the same
+step runs eagerly. Decoding runs in the LM's own dtype with autocast off: the static cache holds one
+dtype, and a graph would replay the casts of the autocast state it was captured in.
 """
 from typing import List, Optional, Sequence, Tuple
 

@@ -8,7 +8,7 @@ greedily by :class:`GreedyDecoder` (static KV cache, CUDA-graph steps on a GPU).
 """
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,7 @@ from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
 from drivepi.models.cuda_graphs import GraphedFunction
 from drivepi.registry import MODELS
+
 from .greedy_decoder import GreedyDecoder
 from .prompt import IGNORE_INDEX
 from .special_tokens import DRIVEPI_SPECIAL_TOKENS, ENDOFTEXT, IM_END, QWEN_SPECIAL_TOKENS
@@ -228,7 +229,7 @@ class Qwen2LLM(BaseModule):
         """
         return self.decoder.set_prefix(prefix_embeds).float()
 
-    def generate(self, inputs_embeds: torch.Tensor, max_new_tokens: int, after_prefix: bool = False) -> list[int]:
+    def generate(self, inputs_embeds: torch.Tensor, max_new_tokens: int, after_prefix: bool = False) -> List[int]:
         """Greedy decoding with the KV cache for one unpadded sequence.
 
         Args:
