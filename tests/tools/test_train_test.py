@@ -13,7 +13,7 @@ import torch
 from data_engine.generate_qa import main as generate_qa
 from drivepi.geometry import OCC_GRID
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope='module')

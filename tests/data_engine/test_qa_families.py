@@ -25,7 +25,7 @@ CATEGORIES = {'car': 0, 'truck': 1, 'trailer': 2, 'bus': 3, 'construction_vehicl
               'motorcycle': 6, 'pedestrian': 7, 'traffic_cone': 8, 'barrier': 9}
 L = {name: i for i, name in enumerate(OPENOCC_CLASSES)}
 FREE = L['free']
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def ix_of(x):

@@ -16,7 +16,7 @@ from drivepi.geometry import OCC_GRID
 from drivepi.registry import DATASETS, MODELS, TRANSFORMS
 from drivepi.utils import register_all_modules
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / 'configs' / '_base_' / 'datasets'
 register_all_modules()
 

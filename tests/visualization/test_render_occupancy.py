@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_visualization_bev import write_episode_log
+from test_bev import write_episode_log
 
 from drivepi.geometry import FREE_INDEX, OCC_GRID
 from drivepi.visualization.palette import GT_TRAJ_COLOR, PRED_TRAJ_COLOR, occ_palette
 from drivepi.visualization.sample_io import load_occ_gt, load_prediction, load_sample_view
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FREE, CAR, DRIVEABLE, VEGETATION = FREE_INDEX, 0, 10, 15
 TOKEN = 'ca9a282c9e77460f8360f564131a8af5'
 

@@ -17,7 +17,7 @@ from drivepi.registry import MODELS
 from drivepi.sim.geometry import transform_points
 from drivepi.utils import register_all_modules
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BASES = ('configs/_base_/models/drivepi_mini.py', 'configs/_base_/datasets/drivepi_mini.py',
          'configs/_base_/closed_loop.py')
 

@@ -289,7 +289,7 @@ def test_missing_split_file_is_named(toy_copy):
 
 
 def test_cli_writes_the_same_infos(toy, tmp_path, monkeypatch):
-    tool = Path(__file__).resolve().parents[1] / 'tools' / 'create_data.py'
+    tool = Path(__file__).resolve().parents[2] / 'tools' / 'create_data.py'
     spec = importlib.util.spec_from_file_location('create_data', tool)
     create_data = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(create_data)
