@@ -27,8 +27,15 @@ from mmengine.config import DictAction
 from mmengine.optim import build_optim_wrapper
 from torch.utils.flop_counter import FlopCounterMode
 
-from drivepi.benchmarking import (DEFAULT_DEMO_DIR, build_model, load_demo_sweep, make_batch, median_ms,
-                                  module_timing_hooks, stack_sweeps)
+from drivepi.benchmarking import (
+    DEFAULT_DEMO_DIR,
+    build_model,
+    load_demo_sweep,
+    make_batch,
+    median_ms,
+    module_timing_hooks,
+    stack_sweeps,
+)
 from drivepi.fileio import atomic_write_json, atomic_write_text
 from drivepi.utils import load_config, register_all_modules
 
@@ -316,7 +323,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = args.tokenizer
         if tokenizer is None:
-            from drivepi.models.llm.tiny_llm import make_tiny_llm
+            from drivepi.testing import make_tiny_llm
             make_tiny_llm(Path(tmp), seed=0)
             tokenizer = tmp
         model = build_model(cfg, tokenizer, device)

@@ -8,17 +8,17 @@ positions keep their pre-LLM features) -> occupancy and flow heads; hidden state
 queries -> planning head; the LM head gives the text (answer-only cross-entropy in training,
 greedy generation with the KV cache in ``predict``).
 """
-from typing import Optional
+from typing import List, Optional
 
 import torch
 from mmdet3d.models.detectors import Base3DDetector
 from mmdet3d.structures import Det3DDataSample
 
+from drivepi.models.ada3d.token_filter import scatter_tokens
 from drivepi.models.llm.prompt import DrivePIPrompt
-from drivepi.models.token_filter import scatter_tokens
 from drivepi.registry import MODELS
 
-SampleList = list[Det3DDataSample]
+SampleList = List[Det3DDataSample]
 
 
 @MODELS.register_module()
@@ -192,17 +192,15 @@ class DrivePI(Base3DDetector):
             ds.pred_answers = [self._answer_conversation(conv) for conv in conversations]
         return data_samples
 
-    def _answer_conversation(self, conversation: list) -> list[str]:
+    def _answer_conversation(self, conversation: list) -> List[str]:
         """Answer each turn greedily, with the earlier questions and the model's own answers as context,
         continuing the sample's prefix (instruction, spatial tokens, queries) that ``llm.prefill`` encoded
         once into the decoder's KV cache."""
-        embed_tokens = self.llm.causal_lm.get_input_embeddings()
-        device = embed_tokens.weight.device
         history, answers = [], []
         for turn in conversation:
-            ids = torch.tensor(history + self.prompt.question_ids(turn['question']), device=device)
-            new_ids = self.llm.generate(embed_tokens(ids)[None], self.max_answer_tokens, after_prefix=True)
-            answers.append(self.llm.tokenizer.decode(new_ids, skip_special_tokens=True).strip())
+            ids = history + self.prompt.question_ids(turn['question'])
+            new_ids = self.llm.generate(self.llm.embed_ids(ids)[None], self.max_answer_tokens, after_prefix=True)
+            answers.append(self.llm.decode(new_ids))
             history += self.prompt.turn_ids(turn['question'], answers[-1])[0]
         return answers
 

@@ -17,13 +17,12 @@ class ChannelToHeightDecoder(BaseModule):
         in_channels: C of the input BEV (B, C, Hb, Wb), axis order [ix, iy] like the grid.
         mid_channels: channels of the hidden convs.
         out_per_voxel: values per voxel (e.g. 17 class logits or 2 flow components).
-        grid_size: (X, Y, Z) of the output grid.
+        grid_size: (X, Y, Z) of the output grid (from the config, e.g. ``drivepi.geometry.OCC_GRID``).
         num_convs: 3x3 convs at BEV resolution before upsampling.
         norm_cfg: normalisation of the hidden convs.
     """
 
-    def __init__(self, in_channels: int, mid_channels: int, out_per_voxel: int,
-                 grid_size: tuple = (200, 200, 16), num_convs: int = 2,
+    def __init__(self, in_channels: int, mid_channels: int, out_per_voxel: int, grid_size: tuple, num_convs: int = 2,
                  norm_cfg: dict = dict(type='BN2d'), init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.in_channels = in_channels

@@ -1,7 +1,9 @@
-"""Occupancy flow head: (vx, vy) in m/s per voxel of the 200x200x16 grid from a BEV map."""
+"""Occupancy flow head: (vx, vy) in m/s per voxel of the occupancy grid from a BEV map."""
 import torch
 
+from drivepi.geometry import FREE_INDEX
 from drivepi.registry import MODELS
+
 from .channel_to_height import ChannelToHeightDecoder
 
 
@@ -15,8 +17,8 @@ class FlowHead(ChannelToHeightDecoder):
         loss_flow: config of the per-voxel regression loss.
     """
 
-    def __init__(self, in_channels: int, mid_channels: int = 32, grid_size: tuple = (200, 200, 16),
-                 num_convs: int = 1, norm_cfg: dict = dict(type='BN2d'), free_index: int = 16,
+    def __init__(self, in_channels: int, grid_size: tuple, mid_channels: int = 32,
+                 num_convs: int = 1, norm_cfg: dict = dict(type='BN2d'), free_index: int = FREE_INDEX,
                  loss_flow: dict = dict(type='mmdet.L1Loss', loss_weight=1.0), init_cfg=None):
         super().__init__(in_channels, mid_channels, 2, grid_size, num_convs, norm_cfg, init_cfg)
         self.free_index = free_index

@@ -1,7 +1,9 @@
-"""Semantic occupancy head: 17-class logits over the 200x200x16 grid from a BEV map."""
+"""Semantic occupancy head: class logits over the occupancy grid from a BEV map."""
 import torch
 
+from drivepi.geometry import NUM_OCC_CLASSES
 from drivepi.registry import MODELS
+
 from .channel_to_height import ChannelToHeightDecoder
 
 
@@ -17,8 +19,8 @@ class OccupancyHead(ChannelToHeightDecoder):
         use_mask_camera: train only on camera-visible voxels (``gt_mask_camera``).
     """
 
-    def __init__(self, in_channels: int, mid_channels: int = 64, num_classes: int = 17,
-                 grid_size: tuple = (200, 200, 16), num_convs: int = 2, norm_cfg: dict = dict(type='BN2d'),
+    def __init__(self, in_channels: int, grid_size: tuple, mid_channels: int = 64,
+                 num_classes: int = NUM_OCC_CLASSES, num_convs: int = 2, norm_cfg: dict = dict(type='BN2d'),
                  loss_ce: dict = dict(type='mmdet.CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
                  loss_lovasz: dict = dict(type='LovaszSoftmaxLoss', loss_weight=1.0),
                  use_mask_camera: bool = True, init_cfg=None):
