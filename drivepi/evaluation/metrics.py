@@ -16,10 +16,10 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
+from drivepi.evaluation.baselines import most_common_answers
 from drivepi.evaluation.metric_table import format_metrics_table
 from drivepi.evaluation.occ_miou import confusion_matrix, miou_from_confusion
 from drivepi.evaluation.planning_metrics import HORIZONS_S, STEP_S, collision_per_step, l2_per_step, summarize_planning
-from drivepi.evaluation.baselines import most_common_answers
 from drivepi.evaluation.qa_accuracy import qa_accuracy
 from drivepi.evaluation.ray_casting import lidar_ray_directions, scene_ray_origins
 from drivepi.evaluation.ray_iou import (

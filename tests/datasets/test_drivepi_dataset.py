@@ -148,10 +148,11 @@ def test_answers_longer_than_the_generation_limit_are_refused_at_load(tmp_path, 
 
     from drivepi.datasets.drivepi_dataset import check_answer_lengths
     long_answer = ', '.join(f'({x}.5, -{x}.5)' for x in range(10, 16))
-    qa = {'tok': [QAConversation('c', 'planning', [QATurn('?', 'yes', 'exist'), QATurn('?', long_answer, 'trajectory')])]}
+    turns = [QATurn('?', 'yes', 'exist'), QATurn('?', long_answer, 'trajectory')]
+    qa = {'tok': [QAConversation('c', 'planning', turns)]}
     n_long = len(AutoTokenizer.from_pretrained(tiny_llm_dir).encode(long_answer, add_special_tokens=False))
     assert check_answer_lengths(qa, 'qa_val.jsonl', str(tiny_llm_dir), n_long) == n_long  # exactly fits
-    with pytest.raises(ValueError, match=rf'qa_val.jsonl: the answer .* is {n_long} tokens long .*max_answer_tokens=24'):
+    with pytest.raises(ValueError, match=rf'qa_val.jsonl: the answer .* is {n_long} tokens long .*_tokens=24'):
         check_answer_lengths(qa, 'qa_val.jsonl', str(tiny_llm_dir), 24)
 
 

@@ -8,8 +8,8 @@ import torch
 from mmdet3d.structures import Det3DDataSample
 from mmengine.evaluator import Evaluator
 
-from drivepi.evaluation import format_metrics_table, save_metrics_json
 from drivepi.datasets.qa_schema import QAConversation, QARecord, QATurn, write_qa_file
+from drivepi.evaluation import format_metrics_table, save_metrics_json
 from drivepi.geometry import OCC_GRID
 from drivepi.registry import METRICS
 
@@ -135,9 +135,10 @@ def test_qa_metric_round_trip_per_type():
 
 
 def test_qa_metric_reports_the_most_common_training_answer_on_the_same_turns(tmp_path):
-    train = [QARecord('t1', [QAConversation('c', 'occupancy', [QATurn('?', 'no', 'exist'), QATurn('?', '2', 'count')])]),
-             QARecord('t2', [QAConversation('c', 'occupancy', [QATurn('?', 'no', 'exist'), QATurn('?', '1', 'count')]),
-                             QAConversation('d', 'occupancy', [QATurn('?', 'yes', 'exist'), QATurn('?', '2', 'count')])])]
+    def conversation(name, exist, count):
+        return QAConversation(name, 'occupancy', [QATurn('?', exist, 'exist'), QATurn('?', count, 'count')])
+    train = [QARecord('t1', [conversation('c', 'no', '2')]),
+             QARecord('t2', [conversation('c', 'no', '1'), conversation('d', 'yes', '2')])]
     write_qa_file(train, tmp_path / 'train.jsonl')  # majority: exist 'no' (2 of 3), count '2' (2 of 3)
 
     def turn(answer, qa_type):

@@ -12,7 +12,6 @@ from drivepi.geometry import OCC_GRID
 from drivepi.registry import MODELS
 from drivepi.utils import register_all_modules
 
-MINI_CONFIG = 'configs/_base_/models/drivepi_mini.py'
 FULL_CONFIG = 'configs/_base_/models/drivepi_qwen2.5-0.5b.py'
 IMG_HW = (32, 88)
 LOSS_KEYS = {'loss_text', 'loss_occ_ce', 'loss_occ_lovasz', 'loss_flow', 'loss_plan', 'loss_plan_col',
@@ -70,15 +69,6 @@ def collate(samples: list) -> dict:
 
 
 @pytest.fixture(scope='module')
-def mini_cfg(tiny_llm_dir):
-    register_all_modules()
-    cfg = Config.fromfile(MINI_CONFIG).model
-    cfg.llm.llm_path = str(tiny_llm_dir)
-    cfg.token_filter.keep_ratio = 0.1
-    return cfg
-
-
-@pytest.fixture(scope='module')
 def model(mini_cfg):
     torch.manual_seed(0)
     model = MODELS.build(mini_cfg)
@@ -105,8 +95,8 @@ def test_loss_is_finite_and_every_trainable_parameter_gets_a_gradient(model, bat
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, missing
     for module_name in ('lidar_branch', 'camera_branch', 'fuser', 'token_filter', 'projector', 'spatial_position',
-                        'llm', 'back_projector', 'occ_head', 'flow_head', 'plan_head'):
-        grads = [p.grad for p in getattr(model, module_name).parameters() if p.requires_grad]
+                        'llm', 'back_projector', 'heads.occ', 'heads.flow', 'heads.plan'):
+        grads = [p.grad for p in model.get_submodule(module_name).parameters() if p.requires_grad]
         assert all(torch.isfinite(g).all() for g in grads), module_name
         assert any(g.abs().sum() > 0 for g in grads), module_name
     assert model.plan_queries.grad.abs().sum() > 0
@@ -124,8 +114,8 @@ def test_predict_outputs_follow_the_contract(model, batch):
         assert [len(a) for a in ds.pred_answers] == [len(c) for c in conversations]
         assert all(isinstance(text, str) for answers in ds.pred_answers for text in answers)
     raw = model(**data, mode='tensor')
-    assert raw['occ_logits'].shape == (2, 17) + OCC_GRID
-    assert torch.equal(raw['occ_logits'].argmax(1).to(torch.uint8)[0], results[0].pred_occ)
+    assert raw['occ_logits'].shape == (2,) + OCC_GRID + (17,)
+    assert torch.equal(raw['occ_logits'].argmax(-1).to(torch.uint8)[0], results[0].pred_occ)
     assert torch.allclose(raw['traj'][1], results[1].pred_traj)
 
 

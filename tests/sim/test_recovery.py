@@ -10,7 +10,7 @@ import pytest
 from mmengine.config import Config
 
 from drivepi.datasets.converters.nuscenes_converter import create_drivepi_infos
-from drivepi.sim.geometry import pose2d_matrix, points_in_boxes, transform_points
+from drivepi.sim.geometry import points_in_boxes, pose2d_matrix, transform_points
 from drivepi.sim.mini_dataset import PRESETS, generate_mini_dataset
 from drivepi.sim.recovery import RECOVERY_LIMITS, RecoverySpec, plan_recovery
 from drivepi.sim.sensors import cast_lidar

@@ -28,7 +28,7 @@ def test_benchmark_trains_deploys_and_reports_every_section(tmp_path, tiny_llm_d
     inference = report['inference']
     assert inference['latency_ms'] > 0 and inference['gflops'] > 0
     assert 0 < inference['num_kept_voxels'] < inference['num_voxels']  # the Ada3D filter ran
-    assert set(inference['module_ms']) >= {'lidar_branch', 'camera_branch', 'llm.causal_lm.model', 'occ_head'}
+    assert set(inference['module_ms']) >= {'lidar_branch', 'camera_branch', 'llm.causal_lm.model', 'heads.occ'}
     assert report['keep_ratio_sweep']['0.25']['tokens'] == 625  # a quarter of the 50 x 50 mini BEV
     assert report['ada3d']['num_voxels'] == inference['num_voxels']
     decode = report['decode']

@@ -8,5 +8,5 @@ from .qwen2_llm import Qwen2LLM
 from .spatial_position import BEVPositionEmbedding
 from .special_tokens import PLAN_TOKEN, SPATIAL_TOKEN
 
-__all__ = ['MLPProjector', 'BEVPositionEmbedding', 'IGNORE_INDEX', 'DrivePIPrompt', 'PromptBatch', 'Qwen2LLM', 'PLAN_TOKEN',
-           'SPATIAL_TOKEN']
+__all__ = ['MLPProjector', 'BEVPositionEmbedding', 'IGNORE_INDEX', 'DrivePIPrompt', 'PromptBatch', 'Qwen2LLM',
+           'PLAN_TOKEN', 'SPATIAL_TOKEN']
