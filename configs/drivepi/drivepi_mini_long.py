@@ -1,40 +1,28 @@
-# The long mini recipe: DrivePI on a bigger generated mini set (24 scenes: 19 train with one recovery
-# sample per keyframe, 5 held out), a larger tiny Qwen2 (hidden 128, 4 layers), 6,000 iterations, with
-# validation on a spread-out quarter of the held-out samples every 1,500 iterations for the learning
-# curves (tools/plot_learning_curves.py). About 1.5 h on 2 CPU cores; see docs/recipes.md.
-#     python tools/create_mini_dataset.py --out-dir data/drivepi-mini-long --num-scenes 24 --seed 0 \
-#         --recovery-per-keyframe 1   (then create_data, generate_qa, make_tiny_llm: docs/recipes.md)
+# The long mini recipe: the demo's data and model with a larger tiny Qwen2 (hidden 128, 4 layers), 4,000
+# iterations and validation on every second held-out sample every 1,000 iterations for the learning curves
+# (tools/plot_learning_curves.py). About 45 min of training on 2 free CPU cores; see docs/recipes.md:
+#     python tools/make_tiny_llm.py --out-dir data/drivepi-mini/tiny_qwen2_h128_l4 \
+#         --qa-file data/drivepi-mini/qa_train.jsonl --hidden-size 128 --num-layers 4
+#     python tools/train.py configs/drivepi/drivepi_mini_long.py
 _base_ = ['./drivepi_mini.py']
 
-data_root = 'data/drivepi-mini-long/'
-llm_path = data_root + 'tiny_qwen2_h128_l4'
-qa_train_file = data_root + 'qa_train.jsonl'
-max_iters = 6000
-val_interval = 1500
+llm_path = 'data/drivepi-mini/tiny_qwen2_h128_l4'
+max_iters = 4000
+val_interval = 1000
 
 model = dict(llm=dict(llm_path=llm_path))
-train_dataloader = dict(dataset=dict(data_root=data_root, qa_file=qa_train_file))
-test_dataloader = dict(dataset=dict(data_root=data_root, qa_file=data_root + 'qa_val.jsonl', tokenizer_path=llm_path))
-# validation during training: every 4th held-out sample (all 5 scenes), the full set in tools/test.py
-val_dataloader = dict(
-    batch_size=1, num_workers=1, persistent_workers=False, drop_last=False,
+test_dataloader = dict(dataset=dict(tokenizer_path=llm_path))
+val_dataloader = dict(  # every second held-out sample during training; tools/test.py scores them all
+    _delete_=True, batch_size=1, num_workers=1, persistent_workers=False, drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(test_dataloader['dataset'], indices=list(range(0, 200, 4))))
-test_evaluator = [
-    dict(type='OccupancyMetric', data_root=data_root, ann_file='drivepi_infos_val.pkl',
-         class_names={{_base_.occ_classes}}),
-    dict(type='PlanningMetric'),
-    dict(type='QAMetric', majority_qa_file=qa_train_file),
-]
-val_evaluator = test_evaluator
-val_cfg = dict(type='ValLoop')
+    dataset=dict(_base_.test_dataloader.dataset, tokenizer_path=llm_path, indices=list(range(0, 80, 2))))
+val_evaluator = {{_base_.test_evaluator}}
+val_cfg = dict(_delete_=True, type='ValLoop')
 
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=100, end=max_iters, T_max=max_iters - 100,
          eta_min_ratio=0.05),
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=val_interval)
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=val_interval, by_epoch=False,
-                                     max_keep_ckpts=2, save_last=True))
-closed_loop = dict(data_root=data_root, info_file=data_root + 'drivepi_infos_val.pkl')
+train_cfg = dict(max_iters=max_iters, val_interval=val_interval)
+default_hooks = dict(checkpoint=dict(interval=val_interval))

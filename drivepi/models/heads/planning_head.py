@@ -4,7 +4,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from drivepi.datasets import COMMANDS
+from drivepi.geometry import COMMANDS
 from drivepi.registry import MODELS
 
 from .base_head import BaseDrivePIHead, HeadInputs, stack_field
