@@ -16,7 +16,7 @@ from drivepi.sim.recovery import RECOVERY_LIMITS, RecoverySpec, plan_recovery
 from drivepi.sim.sensors import cast_lidar
 from drivepi.sim.world import OCC_CLASSES, load_scene_world
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COMFORT = Config.fromfile(REPO / 'configs' / '_base_' / 'closed_loop.py').closed_loop['scoring']['comfort_bounds']
 
 
