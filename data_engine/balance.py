@@ -8,6 +8,7 @@ randomly chosen conversations holding that answer are dropped, just enough to br
 """
 import math
 from collections import Counter
+from typing import Dict, List
 
 import numpy as np
 
@@ -17,8 +18,8 @@ from drivepi.evaluation.qa_accuracy import ANSWER_KINDS, normalize_answer
 BALANCED_KINDS = ('categorical', 'count')
 
 
-def _answer_counts(records: list[QARecord]) -> dict[str, Counter]:
-    counts: dict[str, Counter] = {}
+def _answer_counts(records: List[QARecord]) -> Dict[str, Counter]:
+    counts: Dict[str, Counter] = {}
     for record in records:
         for conv in record.conversations:
             for turn in conv.turns:
@@ -27,8 +28,8 @@ def _answer_counts(records: list[QARecord]) -> dict[str, Counter]:
     return counts
 
 
-def _drop_some(records: list[QARecord], qa_type: str, answer: str, num: int,
-               rng: np.random.Generator) -> list[QARecord]:
+def _drop_some(records: List[QARecord], qa_type: str, answer: str, num: int,
+               rng: np.random.Generator) -> List[QARecord]:
     holders = [(r, c) for r, rec in enumerate(records) for c, conv in enumerate(rec.conversations)
                if any(t.type == qa_type and normalize_answer(t.answer) == answer for t in conv.turns)]
     drop = {holders[k] for k in rng.choice(len(holders), size=min(num, len(holders)), replace=False)}
@@ -40,8 +41,8 @@ def _drop_some(records: list[QARecord], qa_type: str, answer: str, num: int,
     return kept
 
 
-def balance_answers(records: list[QARecord], max_share: float, seed: int = 0,
-                    max_rounds: int = 10) -> list[QARecord]:
+def balance_answers(records: List[QARecord], max_share: float, seed: int = 0,
+                    max_rounds: int = 10) -> List[QARecord]:
     """Records with no balanced-kind type above ``max_share`` (up to ``max_rounds`` passes, since
     dropping a conversation also changes the other types' counts). ``max_share >= 1`` is a no-op."""
     if not 0 < max_share <= 1:

@@ -10,14 +10,15 @@ counts per class within ``radius`` m.
 import importlib
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, List, Optional, Protocol
 
 import numpy as np
 
 from drivepi.evaluation.qa_accuracy import format_number
+from drivepi.geometry import COMMANDS
 
 from .phrasing import make_turn, pick, plural
-from .scene import COMMAND_NAMES, SceneGT, display_name
+from .scene import SceneGT, display_name
 
 Q_CAPTION = ('Describe the driving scene.', 'What do you see around the ego vehicle?',
              'Give a short description of the current traffic scene.')
@@ -32,7 +33,7 @@ class Captioner(Protocol):
     def __call__(self, scene: SceneGT) -> str: ...
 
 
-def _list_words(items: list[str]) -> str:
+def _list_words(items: List[str]) -> str:
     return items[0] if len(items) == 1 else f'{", ".join(items[:-1])} and {items[-1]}'
 
 
@@ -55,10 +56,10 @@ class TemplateCaptioner:
         parts = [f'{k} {plural(display_name(n)) if k > 1 else display_name(n)}' for n, k in ordered]
         around = (f'within {format_number(self.radius, "m", 0)}: {_list_words(parts)}' if parts
                   else f'no objects within {format_number(self.radius, "m", 0)}')
-        return f'{motion} and will {COMMAND_NAMES[scene.command]}. {around}.'
+        return f'{motion} and will {COMMANDS[scene.command]}. {around}.'
 
 
-def camera_image_paths(scene: SceneGT) -> list[str]:
+def camera_image_paths(scene: SceneGT) -> List[str]:
     """Absolute camera image paths of a scene: ``img_path`` under the data root, or under
     ``samples/<camera>/`` (mmdet3d v2 infos store bare file names)."""
     paths = []
@@ -85,7 +86,7 @@ class VLMCaptioner:
         return ' '.join(caption.split())
 
 
-def load_captioner(spec: str | None) -> Captioner:
+def load_captioner(spec: Optional[str]) -> Captioner:
     """``'package.module:function'`` -> a :class:`VLMCaptioner` of that function; None -> template."""
     if not spec:
         return TemplateCaptioner()
@@ -95,6 +96,6 @@ def load_captioner(spec: str | None) -> Captioner:
     return VLMCaptioner(getattr(importlib.import_module(module_name), attr))
 
 
-def generate_captions(scene: SceneGT, rng: np.random.Generator, captioner: Captioner) -> list[list]:
+def generate_captions(scene: SceneGT, rng: np.random.Generator, captioner: Captioner) -> List[list]:
     """One caption conversation of a scene."""
     return [[make_turn(pick(rng, Q_CAPTION), captioner(scene), 'caption', 'caption', source=captioner.source)]]

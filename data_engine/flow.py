@@ -15,6 +15,7 @@ Definitions (recomputed independently by :mod:`data_engine.verify`):
 Objects are referred to by their box centre, ``x = .. m, y = .. m`` rounded to 0.1 m.
 """
 from dataclasses import dataclass
+from typing import List
 
 import numpy as np
 
@@ -116,7 +117,7 @@ def _fastest_turns(scene: SceneGT, rng: np.random.Generator, cfg: FlowQAConfig, 
     return turns
 
 
-def generate_flow(scene: SceneGT, rng: np.random.Generator, cfg: FlowQAConfig) -> list[list]:
+def generate_flow(scene: SceneGT, rng: np.random.Generator, cfg: FlowQAConfig) -> List[list]:
     """Text-flow conversations of one scene (lists of :class:`QATurn`)."""
     idx = candidates(scene)
     conversations = []

@@ -13,32 +13,29 @@ sample draws from its own generator seeded by ``(seed, crc32(token))``), dedupli
 sample, answer-balanced (``max_answer_share``), plus ``<out>.stats.json`` and a printed stats
 table. ``--config`` is an MMEngine config file whose ``occupancy`` / ``flow`` / ``planning`` dicts
 override the family configs and whose ``families`` / ``max_answer_share`` / ``caption_radius``
-override the defaults of :class:`QAEngineConfig`.
+override the defaults of :class:`QAEngineConfig` (all defaults written out: ``configs/data_engine/default.py``).
 """
 import argparse
-import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import List, Optional
 
-if __package__ in (None, ''):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import mmengine
+import numpy as np
+from mmengine.config import Config
+from tqdm import tqdm
 
-import mmengine  # noqa: E402
-import numpy as np  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from data_engine.balance import balance_answers  # noqa: E402
-from data_engine.captions import Captioner, TemplateCaptioner, generate_captions, load_captioner  # noqa: E402
-from data_engine.flow import FlowQAConfig, generate_flow  # noqa: E402
-from data_engine.nuscenes_qa import import_nuscenes_qa  # noqa: E402
-from data_engine.occupancy import OccupancyQAConfig, generate_occupancy  # noqa: E402
-from data_engine.planning import PlanningQAConfig, generate_planning  # noqa: E402
-from data_engine.scene import SceneGT, load_scene  # noqa: E402
-from data_engine.stats import format_stats_table, qa_stats  # noqa: E402
-from drivepi.datasets.qa_schema import QAConversation, QARecord, write_qa_file  # noqa: E402
-from drivepi.fileio import atomic_write_json  # noqa: E402
+from data_engine.balance import balance_answers
+from data_engine.captions import Captioner, TemplateCaptioner, generate_captions, load_captioner
+from data_engine.flow import FlowQAConfig, generate_flow
+from data_engine.nuscenes_qa import import_nuscenes_qa
+from data_engine.occupancy import OccupancyQAConfig, generate_occupancy
+from data_engine.planning import PlanningQAConfig, generate_planning
+from data_engine.scene import SceneGT, load_scene
+from data_engine.stats import format_stats_table, qa_stats
+from drivepi.datasets.qa_schema import QAConversation, QARecord, write_qa_file
+from drivepi.fileio import atomic_write_json
 
 GENERATED_FAMILIES = ('occupancy', 'flow', 'planning', 'caption')
 
@@ -74,7 +71,7 @@ def sample_rng(seed: int, token: str) -> np.random.Generator:
 
 
 def generate_conversations(scene: SceneGT, seed: int, cfg: QAEngineConfig, captioner: Captioner,
-                           object_classes: list) -> list[QAConversation]:
+                           object_classes: list) -> List[QAConversation]:
     """All conversations of one scene, deduplicated (same family and questions), with ids."""
     rng = sample_rng(seed, scene.token)
     builders = dict(occupancy=lambda: generate_occupancy(scene, rng, cfg.occupancy, object_classes),
@@ -105,8 +102,8 @@ def load_infos(info_path) -> dict:
     return infos
 
 
-def generate_records(info_path, data_root=None, seed: int = 0, cfg: QAEngineConfig | None = None,
-                     captioner: Captioner | None = None, progress: bool = True) -> list[QARecord]:
+def generate_records(info_path, data_root=None, seed: int = 0, cfg: Optional[QAEngineConfig] = None,
+                     captioner: Optional[Captioner] = None, progress: bool = True) -> List[QARecord]:
     """QA records of every sample of an info file (unbalanced; see :func:`generate_qa_file`).
 
     Args:
@@ -128,7 +125,7 @@ def generate_records(info_path, data_root=None, seed: int = 0, cfg: QAEngineConf
     return records
 
 
-def write_qa_outputs(records: list[QARecord], out_path, max_answer_share: float, seed: int) -> dict:
+def write_qa_outputs(records: List[QARecord], out_path, max_answer_share: float, seed: int) -> dict:
     """Balance, write the JSONL and ``<out>.stats.json`` (both atomically); return the stats."""
     records = balance_answers(records, max_answer_share, seed)
     write_qa_file(records, out_path)

@@ -8,6 +8,7 @@ training and evaluation read both sources through one path.
 """
 import json
 from pathlib import Path
+from typing import Dict, List, Optional
 
 from drivepi.datasets.qa_schema import QAConversation, QARecord, QATurn
 
@@ -32,7 +33,7 @@ def _check_item(item, where: str) -> None:
         raise ValueError(f'{where}: empty question or answer')
 
 
-def read_nuscenes_qa(path) -> list[dict]:
+def read_nuscenes_qa(path) -> List[dict]:
     """The validated question list of a nuScenes-QA JSON file (errors name the file and item)."""
     path = Path(path)
     if not path.is_file():
@@ -49,7 +50,7 @@ def read_nuscenes_qa(path) -> list[dict]:
     return questions
 
 
-def import_nuscenes_qa(path, sample_tokens: set | None = None) -> list[QARecord]:
+def import_nuscenes_qa(path, sample_tokens: Optional[set] = None) -> List[QARecord]:
     """nuScenes-QA questions as QA records, one per sample token (in file order).
 
     Args:
@@ -59,8 +60,8 @@ def import_nuscenes_qa(path, sample_tokens: set | None = None) -> list[QARecord]
         Records whose conversations are single turns; a question repeated within a sample is
         kept once.
     """
-    by_token: dict[str, list[QAConversation]] = {}
-    seen: dict[str, set] = {}
+    by_token: Dict[str, List[QAConversation]] = {}
+    seen: Dict[str, set] = {}
     for item in read_nuscenes_qa(path):
         token = item['sample_token']
         if sample_tokens is not None and token not in sample_tokens:

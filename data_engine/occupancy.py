@@ -20,13 +20,15 @@ Definitions (the verifier recomputes them the slow way, :mod:`data_engine.verify
   in a region (``around`` all, ``ahead`` x > 0, ``behind`` x < 0).
 """
 from dataclasses import dataclass
+from typing import List, Optional, Tuple
 
 import numpy as np
 
 from drivepi.evaluation.qa_accuracy import format_number
+from drivepi.geometry import GROUND_CLASSES
 
 from .phrasing import make_turn, pick, place, plural, yes_no
-from .scene import GROUND_CLASSES, SceneGT, display_name
+from .scene import SceneGT, display_name
 
 DIRECTIONS = ('ahead', 'behind', 'left', 'right')
 DIRECTION_WORDS = {'ahead': 'ahead of', 'behind': 'behind', 'left': 'to the left of',
@@ -115,7 +117,7 @@ class OccupancyView:
         self.candidate = observed if observed is not None and observed.any() else np.ones((nx, ny), bool)
         self.size, self.sem, self.num_low, self.cfg = size, sem, num_low, cfg
 
-    def corridor(self, direction: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def corridor(self, direction: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A direction's corridor: row indices (nearest first), column mask, near faces (m)."""
         cfg, half = self.cfg, self.size / 2
         if direction in ('ahead', 'behind'):
@@ -133,7 +135,7 @@ class OccupancyView:
             return array[..., rows, :][..., cols]
         return np.swapaxes(array[..., cols, :][..., rows], -1, -2)
 
-    def nearest_obstacle(self, direction: str) -> tuple[float, int] | None:
+    def nearest_obstacle(self, direction: str) -> Optional[Tuple[float, int]]:
         """(distance m, class label) of the nearest low obstacle in a direction, None if clear."""
         rows, cols, near = self.corridor(direction)
         hit_rows = np.flatnonzero(self._take(self.low_column, direction, rows, cols).any(axis=1))
@@ -223,7 +225,7 @@ def _class_pool(scene: SceneGT, rng: np.random.Generator, all_classes: list) -> 
 
 
 def generate_occupancy(scene: SceneGT, rng: np.random.Generator, cfg: OccupancyQAConfig,
-                       object_classes: list) -> list[list]:
+                       object_classes: list) -> List[list]:
     """Text-occupancy conversations of one scene (lists of :class:`QATurn`).
 
     Place, direction and free-road questions need the occupancy grid and are skipped without it;

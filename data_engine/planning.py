@@ -14,13 +14,15 @@ Definitions (recomputed independently by :mod:`data_engine.verify`):
 - ``trajectory``: the 6 future waypoints ``(x, y)`` (m, ego frame), asked only when all are valid.
 """
 from dataclasses import dataclass
+from typing import List
 
 import numpy as np
 
 from drivepi.evaluation.qa_accuracy import format_number, format_waypoints
+from drivepi.geometry import COMMANDS
 
 from .phrasing import make_turn, pick
-from .scene import COMMAND_NAMES, STEP_SECONDS, SceneGT, display_name
+from .scene import STEP_SECONDS, SceneGT, display_name
 
 ACTIONS = ('accelerate', 'keep speed', 'slow down', 'stop', 'turn left', 'turn right')
 
@@ -47,8 +49,8 @@ def next_action(scene: SceneGT, cfg: PlanningQAConfig) -> str:
     v1 = float(np.linalg.norm(scene.fut_traj[1] - scene.fut_traj[0])) / STEP_SECONDS
     if v1 < cfg.stop_speed:
         return 'stop'
-    if COMMAND_NAMES[scene.command].startswith('turn'):
-        return COMMAND_NAMES[scene.command]
+    if COMMANDS[scene.command].startswith('turn'):
+        return COMMANDS[scene.command]
     change = v1 - scene.ego_speed
     if change > cfg.speed_change:
         return 'accelerate'
@@ -71,7 +73,7 @@ def action_reason(scene: SceneGT, action: str, cfg: PlanningQAConfig) -> str:
     return 'road ahead is clear'
 
 
-def generate_planning(scene: SceneGT, rng: np.random.Generator, cfg: PlanningQAConfig) -> list[list]:
+def generate_planning(scene: SceneGT, rng: np.random.Generator, cfg: PlanningQAConfig) -> List[list]:
     """Planning conversations of one scene: action, reason, trajectory (when the future exists)."""
     turns = []
     if scene.fut_mask[:2].all():

@@ -9,16 +9,13 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional, Tuple, Union
 
 import numpy as np
 
-from drivepi.visualization.occ_grid import PC_RANGE, VOXEL_SIZE, check_grid
+from drivepi.geometry import OCC_RANGE, OCC_VOXEL_SIZE, OPENOCC_CLASSES
+from drivepi.visualization.occ_grid import check_grid
 
-OPENOCC_CLASSES = ('car', 'truck', 'trailer', 'bus', 'construction_vehicle', 'bicycle', 'motorcycle',
-                   'pedestrian', 'traffic_cone', 'barrier', 'driveable_surface', 'other_flat',
-                   'sidewalk', 'terrain', 'manmade', 'vegetation', 'free')
-GROUND_CLASSES = ('driveable_surface', 'other_flat', 'sidewalk', 'terrain')
-COMMAND_NAMES = {0: 'turn right', 1: 'turn left', 2: 'go straight'}  # VAD order (contracts)
 NUM_FUTURE_STEPS = 6
 STEP_SECONDS = 0.5
 
@@ -69,8 +66,8 @@ class SceneGT:
     """
     token: str
     occ_classes: tuple
-    semantics: np.ndarray | None
-    mask_camera: np.ndarray | None
+    semantics: Optional[np.ndarray]
+    mask_camera: Optional[np.ndarray]
     objects: ObjectSet
     fut_traj: np.ndarray
     fut_mask: np.ndarray
@@ -78,8 +75,8 @@ class SceneGT:
     ego_status: np.ndarray
     images: dict = field(default_factory=dict)
     data_root: Path = Path('.')
-    pc_range: tuple = PC_RANGE
-    voxel_size: float = VOXEL_SIZE
+    pc_range: tuple = OCC_RANGE
+    voxel_size: float = OCC_VOXEL_SIZE
 
     @property
     def free_label(self) -> int:
@@ -124,7 +121,7 @@ def objects_in_ego(instances: list, lidar2ego: np.ndarray, label_names: dict, so
                      tokens=[inst.get('instance_token', f'obj{i}') for i, inst in enumerate(kept)])
 
 
-def load_occupancy(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def load_occupancy(path: Path, num_classes: int) -> Tuple[np.ndarray, np.ndarray]:
     """Read ``semantics`` (uint8) and ``mask_camera`` (bool) of a ``labels.npz``; validate them."""
     if not path.is_file():
         raise FileNotFoundError(f'occupancy GT file not found: {path}')
@@ -143,7 +140,7 @@ def load_occupancy(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray
     return semantics.astype(np.uint8, copy=False), mask_camera.astype(bool)
 
 
-def load_scene(info: dict, data_root: str | os.PathLike, metainfo: dict) -> SceneGT:
+def load_scene(info: dict, data_root: Union[str, os.PathLike], metainfo: dict) -> SceneGT:
     """Build the :class:`SceneGT` of one info dict.
 
     Args:

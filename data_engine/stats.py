@@ -1,5 +1,6 @@
 """Statistics of a QA set: counts per family and type, answer histograms, largest answer share."""
 from collections import Counter
+from typing import Dict, List
 
 from drivepi.datasets.qa_schema import QARecord
 from drivepi.evaluation.qa_accuracy import normalize_answer
@@ -7,7 +8,7 @@ from drivepi.evaluation.qa_accuracy import normalize_answer
 HISTOGRAM_TOP = 20
 
 
-def qa_stats(records: list[QARecord]) -> dict:
+def qa_stats(records: List[QARecord]) -> dict:
     """Counts and answer distributions of records.
 
     Returns:
@@ -16,8 +17,8 @@ def qa_stats(records: list[QARecord]) -> dict:
         'per_type': {type: {'turns', 'distinct_answers', 'top_answer', 'largest_answer_share',
         'histogram': {answer: count} (the HISTOGRAM_TOP most frequent)}}}``
     """
-    families: dict[str, Counter] = {}
-    answers: dict[str, Counter] = {}
+    families: Dict[str, Counter] = {}
+    answers: Dict[str, Counter] = {}
     num_convs = num_turns = 0
     for record in records:
         for conv in record.conversations:

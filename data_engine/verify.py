@@ -17,21 +17,19 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Dict, List, Optional, Tuple
 
-if __package__ in (None, ''):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+from tqdm import tqdm
 
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from data_engine.captions import TemplateCaptioner  # noqa: E402
-from data_engine.flow import HEADINGS  # noqa: E402
-from data_engine.generate_qa import QAEngineConfig, load_infos  # noqa: E402
-from data_engine.phrasing import yes_no  # noqa: E402
-from data_engine.scene import (COMMAND_NAMES, GROUND_CLASSES, STEP_SECONDS, SceneGT, display_name,  # noqa: E402
-                               load_scene)
-from drivepi.datasets.qa_schema import QARecord, iter_qa_records  # noqa: E402
-from drivepi.evaluation.qa_accuracy import format_number, format_waypoints  # noqa: E402
+from data_engine.captions import TemplateCaptioner
+from data_engine.flow import HEADINGS
+from data_engine.generate_qa import QAEngineConfig, load_infos
+from data_engine.phrasing import yes_no
+from data_engine.scene import STEP_SECONDS, SceneGT, display_name, load_scene
+from drivepi.datasets.qa_schema import QARecord, iter_qa_records
+from drivepi.evaluation.qa_accuracy import format_number, format_waypoints
+from drivepi.geometry import COMMANDS, GROUND_CLASSES
 
 UNVERIFIABLE = ('nuscenes_qa',)
 
@@ -54,7 +52,7 @@ class SceneOracle:
     def __init__(self, scene: SceneGT, cfg: QAEngineConfig):
         self.scene, self.cfg = scene, cfg
         self.tokens = {t: i for i, t in enumerate(scene.objects.tokens)}
-        self._corridors: dict[tuple[str, str], list] = {}
+        self._corridors: Dict[Tuple[str, str], list] = {}
 
     # ---- occupancy ------------------------------------------------------------------------
     def _column(self, meta: dict) -> np.ndarray:
@@ -66,7 +64,7 @@ class SceneOracle:
     def _is_obstacle(self, label: int) -> bool:
         return label != self.scene.free_label and self.scene.occ_classes[label] not in GROUND_CLASSES
 
-    def _top(self, meta: dict) -> int | None:
+    def _top(self, meta: dict) -> Optional[int]:
         column = self._column(meta)
         for iz in range(len(column) - 1, -1, -1):
             if column[iz] != self.scene.free_label:
@@ -85,7 +83,7 @@ class SceneOracle:
         return format_number(self.scene.pc_range[2] + (self._top(meta) + 1) * self.scene.voxel_size, 'm')
 
     @functools.cached_property
-    def _voxels(self) -> list[tuple[float, float, float, int]]:
+    def _voxels(self) -> List[Tuple[float, float, float, int]]:
         """(x, y, z, label) of every occupied voxel that lies in one of the direction corridors
         (``|y| <= corridor_half_width`` or ``x`` in ``ego_x_span``), centres in m."""
         s, occ = self.scene, self.cfg.occupancy
@@ -97,14 +95,14 @@ class SceneOracle:
         labels = s.semantics[tuple(idx.T)]
         return [(float(x), float(y), float(z), int(lab)) for (x, y, z), lab in zip(centres, labels)]
 
-    def _corridor_voxels(self, direction: str, rule: str) -> list[tuple[float, int]]:
+    def _corridor_voxels(self, direction: str, rule: str) -> List[Tuple[float, int]]:
         """(near-face distance, label) of the voxels in a direction's corridor that the blocking
         ``rule`` (``low_obstacle`` or ``off_road``) keeps."""
         if (direction, rule) not in self._corridors:
             self._corridors[direction, rule] = self._scan_corridor(direction, rule)
         return self._corridors[direction, rule]
 
-    def _scan_corridor(self, direction: str, rule: str) -> list[tuple[float, int]]:
+    def _scan_corridor(self, direction: str, rule: str) -> List[Tuple[float, int]]:
         occ, half = self.cfg.occupancy, self.scene.voxel_size / 2
         blocking = self._low_obstacle if rule == 'low_obstacle' else self._off_road
         out = []
@@ -231,7 +229,7 @@ class SceneOracle:
         s, plan = self.scene, self.cfg.planning
         (x0, y0), (x1, y1) = s.fut_traj[0], s.fut_traj[1]
         planned = math.hypot(x1 - x0, y1 - y0) / STEP_SECONDS
-        command = COMMAND_NAMES[s.command]
+        command = COMMANDS[s.command]
         if planned < plan.stop_speed:
             return 'stop'
         if command in ('turn left', 'turn right'):
@@ -280,7 +278,7 @@ def verify_record(record: QARecord, scene: SceneGT, cfg: QAEngineConfig, report:
                                               question=turn.question, answer=turn.answer, expected=expected))
 
 
-def verify_file(info_path, qa_path, data_root=None, cfg: QAEngineConfig | None = None,
+def verify_file(info_path, qa_path, data_root=None, cfg: Optional[QAEngineConfig] = None,
                 progress: bool = True) -> VerifyReport:
     """Verify a QA JSONL file against the ground truth of its info file."""
     cfg = cfg or QAEngineConfig()

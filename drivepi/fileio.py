@@ -8,13 +8,13 @@ import pickle
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = 'wb') -> Iterator[Any]:
+def atomic_open(path: Union[str, os.PathLike], mode: str = 'wb') -> Iterator[Any]:
     """Open a temporary file beside ``path``; it replaces ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,13 +32,13 @@ def atomic_open(path: str | os.PathLike, mode: str = 'wb') -> Iterator[Any]:
         raise
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
+def atomic_write_json(path: Union[str, os.PathLike], obj: Any, indent: Optional[int] = 2) -> None:
     """Write ``obj`` as JSON to ``path`` atomically."""
     with atomic_open(path, 'w') as f:
         json.dump(obj, f, indent=indent)
 
 
-def atomic_write_pickle(path: str | os.PathLike, obj: Any) -> None:
+def atomic_write_pickle(path: Union[str, os.PathLike], obj: Any) -> None:
     """Pickle ``obj`` to ``path`` atomically."""
     with atomic_open(path, 'wb') as f:
         pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)

@@ -40,7 +40,7 @@ def mini_dataset(tmp_path_factory) -> dict:
 @pytest.fixture(scope='session')
 def tiny_llm_dir(tmp_path_factory) -> Path:
     """A tiny Qwen2 checkpoint with a trained BPE tokenizer, in the Hugging Face directory format."""
-    from drivepi.models.llm.tiny_llm import make_tiny_llm
+    from drivepi.testing import make_tiny_llm
     out = tmp_path_factory.mktemp('tiny_qwen2')
     make_tiny_llm(out, seed=0)
     return out

@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 from pyquaternion import Quaternion
 
+from drivepi.geometry import OCC_GRID
+
 KEYFRAME_DT = 0.5  # s
 SWEEP_DT = 0.1  # s, LiDAR sweeps between keyframes
 NUM_KEYFRAMES = 8
@@ -193,11 +195,11 @@ def make_toy_nuscenes(root: Path, demo_info: dict, version: str = 'v1.0-drivepi-
 
 def write_occ(path: Path, flow: bool = True, semantics_value: int = 16) -> dict:
     """An OpenOcc ``labels.npz`` with one car voxel at [100, 100, 2] moving at (1.5, -0.5) m/s."""
-    semantics = np.full((200, 200, 16), semantics_value, dtype=np.uint8)
+    semantics = np.full(OCC_GRID, semantics_value, dtype=np.uint8)
     semantics[100, 100, 2] = 0
     arrays = dict(semantics=semantics, mask_camera=np.ones_like(semantics), mask_lidar=np.ones_like(semantics))
     if flow:
-        arrays['flow'] = np.zeros((200, 200, 16, 2), dtype=np.float32)
+        arrays['flow'] = np.zeros(OCC_GRID + (2,), dtype=np.float32)
         arrays['flow'][100, 100, 2] = 1.5, -0.5
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **arrays)

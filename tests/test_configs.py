@@ -8,6 +8,7 @@ from mmengine.dataset import Compose
 from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIMIZERS, PARAM_SCHEDULERS
 
+from drivepi.geometry import DETECTION_CLASSES, OCC3D_CLASSES
 from drivepi.registry import METRICS
 from drivepi.utils import register_all_modules
 
@@ -36,3 +37,28 @@ def test_full_size_training_config_values():
     llm = cfg.model.llm
     assert llm.gradient_checkpointing and llm.dtype == 'bfloat16' and llm.train_mode == 'lora'
     assert cfg.model.lidar_branch.voxel_filter.keep_ratios == [0.3, 0.6, 0.9]
+
+
+BASE = CONFIGS[0].parents[1] / '_base_'
+
+
+@pytest.mark.parametrize('name', ['drivepi_mini', 'nuscenes_openocc', 'nuscenes_occ3d'])
+def test_dataset_base_configs_build(name):
+    register_all_modules()
+    cfg = Config.fromfile(BASE / 'datasets' / f'{name}.py')
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        Compose(loader.dataset.pipeline)
+        assert loader.dataset.data_root == cfg.data_root and loader.dataset.metainfo.occ_classes == cfg.occ_classes
+
+
+def test_occ3d_config_overrides_only_what_differs():
+    openocc = Config.fromfile(BASE / 'datasets' / 'nuscenes_openocc.py')
+    occ3d = Config.fromfile(BASE / 'datasets' / 'nuscenes_occ3d.py')
+    assert tuple(occ3d.occ_classes) == OCC3D_CLASSES and tuple(occ3d.metainfo.classes) == DETECTION_CLASSES
+    for split, loader in (('train', 'train_dataloader'), ('val', 'test_dataloader')):
+        a, b = openocc[loader].dataset, occ3d[loader].dataset
+        assert b.ann_file == f'drivepi_occ3d_infos_{split}.pkl'
+        assert [dict(s, num_classes=18, with_flow=False) if s.type == 'LoadOccFlowGT' else s
+                for s in a.pipeline] == b.pipeline
+        assert {k: v for k, v in a.items() if k not in ('ann_file', 'pipeline', 'metainfo')} == \
+            {k: v for k, v in b.items() if k not in ('ann_file', 'pipeline', 'metainfo')}

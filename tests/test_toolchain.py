@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from drivepi.geometry import OCC_GRID, OCC_RANGE, OCC_VOXEL_SIZE
+
 DEMO_PKL = 'n015-2018-07-24-11-22-45+0800.pkl'
 DEMO_SWEEP = 'n015-2018-07-24-11-22-45+0800__LIDAR_TOP__1532402927647951.pcd.bin'
 
@@ -42,7 +44,7 @@ def test_registry_scope_falls_back_to_mmdet3d(demo_dir):
 def test_range_filter_transform_matches_numpy(demo_points):
     from mmdet3d.datasets.transforms import PointsRangeFilter
     from mmdet3d.structures import LiDARPoints
-    pc_range = [-40, -40, -1, 40, 40, 5.4]
+    pc_range = list(OCC_RANGE)
     out = PointsRangeFilter(pc_range)(dict(points=LiDARPoints(torch.from_numpy(demo_points), points_dim=5)))
     xyz = demo_points[:, :3]
     keep = np.all((xyz >= pc_range[:3]) & (xyz < pc_range[3:]), axis=1)
@@ -80,12 +82,12 @@ def test_lidar_boxes_contain_their_annotated_points(demo_info, demo_points):
 
 def test_mmcv_voxelization_matches_numpy(demo_points):
     from mmcv.ops import Voxelization
-    voxel_size, pc_range = [0.4, 0.4, 0.4], [-40, -40, -1, 40, 40, 5.4]
+    voxel_size, pc_range = [OCC_VOXEL_SIZE] * 3, list(OCC_RANGE)
     voxelize = Voxelization(voxel_size, pc_range, max_num_points=-1, max_voxels=-1, deterministic=True)
     # dynamic voxelization: one voxel coordinate (z, y, x) per point, -1 outside the range
     coors = voxelize(torch.from_numpy(demo_points)).numpy()
     idx = np.floor((demo_points[:, :3] - np.array(pc_range[:3])) / np.array(voxel_size)).astype(int)
-    grid = np.array([200, 200, 16])
+    grid = np.array(OCC_GRID)
     valid = np.all((idx >= 0) & (idx < grid), axis=1)
     np.testing.assert_array_equal(coors[valid], idx[valid][:, ::-1])
     assert np.all(coors[~valid] == -1)

@@ -27,15 +27,23 @@ from mmengine.config import DictAction
 from mmengine.optim import build_optim_wrapper
 from torch.utils.flop_counter import FlopCounterMode
 
-from drivepi.benchmarking import (DEFAULT_DEMO_DIR, build_model, load_demo_sweep, make_batch, median_ms,
-                                  module_timing_hooks, stack_sweeps)
+from drivepi.benchmarking import (
+    DEFAULT_DEMO_DIR,
+    build_model,
+    load_demo_sweep,
+    make_batch,
+    median_ms,
+    module_timing_hooks,
+    stack_sweeps,
+)
 from drivepi.fileio import atomic_write_json, atomic_write_text
+from drivepi.models.heads import stack_field
 from drivepi.utils import load_config, register_all_modules
 
 DEFAULT_CONFIG = 'configs/drivepi/drivepi_qwen2.5-0.5b_8xb4-24e_nuscenes-openocc.py'
 SECTIONS = ('training', 'inference', 'keep_ratio_sweep', 'ada3d', 'decode')
 MODULES = ('lidar_branch', 'camera_branch', 'fuser', 'token_filter', 'projector', 'llm.causal_lm.model',
-           'back_projector', 'occ_head', 'flow_head', 'plan_head')
+           'back_projector', 'heads.occ', 'heads.flow', 'heads.plan')
 
 
 def parse_args() -> argparse.Namespace:
@@ -101,7 +109,7 @@ def bench_inference(model, inputs, samples, device, args) -> dict:
         _, aux = model.lidar_branch(inputs['points'])
         camera = float('nan')
         if model.camera_branch is not None:
-            ego2img = model._stack_meta(samples, 'ego2img', torch.float32, device)
+            ego2img = stack_field(samples, 'ego2img', None, torch.float32, device, metainfo=True)
             cam_valid = torch.ones(len(samples), 6, dtype=torch.bool, device=device)
             camera = median_ms(lambda: model.camera_branch(inputs['imgs'], ego2img, cam_valid), device,
                                args.iters, args.warmup)
@@ -312,11 +320,11 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = cfg.get('env_cfg', {}).get('cudnn_benchmark', False)
     points = stack_sweeps(load_demo_sweep(args.demo_dir), args.num_sweeps)
-    grid, img_size = tuple(cfg.model.occ_head.grid_size), tuple(args.img_size)
+    grid, img_size = tuple(cfg.model.grid_size), tuple(args.img_size)
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = args.tokenizer
         if tokenizer is None:
-            from drivepi.models.llm.tiny_llm import make_tiny_llm
+            from drivepi.testing import make_tiny_llm
             make_tiny_llm(Path(tmp), seed=0)
             tokenizer = tmp
         model = build_model(cfg, tokenizer, device)

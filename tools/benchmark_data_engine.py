@@ -13,20 +13,24 @@ writes JSON.
 """
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Tuple
 
 os.environ.setdefault('OMP_NUM_THREADS', '1')  # one core, before numpy starts its thread pools
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_engine.captions import TemplateCaptioner  # noqa: E402
-from data_engine.generate_qa import (QAEngineConfig, generate_conversations, generate_records,  # noqa: E402
-                                     load_infos, write_qa_outputs)
-from data_engine.scene import load_scene  # noqa: E402
-from data_engine.verify import verify_file  # noqa: E402
-from drivepi.fileio import atomic_write_json  # noqa: E402
+from data_engine.captions import TemplateCaptioner
+from data_engine.generate_qa import (
+    QAEngineConfig,
+    generate_conversations,
+    generate_records,
+    load_infos,
+    write_qa_outputs,
+)
+from data_engine.scene import load_scene
+from data_engine.verify import verify_file
+from drivepi.fileio import atomic_write_json
 
 
 def make_mini_set(workdir: Path, num_scenes: int, preset: str) -> Path:
@@ -37,7 +41,7 @@ def make_mini_set(workdir: Path, num_scenes: int, preset: str) -> Path:
     return Path(create_drivepi_infos(workdir, workdir, version)['train'])
 
 
-def timed(fn, repeat: int) -> tuple[float, float]:
+def timed(fn, repeat: int) -> Tuple[float, float]:
     """Best wall time and best CPU time (s) of ``repeat`` runs of ``fn``.
 
     The CPU time of this single-threaded process is the one-core cost even on a shared machine,

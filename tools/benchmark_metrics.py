@@ -11,19 +11,19 @@ equal the CPU ones.
 import argparse
 import platform
 import time
+from typing import Tuple
 
 import numpy as np
 import torch
 
 from drivepi.evaluation.ray_casting import cast_scene_rays, lidar_ray_directions
-
-FREE = 16
+from drivepi.geometry import FREE_INDEX, OCC_GRID
 
 
 def street_grid(seed: int = 0) -> torch.Tensor:
-    """A street-like (200, 200, 16) class grid: road, sidewalks, building rows, 40 vehicles."""
+    """A street-like occupancy class grid (OCC_GRID): road, sidewalks, building rows, 40 vehicles."""
     rng = np.random.default_rng(seed)
-    grid = np.full((200, 200, 16), FREE, np.int64)
+    grid = np.full(OCC_GRID, FREE_INDEX, np.int64)
     grid[:, :, 0:2] = 10                      # driveable surface
     grid[:, 70:85, 0:3] = 12                  # sidewalks
     grid[:, 115:130, 0:3] = 12
@@ -40,16 +40,16 @@ def origins() -> torch.Tensor:
     return torch.tensor([[x, 0.0, 1.84] for x in np.linspace(-30, 30, 8)], dtype=torch.float32)
 
 
-def time_cast(grid: torch.Tensor, device: str, repeats: int) -> tuple[float, tuple]:
+def time_cast(grid: torch.Tensor, device: str, repeats: int) -> Tuple[float, tuple]:
     """Best wall time (s) of one cast of the full ray set, and its result on the CPU."""
     grid, dirs, orig = grid.to(device), lidar_ray_directions().to(device), origins().to(device)
-    result = cast_scene_rays(grid, orig, dirs, FREE)   # warm-up
+    result = cast_scene_rays(grid, orig, dirs, FREE_INDEX)   # warm-up
     best = float('inf')
     for _ in range(repeats):
         if device == 'cuda':
             torch.cuda.synchronize()
         start = time.perf_counter()
-        result = cast_scene_rays(grid, orig, dirs, FREE)
+        result = cast_scene_rays(grid, orig, dirs, FREE_INDEX)
         if device == 'cuda':
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
@@ -66,7 +66,7 @@ def main() -> None:
     devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
     rows, cpu_results = [], {}
     street = street_grid()
-    scenes = (('empty', torch.full((200, 200, 16), FREE)), ('street', street),
+    scenes = (('empty', torch.full(OCC_GRID, FREE_INDEX)), ('street', street),
               ('street GT+pred', torch.stack([street, street.roll(3, dims=0)])))
     for scene, grid in scenes:
         num_rays = len(lidar_ray_directions()) * len(origins()) * (len(grid) if grid.dim() == 4 else 1)

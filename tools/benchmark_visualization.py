@@ -16,24 +16,23 @@ from pathlib import Path
 import numpy as np
 
 from drivepi.fileio import atomic_write_json
+from drivepi.geometry import FREE_INDEX, OCC_GRID
 from drivepi.visualization.figure import render_sample
 from drivepi.visualization.render import CHASE_VIEW, TOP_VIEW, render_offscreen
 from drivepi.visualization.sample_io import SampleView, load_sample_view
 from drivepi.visualization.scene import build_scene
 
-FREE = 16
-
 
 def street_view(seed: int = 0) -> SampleView:
     """A synthetic sample: road, sidewalks, two building rows, 40 moving cars, no cameras."""
     rng = np.random.default_rng(seed)
-    sem = np.full((200, 200, 16), FREE, np.uint8)
+    sem = np.full(OCC_GRID, FREE_INDEX, np.uint8)
     sem[:, :, 0:2] = 10
     sem[:, 70:85, 0:3] = 12
     sem[:, 115:130, 0:3] = 12
     sem[:, 40:70, 0:14] = 14
     sem[:, 130:160, 0:14] = 14
-    flow = np.zeros((200, 200, 16, 2), np.float32)
+    flow = np.zeros(OCC_GRID + (2,), np.float32)
     for _ in range(40):
         x, y = rng.integers(0, 190), rng.integers(88, 110)
         sem[x:x + 10, y:y + 5, 2:6] = 0
@@ -62,7 +61,7 @@ def main() -> None:
     view = load_sample_view(args.info) if args.info else street_view()
     items = build_scene(view.gt_occ, view.gt_flow, {}, view.gt_mask_camera)
     results = dict(sample=view.token, triangles=len(items[0].geometry.triangles),
-                   occupied_voxels=int((view.gt_occ != FREE).sum()), repeats=args.repeats,
+                   occupied_voxels=int((view.gt_occ != FREE_INDEX).sum()), repeats=args.repeats,
                    cpu=platform.processor() or platform.machine(), cpu_count=os.cpu_count())
     results['build_scene_s'] = best_of(lambda: build_scene(view.gt_occ, view.gt_flow, {}, view.gt_mask_camera),
                                        args.repeats)

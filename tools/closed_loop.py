@@ -16,8 +16,15 @@ import os.path as osp
 
 from mmengine.config import DictAction
 
-from drivepi.closed_loop.runner import (PLANNER_NAMES, build_planners, build_runner, format_table, load_config,
-                                        select_episodes, select_scenes)
+from drivepi.closed_loop.runner import (
+    PLANNER_NAMES,
+    build_planners,
+    build_runner,
+    format_table,
+    load_config,
+    select_episodes,
+    select_scenes,
+)
 
 
 def parse_args():

@@ -5,12 +5,13 @@ Example:
         --qa-file data/drivepi-mini/qa_train.jsonl
 """
 import argparse
+from typing import List
 
 from drivepi.datasets.qa_schema import load_qa_file
-from drivepi.models.llm.tiny_llm import make_tiny_llm
+from drivepi.testing import make_tiny_llm
 
 
-def qa_texts(qa_files: list[str]) -> list[str]:
+def qa_texts(qa_files: List[str]) -> List[str]:
     """Every question and answer string of the given QA JSONL files."""
     texts = []
     for path in qa_files:

@@ -9,7 +9,7 @@ _base_ = [
 
 # The ego status (speed, acceleration, yaw rate) conditions the planner, as in the paper's "with ego
 # status" setting: a 15-minute CPU run cannot learn speed from LiDAR motion cues alone.
-model = dict(plan_head=dict(use_ego_status=True))
+model = dict(heads=dict(plan=dict(use_ego_status=True)))
 
 test_evaluator = [
     dict(type='OccupancyMetric', data_root={{_base_.data_root}}, ann_file='drivepi_infos_val.pkl',

@@ -2,14 +2,9 @@
 import numpy as np
 import shapely
 
-from drivepi.sim.geometry import box_corners
+from drivepi.geometry import bev_corners
 
 from .kinematics import EgoState, VehicleParams
-
-
-def bev_corners(boxes: np.ndarray) -> np.ndarray:
-    """Counter-clockwise BEV corners (N, 4, 2) of boxes ``(N, 7) [x, y, z_bottom, l, w, h, yaw]``."""
-    return box_corners(boxes)[:, [0, 1, 3, 2], :2]
 
 
 def box_polygons(boxes: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from drivepi.geometry import EGO_LENGTH, EGO_WIDTH
 from drivepi.sim.geometry import pose2d_matrix, wrap_angle
 
 
@@ -16,11 +17,11 @@ from drivepi.sim.geometry import pose2d_matrix, wrap_angle
 class VehicleParams:
     """Ego vehicle geometry (m) and actuator limits (rad, rad/s, m/s^2).
 
-    Defaults: the nuScenes data-collection car (Renault Zoe), 4.08 m x 1.85 m.
+    Defaults: the nuScenes data-collection car (Renault Zoe), ``drivepi.geometry.EGO_LENGTH`` x ``EGO_WIDTH``.
     """
     wheelbase: float = 2.588
-    length: float = 4.084
-    width: float = 1.85
+    length: float = EGO_LENGTH
+    width: float = EGO_WIDTH
     rear_axle_to_center: float = 1.385
     max_steer: float = 0.6
     max_steer_rate: float = 0.8

@@ -6,9 +6,9 @@ import numpy as np
 from mmdet3d.datasets import Det3DDataset
 from mmdet3d.structures import LiDARInstance3DBoxes
 
-from drivepi.datasets.classes import CAMERA_NAMES, DETECTION_CLASSES
 from drivepi.datasets.converters.nuscenes_converter import INFO_VERSION
 from drivepi.datasets.qa_schema import QAConversation, load_qa_file
+from drivepi.geometry import CAMERA_NAMES, DETECTION_CLASSES
 from drivepi.registry import DATASETS
 
 NUSCENES_DATA_PREFIX = dict(pts='samples/LIDAR_TOP', sweeps='sweeps/LIDAR_TOP',

@@ -1,6 +1,7 @@
 """Cheap validity checks of sensor files, raising errors that name the file and the problem."""
 import os
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 
@@ -9,7 +10,7 @@ JPEG_END_MARKER = b'\xff\xd9'
 JPEG_SUFFIXES = ('.jpg', '.jpeg')
 
 
-def check_exists(path: str | os.PathLike, what: str) -> Path:
+def check_exists(path: Union[str, os.PathLike], what: str) -> Path:
     """Raise FileNotFoundError naming ``path`` (a ``what``, e.g. 'LiDAR file') when it is not a file."""
     path = Path(path)
     if not path.is_file():
@@ -17,7 +18,7 @@ def check_exists(path: str | os.PathLike, what: str) -> Path:
     return path
 
 
-def check_points_file(path: str | os.PathLike, num_feats: int = 5) -> Path:
+def check_points_file(path: Union[str, os.PathLike], num_feats: int = 5) -> Path:
     """Check a ``.pcd.bin`` of float32 points: it exists, is non-empty and whole points long.
 
     Args:
@@ -37,7 +38,7 @@ def check_points_file(path: str | os.PathLike, num_feats: int = 5) -> Path:
     return path
 
 
-def check_finite_points(points: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+def check_finite_points(points: np.ndarray, path: Union[str, os.PathLike]) -> np.ndarray:
     """Raise ValueError naming ``path`` when ``points`` (N, C) hold NaN or inf; return them unchanged."""
     finite = np.isfinite(points)
     if not finite.all():
@@ -46,7 +47,7 @@ def check_finite_points(points: np.ndarray, path: str | os.PathLike) -> np.ndarr
     return points
 
 
-def check_image_file(path: str | os.PathLike) -> Path:
+def check_image_file(path: Union[str, os.PathLike]) -> Path:
     """Check a camera image: it exists, is non-empty and, for JPEG, ends with the end-of-image marker.
 
     Raises:

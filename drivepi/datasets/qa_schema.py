@@ -15,7 +15,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Dict, Iterable, List
 
 SCHEMA_VERSION = 1
 QA_FAMILIES = ('occupancy', 'flow', 'planning', 'caption', 'nuscenes_qa')
@@ -43,9 +43,9 @@ class QAConversation:
     """A multi-turn conversation about one sample; ``family`` is one of :data:`QA_FAMILIES`."""
     id: str
     family: str
-    turns: list[QATurn]
+    turns: List[QATurn]
 
-    def as_turn_dicts(self) -> list[dict]:
+    def as_turn_dicts(self) -> List[dict]:
         """The data-sample form: ``[{'question', 'answer', 'type', 'family'}, ...]``."""
         return [dict(question=t.question, answer=t.answer, type=t.type, family=self.family)
                 for t in self.turns]
@@ -55,7 +55,7 @@ class QAConversation:
 class QARecord:
     """All conversations of one sample (one JSONL line)."""
     sample_token: str
-    conversations: list[QAConversation]
+    conversations: List[QAConversation]
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -136,7 +136,7 @@ def iter_qa_records(path) -> Iterable[QARecord]:
             yield parse_record(obj, where)
 
 
-def load_qa_file(path) -> dict[str, list[QAConversation]]:
+def load_qa_file(path) -> Dict[str, List[QAConversation]]:
     """Read a QA JSONL file into ``{sample_token: [QAConversation, ...]}``.
 
     Raises:
@@ -144,8 +144,8 @@ def load_qa_file(path) -> dict[str, list[QAConversation]]:
         QAFormatError: a malformed line (message names file, line and problem) or a
             conversation id repeated within a sample.
     """
-    by_token: dict[str, list[QAConversation]] = {}
-    seen_ids: dict[str, set] = {}
+    by_token: Dict[str, List[QAConversation]] = {}
+    seen_ids: Dict[str, set] = {}
     for record in iter_qa_records(path):
         ids = seen_ids.setdefault(record.sample_token, set())
         for conv in record.conversations:

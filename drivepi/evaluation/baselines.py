@@ -11,8 +11,8 @@ from typing import Iterable
 import numpy as np
 
 from drivepi.datasets.qa_schema import load_qa_file
+from drivepi.geometry import FREE_INDEX
 
-FREE_INDEX = 16
 WAYPOINT_STEP_S = 0.5
 
 

@@ -5,6 +5,7 @@ Metric names are MMEngine's ``prefix/name`` keys (``occ/RayIoU``, ``plan/L2@1s/p
 import math
 import os
 from numbers import Number
+from typing import Optional, Union
 
 from terminaltables import AsciiTable
 
@@ -19,13 +20,13 @@ def _format(value) -> str:
     return 'nan' if math.isnan(value) else f'{value:.3f}'
 
 
-def format_metrics_table(metrics: dict, title: str | None = None) -> str:
+def format_metrics_table(metrics: dict, title: Optional[str] = None) -> str:
     """An ASCII table (mmdet style) with one ``metric | value`` row per entry, in the dict's order."""
     rows = [['metric', 'value']] + [[name, _format(value)] for name, value in metrics.items()]
     return AsciiTable(rows, title).table
 
 
-def save_metrics_json(metrics: dict, path: str | os.PathLike) -> None:
+def save_metrics_json(metrics: dict, path: Union[str, os.PathLike]) -> None:
     """Write the metrics atomically as JSON; NaN (metric undefined, e.g. no rays of a class) becomes null."""
     def plain(value):
         if isinstance(value, Number) and not isinstance(value, bool):

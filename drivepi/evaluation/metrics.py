@@ -16,15 +16,20 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
+from drivepi.evaluation.baselines import most_common_answers
 from drivepi.evaluation.metric_table import format_metrics_table
 from drivepi.evaluation.occ_miou import confusion_matrix, miou_from_confusion
-from drivepi.evaluation.planning_metrics import (HORIZONS_S, STEP_S, collision_per_step, l2_per_step,
-                                                 summarize_planning)
-from drivepi.evaluation.baselines import most_common_answers
+from drivepi.evaluation.planning_metrics import HORIZONS_S, STEP_S, collision_per_step, l2_per_step, summarize_planning
 from drivepi.evaluation.qa_accuracy import qa_accuracy
-from drivepi.evaluation.ray_casting import OCC_RANGE, OCC_VOXEL_SIZE, lidar_ray_directions, scene_ray_origins
-from drivepi.evaluation.ray_iou import (OPENOCC_RELATIVE_DEPTH_TOL, RAY_THRESHOLDS_M, AVE_THRESHOLD_M,
-                                        sample_ray_counts, summarize_ray_counts)
+from drivepi.evaluation.ray_casting import lidar_ray_directions, scene_ray_origins
+from drivepi.evaluation.ray_iou import (
+    AVE_THRESHOLD_M,
+    OPENOCC_RELATIVE_DEPTH_TOL,
+    RAY_THRESHOLDS_M,
+    sample_ray_counts,
+    summarize_ray_counts,
+)
+from drivepi.geometry import OCC_RANGE, OCC_VOXEL_SIZE
 from drivepi.registry import METRICS
 
 OPENOCC_FLOW_CLASSES = tuple(range(8))
@@ -37,7 +42,7 @@ def _field(sample: dict, key: str):
     return sample[key]
 
 
-def _tensor(value, name: str, shape: tuple | None = None) -> torch.Tensor:
+def _tensor(value, name: str, shape: Optional[tuple] = None) -> torch.Tensor:
     """``value`` as a CPU tensor, checked for shape and NaN."""
     tensor = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
     tensor = tensor.detach().cpu()
@@ -116,7 +121,7 @@ class OccupancyMetric(BaseMetric):
     def __init__(self, ann_file: str, class_names: Sequence[str], data_root: str = '',
                  flow_classes: Sequence[int] = OPENOCC_FLOW_CLASSES,
                  ray_thresholds: Sequence[float] = RAY_THRESHOLDS_M,
-                 relative_depth_tol: float | None = OPENOCC_RELATIVE_DEPTH_TOL,
+                 relative_depth_tol: Optional[float] = OPENOCC_RELATIVE_DEPTH_TOL,
                  ave_threshold: float = AVE_THRESHOLD_M, use_camera_mask: bool = True,
                  point_cloud_range: Sequence[float] = OCC_RANGE, voxel_size: float = OCC_VOXEL_SIZE,
                  device: str = 'auto', **kwargs) -> None:
@@ -192,7 +197,7 @@ class PlanningMetric(BaseMetric):
     default_prefix = 'plan'
 
     def __init__(self, step_s: float = STEP_S, horizons_s: Sequence[float] = HORIZONS_S,
-                 ego_box: dict | None = None, **kwargs) -> None:
+                 ego_box: Optional[dict] = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.step_s = step_s
         self.horizons_s = tuple(horizons_s)

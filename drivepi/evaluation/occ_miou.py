@@ -5,12 +5,14 @@ As the Occ3D / CVPR 2023 occupancy challenge ``Metric_mIoU``: keep the voxels wh
 samples, IoU_c = diag / (row sum + column sum - diag), mIoU = NaN-mean over the classes without
 free (the last class). Without a mask every voxel counts.
 """
+from typing import Optional
+
 import numpy as np
 import torch
 
 
 def confusion_matrix(gt: torch.Tensor, pred: torch.Tensor, num_classes: int,
-                     mask: torch.Tensor | None = None) -> np.ndarray:
+                     mask: Optional[torch.Tensor] = None) -> np.ndarray:
     """Confusion counts of one sample.
 
     Args:

@@ -11,11 +11,12 @@ Checked against the reference code:
 Both conventions' "avg" is the mean over the 1 s / 2 s / 3 s values. Note that DESIGN/REFERENCES call
 UniAD's convention the averaged one; the code of both projects says the opposite, as stated here.
 
-Collision (both references): the ego box, 4.084 m x 1.85 m, axis-aligned in the current frame and
-centred 0.5 m ahead of the waypoint, is tested against the GT agent boxes of the same future time; a
-step where the GT trajectory itself collides is not counted. The references rasterise boxes on a
-0.5 m BEV grid (cv2 / skimage polygons); we intersect the exact box polygons with shapely (agent
-corners from mmdet3d ``LiDARInstance3DBoxes``), which avoids the grid's up-to-one-cell dilation.
+Collision (both references): the ego box, ``drivepi.geometry.EGO_LENGTH`` x ``EGO_WIDTH`` (4.084 m x
+1.85 m), axis-aligned in the current frame and centred 0.5 m ahead of the waypoint, is tested against
+the GT agent boxes of the same future time; a step where the GT trajectory itself collides is not
+counted. The references rasterise boxes on a 0.5 m BEV grid (cv2 / skimage polygons); we intersect the
+exact box polygons with shapely (agent corners from :func:`drivepi.geometry.bev_corners`, the mmdet3d
+LiDAR-box convention), which avoids the grid's up-to-one-cell dilation.
 Steps whose GT waypoint is missing (``gt_traj_mask == 0``) are left out of both the numerator and the
 denominator.
 """
@@ -23,15 +24,12 @@ from typing import Sequence
 
 import numpy as np
 import shapely
-import torch
-from mmdet3d.structures import LiDARInstance3DBoxes
 
-EGO_LENGTH_M = 4.084
-EGO_WIDTH_M = 1.85
+from drivepi.geometry import EGO_LENGTH, EGO_WIDTH, bev_corners
+
 EGO_CENTER_AHEAD_M = 0.5
 STEP_S = 0.5
 HORIZONS_S = (1.0, 2.0, 3.0)
-_BEV_CORNERS = [0, 3, 7, 4]  # bottom face of mmdet3d's corner order, as a closed polygon
 
 
 def l2_per_step(pred_traj: np.ndarray, gt_traj: np.ndarray) -> np.ndarray:
@@ -57,14 +55,13 @@ def box_footprints(boxes: np.ndarray) -> np.ndarray:
     Returns:
         object array ``(N,)`` of shapely Polygons.
     """
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 7)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 7)
     if not np.isfinite(boxes).all():
         raise ValueError('box_footprints: boxes hold NaN or inf')
-    corners = LiDARInstance3DBoxes(torch.from_numpy(boxes), box_dim=7).corners[:, _BEV_CORNERS, :2]
-    return shapely.polygons(corners.numpy().astype(np.float64))
+    return shapely.polygons(bev_corners(boxes))
 
 
-def ego_boxes(traj: np.ndarray, length: float = EGO_LENGTH_M, width: float = EGO_WIDTH_M,
+def ego_boxes(traj: np.ndarray, length: float = EGO_LENGTH, width: float = EGO_WIDTH,
               center_ahead: float = EGO_CENTER_AHEAD_M) -> np.ndarray:
     """Ego boxes ``(T, 7)`` at the waypoints: axis-aligned, centred ``center_ahead`` m ahead along x."""
     traj = np.asarray(traj, np.float64)

@@ -19,7 +19,7 @@ The scores are 0/1 except ``caption``; accuracy is their mean.
 """
 import re
 from collections import Counter, defaultdict
-from typing import Sequence
+from typing import List, Sequence
 
 import numpy as np
 
@@ -59,7 +59,7 @@ def format_waypoints(xy: np.ndarray) -> str:
     return ', '.join(f'({format_number(x)}, {format_number(y)})' for x, y in np.asarray(xy))
 
 
-def parse_numbers(text: str) -> list[float]:
+def parse_numbers(text: str) -> List[float]:
     """All numbers of a text, in order."""
     return [float(m) for m in _NUMBER.findall(text)]
 

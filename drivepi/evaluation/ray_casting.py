@@ -23,13 +23,13 @@ truncation, which differs only for origins outside the grid (the reference then 
 voxel).
 """
 import math
-from typing import Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-OCC_RANGE = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4)
-OCC_VOXEL_SIZE = 0.4
+from drivepi.geometry import OCC_RANGE, OCC_VOXEL_SIZE
+
 MAX_ORIGINS = 8
 ORIGIN_XY_LIMIT_M = 39.0
 _TOP_PITCH_RAD = 0.21
@@ -83,8 +83,8 @@ def scene_ray_origins(ego2globals: Sequence[np.ndarray], lidar2egos: Sequence[np
 
 
 def traverse_first_hit(occupied: torch.Tensor, origins: torch.Tensor, dirs: torch.Tensor,
-                       grid_index: torch.Tensor | None = None,
-                       max_steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                       grid_index: Optional[torch.Tensor] = None,
+                       max_steps: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Amanatides-Woo traversal of rays to their first occupied voxel, all rays at once.
 
     Coordinates are in voxel units: voxel ``(i, j, k)`` spans ``[i, i+1) x [j, j+1) x [k, k+1)``.
@@ -162,7 +162,7 @@ def traverse_first_hit(occupied: torch.Tensor, origins: torch.Tensor, dirs: torc
 
 def cast_scene_rays(semantics: torch.Tensor, origins_m: torch.Tensor, directions: torch.Tensor,
                     free_label: int, point_cloud_range: Sequence[float] = OCC_RANGE,
-                    voxel_size: float = OCC_VOXEL_SIZE) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    voxel_size: float = OCC_VOXEL_SIZE) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Cast every direction from every origin through a semantic grid (SparseOcc's per-sample render).
 
     Voxel-unit origins and end points are formed on the CPU in float32 exactly as the reference does

@@ -20,12 +20,13 @@ State per sample is a few count arrays (:class:`RayCounts`), summed over the dat
 """
 import math
 from dataclasses import dataclass, fields
-from typing import Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from drivepi.evaluation.ray_casting import OCC_RANGE, OCC_VOXEL_SIZE, cast_scene_rays
+from drivepi.evaluation.ray_casting import cast_scene_rays
+from drivepi.geometry import OCC_RANGE, OCC_VOXEL_SIZE
 
 RAY_THRESHOLDS_M = (1.0, 2.0, 4.0)
 AVE_THRESHOLD_M = 2.0
@@ -55,8 +56,8 @@ class RayCounts:
 
 def count_rays(gt_label: torch.Tensor, gt_depth: torch.Tensor, pred_label: torch.Tensor,
                pred_depth: torch.Tensor, num_classes: int, thresholds: Sequence[float] = RAY_THRESHOLDS_M,
-               relative_depth_tol: float | None = OPENOCC_RELATIVE_DEPTH_TOL,
-               gt_flow: torch.Tensor | None = None, pred_flow: torch.Tensor | None = None,
+               relative_depth_tol: Optional[float] = OPENOCC_RELATIVE_DEPTH_TOL,
+               gt_flow: Optional[torch.Tensor] = None, pred_flow: Optional[torch.Tensor] = None,
                flow_classes: Sequence[int] = (), ave_threshold: float = AVE_THRESHOLD_M) -> RayCounts:
     """Per-class ray counts of one sample from the rays' classes and depths.
 
@@ -102,7 +103,7 @@ def _class_counts(label: torch.Tensor, num_classes: int) -> np.ndarray:
 
 
 def _flow_error(label: torch.Tensor, tp_rays: torch.Tensor, gt_flow: torch.Tensor, pred_flow: torch.Tensor,
-                num_classes: int, flow_classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+                num_classes: int, flow_classes: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
     """Summed flow L2 error and TP count per class over TP rays of the flow classes."""
     is_flow_class = torch.zeros(num_classes, dtype=torch.bool, device=label.device)
     is_flow_class[list(flow_classes)] = True
@@ -113,10 +114,10 @@ def _flow_error(label: torch.Tensor, tp_rays: torch.Tensor, gt_flow: torch.Tenso
 
 
 def sample_ray_counts(gt_sem: torch.Tensor, pred_sem: torch.Tensor, origins_m: torch.Tensor,
-                      directions: torch.Tensor, num_classes: int, gt_flow: torch.Tensor | None = None,
-                      pred_flow: torch.Tensor | None = None, flow_classes: Sequence[int] = (),
+                      directions: torch.Tensor, num_classes: int, gt_flow: Optional[torch.Tensor] = None,
+                      pred_flow: Optional[torch.Tensor] = None, flow_classes: Sequence[int] = (),
                       thresholds: Sequence[float] = RAY_THRESHOLDS_M,
-                      relative_depth_tol: float | None = OPENOCC_RELATIVE_DEPTH_TOL,
+                      relative_depth_tol: Optional[float] = OPENOCC_RELATIVE_DEPTH_TOL,
                       ave_threshold: float = AVE_THRESHOLD_M, point_cloud_range: Sequence[float] = OCC_RANGE,
                       voxel_size: float = OCC_VOXEL_SIZE) -> RayCounts:
     """Cast the rays through one sample's GT and predicted grids and count them.

@@ -1,7 +1,13 @@
 """DrivePI models: importing this package registers every model module in ``drivepi.registry.MODELS``."""
-from . import camera, heads, lidar, llm, losses  # noqa: F401
+from . import (  # noqa: F401
+    ada3d,
+    camera,
+    heads,
+    lidar,  # noqa: F401  (first: its spconv CPU fix must load before any spconv module)
+    llm,
+    losses,
+)
+from .bev_fuser import ConvBEVFuser
 from .drivepi import DrivePI
-from .fusion import ConvBEVFuser
-from .token_filter import BEVTokenFilter
 
-__all__ = ['DrivePI', 'ConvBEVFuser', 'BEVTokenFilter']
+__all__ = ['DrivePI', 'ConvBEVFuser']

@@ -2,7 +2,9 @@
 
 Modules: ``calibration`` (real nuScenes sensor set-up), ``geometry`` (poses, boxes), ``layout``
 (street grid, ground materials, map), ``motion`` / ``traffic`` (paths, kinematics, agents, ego route),
-``shapes`` (agent solids), ``generator`` (one world from a seed), ``world`` (:class:`SceneWorld`,
-``load_scene_world``), ``sensors`` (ray-cast LiDAR and cameras), ``occupancy`` (OpenOcc GT),
-``nuscenes_export`` (tables), ``mini_dataset`` (``generate_mini_dataset``), ``files`` (atomic writers).
+``shapes`` (solids, agent shapes, occupancy labels of categories and materials), ``generator`` (one world
+from a seed), ``world`` (:class:`SceneWorld`, ``load_scene_world``), ``sensors`` (ray-cast LiDAR and
+cameras), ``occupancy`` (OpenOcc GT), ``nuscenes_export`` (tables), ``mini_dataset``
+(``generate_mini_dataset``). Atomic file writers: :mod:`drivepi.fileio`; grid, classes and ego size:
+:mod:`drivepi.geometry`. Imports go one way: shapes <- sensors <- world (no function-level imports).
 """

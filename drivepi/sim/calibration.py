@@ -1,7 +1,7 @@
 """Default sensor calibration of the mini worlds: the real nuScenes LIDAR_TOP and six cameras.
 
 Values are the calibrated_sensor records of nuScenes log n015-2018-07-24-11-22-45+0800
-(the demo keyframe in ``shared/data/nuscenes_demo``; ``tests/test_sim_calibration.py`` checks
+(the demo keyframe in ``shared/data/nuscenes_demo``; ``tests/sim/test_calibration.py`` checks
 them against it). Rotations are quaternions (w, x, y, z) sensor->ego, translations in metres.
 Keeping the real ~90 deg LIDAR_TOP yaw and the real camera extrinsics makes frame bugs visible.
 """

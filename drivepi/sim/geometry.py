@@ -5,10 +5,11 @@ Boxes everywhere are ``[x, y, z_bottom, l, w, h, yaw]`` (metres, radians; ``l`` 
 """
 import numpy as np
 
+from drivepi.geometry import box_corners, wrap_angle
+
 # 12 triangles of a unit box, outward winding; vertex k has bits (x, y, z) = (k & 1, k >> 1 & 1, k >> 2 & 1)
 _BOX_TRIANGLES = np.array([[0, 2, 1], [1, 2, 3], [4, 5, 6], [5, 7, 6], [0, 1, 4], [1, 5, 4],
                            [2, 6, 3], [3, 6, 7], [0, 4, 2], [2, 4, 6], [1, 3, 5], [3, 7, 5]])
-_BOX_UNIT_CORNERS = np.array([[(k & 1) - 0.5, ((k >> 1) & 1) - 0.5, (k >> 2) & 1] for k in range(8)], float)
 TRIANGLES_PER_BOX = len(_BOX_TRIANGLES)
 
 
@@ -26,11 +27,6 @@ def matrix_to_pose2d(mat: np.ndarray) -> tuple:
     return float(mat[0, 3]), float(mat[1, 3]), float(np.arctan2(mat[1, 0], mat[0, 0]))
 
 
-def wrap_angle(angle):
-    """Angles wrapped to [-pi, pi)."""
-    return (np.asarray(angle) + np.pi) % (2 * np.pi) - np.pi
-
-
 def transform_points(mat: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Apply a (4,4) transform to (N,3) points."""
     return points @ mat[:3, :3].T + mat[:3, 3]
@@ -42,16 +38,6 @@ def transform_boxes(mat: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     boxes[:, :3] = transform_points(mat, boxes[:, :3])
     boxes[:, 6] = wrap_angle(boxes[:, 6] + np.arctan2(mat[1, 0], mat[0, 0]))
     return boxes
-
-
-def box_corners(boxes: np.ndarray) -> np.ndarray:
-    """(N,8,3) corners of (N,7) boxes; corner k has local bits (x, y, z) = (k&1, k>>1&1, k>>2&1)."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
-    local = _BOX_UNIT_CORNERS[None] * boxes[:, None, 3:6]
-    c, s = np.cos(boxes[:, 6])[:, None], np.sin(boxes[:, 6])[:, None]
-    x = c * local[..., 0] - s * local[..., 1] + boxes[:, None, 0]
-    y = s * local[..., 0] + c * local[..., 1] + boxes[:, None, 1]
-    return np.stack([x, y, local[..., 2] + boxes[:, None, 2]], axis=-1)
 
 
 def boxes_mesh(boxes: np.ndarray) -> tuple:

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from mmengine.utils import ProgressBar
 
-from drivepi.sim import layout
 from drivepi.fileio import atomic_write_bytes, atomic_write_image, atomic_write_npz, atomic_write_text
+from drivepi.sim import layout
 from drivepi.sim.generator import generate_world
 from drivepi.sim.geometry import transform_points
 from drivepi.sim.nuscenes_export import NuScenesTables
@@ -30,7 +30,8 @@ from drivepi.sim.occupancy import VisibilityProjector, semantics_and_flow
 from drivepi.sim.recovery import ExpertPath, RecoverySpec, sample_recovery
 from drivepi.sim.scenarios import HELD_OUT_SEEDS
 from drivepi.sim.sensors import cast_lidar, render_cameras
-from drivepi.sim.world import CATEGORY_TO_OCC, SensorSetup, load_scene_world
+from drivepi.sim.shapes import CATEGORY_TO_OCC
+from drivepi.sim.world import SensorSetup, load_scene_world
 
 VERSION = 'v1.0-drivepi-mini'
 EGO_ROUTES = (('left', 'straight', 'right'), ('right', 'straight', 'left'), ('straight', 'left', 'straight'),

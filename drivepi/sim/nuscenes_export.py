@@ -15,8 +15,8 @@ import json
 import numpy as np
 from pyquaternion import Quaternion
 
-from drivepi.sim.calibration import CAMERA_NAMES
 from drivepi.fileio import atomic_write_text
+from drivepi.sim.calibration import CAMERA_NAMES
 
 ATTRIBUTES = ('cycle.with_rider', 'cycle.without_rider', 'pedestrian.moving', 'pedestrian.sitting_lying_down',
               'pedestrian.standing', 'vehicle.moving', 'vehicle.parked', 'vehicle.stopped')

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from drivepi.geometry import FREE_INDEX, OCC_GRID, OCC_RANGE, OCC_VOXEL_SIZE
 from drivepi.sim.geometry import box_corners, transform_boxes, transform_points
 from drivepi.sim.sensors import pixel_rays
+from drivepi.sim.shapes import MATERIAL_TO_OCC
 
-PC_RANGE = np.array([-40.0, -40.0, -1.0, 40.0, 40.0, 5.4])
-VOXEL_SIZE = 0.4
-GRID_SHAPE = (200, 200, 16)
-FREE = 16
+PC_RANGE = np.array(OCC_RANGE)
+VOXEL_SIZE = OCC_VOXEL_SIZE
+GRID_SHAPE = OCC_GRID
+FREE = FREE_INDEX
 SURFACE_TOLERANCE = VOXEL_SIZE * np.sqrt(3) / 2   # a voxel is seen if its centre is this close to a hit
 
 
@@ -50,7 +52,6 @@ def semantics_and_flow(mesh, ego2global: np.ndarray, agent_velocities: np.ndarra
         mesh: :class:`~drivepi.sim.world.WorldMesh` at the keyframe time.
         agent_velocities: (N,2) global (vx, vy) of the agents the mesh was built with.
     """
-    from drivepi.sim.world import MATERIAL_TO_OCC
     sem = np.full(GRID_SHAPE, FREE, np.uint8)
     flow = np.zeros(GRID_SHAPE + (2,), np.float32)
     centres = voxel_centres()

@@ -11,6 +11,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from drivepi.geometry import FREE_INDEX, OPENOCC_CLASSES
+from drivepi.sim.shapes import MATERIAL_TO_OCC
 
 # reflectivity per occupancy class (LiDAR intensity) and per ground material
 CLASS_REFLECTIVITY = np.array([0.5, 0.5, 0.5, 0.5, 0.5, 0.4, 0.5, 0.3, 0.95, 0.75,
@@ -39,7 +41,6 @@ class RayHits:
 
 def cast_rays(mesh, origins: np.ndarray, directions: np.ndarray, max_range: float = np.inf) -> RayHits:
     """Cast (R,3) unit ``directions`` from (R,3) or (3,) global ``origins`` against ``mesh``."""
-    from drivepi.sim.world import FREE, MATERIAL_TO_OCC
     origins = np.broadcast_to(origins, directions.shape)
     directions = directions.astype(np.float32)
     dist, solid, normals = mesh.cast(np.concatenate([origins.astype(np.float32), directions], axis=1))
@@ -48,7 +49,7 @@ def cast_rays(mesh, origins: np.ndarray, directions: np.ndarray, max_range: floa
     solid[~hit] = -1
     normals *= -np.sign(np.einsum('ij,ij->i', normals, directions) + 1e-12)[:, None]
     points = origins + directions * np.where(hit, dist, 0)[:, None].astype(np.float32)
-    label = np.full(len(dist), FREE, np.uint8)
+    label = np.full(len(dist), FREE_INDEX, np.uint8)
     owner = np.full(len(dist), -1, np.int64)
     material = np.full(len(dist), 255, np.uint8)
     on_solid, on_ground = hit & (solid >= 0), hit & (solid < 0)
@@ -171,10 +172,9 @@ def _shade(mesh, hits: RayHits, dirs: np.ndarray) -> np.ndarray:
 
 def _solid_colours(mesh, hits: RayHits, index: np.ndarray) -> np.ndarray:
     """Base colours of the solid hits ``index``; buildings get darker window bands every 3.2 m of height."""
-    from drivepi.sim.world import OCC_CLASSES
     colours = mesh.solids.colours[hits.solid[index]]
     pts, labels = hits.points[index], hits.label[index]
-    manmade = labels == OCC_CLASSES.index('manmade')
+    manmade = labels == OPENOCC_CLASSES.index('manmade')
     window = (np.mod(pts[:, 2], 3.2) > 1.2) & (np.mod(pts[:, 2], 3.2) < 2.4) & (pts[:, 2] > 1.0)
     colours[manmade & window] *= 0.55
     return colours

@@ -1,24 +1,44 @@
-"""Solid shapes of agents: every agent is built from boxes that lie inside its annotation box.
+"""Solids of the mini worlds and their occupancy labels (a leaf of ``drivepi.sim``: world, sensors and
+occupancy all import it, it imports none of them).
 
-Vehicles (except two-wheelers) are a full-footprint body up to 55 % of the height plus a shorter,
-narrower cabin; everything else is its annotation box. Bodies reach the ground, so nothing below an
-agent is visible inside its box.
+:class:`Solids` are the boxes that make up a world's geometry. Every agent is built from boxes that
+lie inside its annotation box: vehicles (except two-wheelers) are a full-footprint body up to 55 % of
+the height plus a shorter, narrower cabin; everything else is its annotation box. Bodies reach the
+ground, so nothing below an agent is visible inside its box.
 """
+from dataclasses import dataclass
+
 import numpy as np
 
-from drivepi.sim.geometry import transform_boxes, pose2d_matrix
+from drivepi.sim.geometry import pose2d_matrix, transform_boxes
+
+# OpenOcc class (drivepi.geometry.OPENOCC_CLASSES index) of each agent category and ground material
+CATEGORY_TO_OCC = {
+    'vehicle.car': 0, 'vehicle.truck': 1, 'vehicle.trailer': 2, 'vehicle.bus.rigid': 3,
+    'vehicle.construction': 4, 'vehicle.bicycle': 5, 'vehicle.motorcycle': 6,
+    'human.pedestrian.adult': 7, 'movable_object.trafficcone': 8, 'movable_object.barrier': 9}
+MATERIAL_TO_OCC = np.array([13, 10, 12, 10, 10], np.uint8)   # terrain, road, sidewalk, white/yellow paint
 
 CABIN_CATEGORIES = ('vehicle.car', 'vehicle.truck', 'vehicle.bus.rigid', 'vehicle.trailer',
                     'vehicle.construction')
 
 
+@dataclass
+class Solids:
+    """Boxes that make up the world's geometry at one instant: ``boxes`` (M,7) global, ``labels`` (M,)
+    occupancy class, ``colours`` (M,3) float RGB in [0,1], ``owner`` (M,) agent index or -1 (static)."""
+    boxes: np.ndarray
+    labels: np.ndarray
+    colours: np.ndarray
+    owner: np.ndarray
+
+
 def agent_solids(agents, colours: np.ndarray):
-    """:class:`~drivepi.sim.world.Solids` of ``agents`` (an ``AgentStates``), ``owner`` = agent index.
+    """:class:`Solids` of ``agents`` (an ``AgentStates``), ``owner`` = agent index.
 
     Args:
         colours: (N,3) RGB in [0,1] of the agents' bodies.
     """
-    from drivepi.sim.world import CATEGORY_TO_OCC, Solids
     boxes, labels, cols, owner = [], [], [], []
     for i, (category, box) in enumerate(zip(agents.categories, agents.boxes)):
         if category not in CATEGORY_TO_OCC:

@@ -7,6 +7,7 @@ would ever overlap the ego's or an accepted agent's are rejected, so the logged 
 """
 import numpy as np
 
+from drivepi.geometry import EGO_LENGTH, EGO_WIDTH
 from drivepi.sim.layout import CROSSWALK, LANE_WIDTH, ROAD_HALF_WIDTH, SIDEWALK_OUTER, RoadGrid, ground_height
 from drivepi.sim.motion import DriveProfile, Path, drive, fillet_path, resample
 
@@ -23,7 +24,7 @@ CATEGORY_SIZES = {
     'movable_object.trafficcone': ((0.4, 0.45), (0.4, 0.45), (0.8, 1.0)),
     'movable_object.barrier': ((1.8, 2.2), (0.5, 0.6), (0.9, 1.1)),
 }
-EGO_SIZE = (4.08, 1.85, 1.6)           # l, w, h of the ego car (m)
+EGO_SIZE = (EGO_LENGTH, EGO_WIDTH, 1.6)  # l, w, h of the ego car (m)
 EGO_REAR_AXLE_OFFSET = 1.0             # box centre ahead of the rear axle (m)
 HEADINGS = np.array([[1, 0], [0, 1], [-1, 0], [0, -1]], float)
 ACTIONS = {'straight': 0, 'left': 1, 'right': -1}   # change of heading index

@@ -15,21 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from drivepi.sim import layout
-from drivepi.sim.calibration import camera_calibs, lidar2ego
 from drivepi.fileio import atomic_write_text
+from drivepi.geometry import OPENOCC_CLASSES as OCC_CLASSES  # noqa: F401  (the generator imports it from here)
+from drivepi.sim import layout, sensors
+from drivepi.sim.calibration import camera_calibs, lidar2ego
 from drivepi.sim.geometry import TRIANGLES_PER_BOX, boxes_mesh, pose2d_matrix, wrap_angle
+from drivepi.sim.shapes import Solids, agent_solids
 
 WORLD_FORMAT = 'drivepi-world-1'
-OCC_CLASSES = ('car', 'truck', 'trailer', 'bus', 'construction_vehicle', 'bicycle', 'motorcycle',
-               'pedestrian', 'traffic_cone', 'barrier', 'driveable_surface', 'other_flat', 'sidewalk',
-               'terrain', 'manmade', 'vegetation', 'free')
-CATEGORY_TO_OCC = {
-    'vehicle.car': 0, 'vehicle.truck': 1, 'vehicle.trailer': 2, 'vehicle.bus.rigid': 3,
-    'vehicle.construction': 4, 'vehicle.bicycle': 5, 'vehicle.motorcycle': 6,
-    'human.pedestrian.adult': 7, 'movable_object.trafficcone': 8, 'movable_object.barrier': 9}
-MATERIAL_TO_OCC = np.array([13, 10, 12, 10, 10], np.uint8)   # terrain, road, sidewalk, white/yellow paint
-FREE = 16
 
 
 @dataclass
@@ -52,16 +45,6 @@ class AgentStates:
         idx = np.flatnonzero(mask)
         return AgentStates([self.tokens[i] for i in idx], [self.categories[i] for i in idx],
                            self.boxes[idx], self.velocities[idx])
-
-
-@dataclass
-class Solids:
-    """Boxes that make up the world's geometry at one instant: ``boxes`` (M,7) global, ``labels`` (M,)
-    occupancy class, ``colours`` (M,3) float RGB in [0,1], ``owner`` (M,) agent index or -1 (static)."""
-    boxes: np.ndarray
-    labels: np.ndarray
-    colours: np.ndarray
-    owner: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -172,7 +155,6 @@ class SceneWorld:
     # ------------------------------------------------------------------ geometry
     def solids(self, agents: AgentStates) -> Solids:
         """Static solids plus the solids of ``agents`` (vehicles: body + cabin; others: their box)."""
-        from drivepi.sim.shapes import agent_solids
         dyn = agent_solids(agents, self.agent_colours(agents))
         return Solids(*(np.concatenate([getattr(self.static, f), getattr(dyn, f)])
                         for f in ('boxes', 'labels', 'colours', 'owner')))
@@ -189,14 +171,12 @@ class SceneWorld:
     # ------------------------------------------------------------------ sensors
     def scan_lidar(self, ego2global: np.ndarray, agents: AgentStates) -> np.ndarray:
         """LIDAR_TOP sweep: (N,5) float32 ``[x, y, z, intensity 0-255, ring 0-31]`` in the LiDAR frame."""
-        from drivepi.sim.sensors import cast_lidar
-        return cast_lidar(self.mesh(agents), self.sensors, ego2global).points
+        return sensors.cast_lidar(self.mesh(agents), self.sensors, ego2global).points
 
     def render_cameras(self, ego2global: np.ndarray, agents: AgentStates) -> dict:
         """Six camera images: channel -> (H,W,3) uint8 RGB."""
-        from drivepi.sim.sensors import render_cameras
-        return {name: view.image for name, view in render_cameras(self.mesh(agents), self.sensors,
-                                                                  ego2global).items()}
+        return {name: view.image for name, view in sensors.render_cameras(self.mesh(agents), self.sensors,
+                                                                          ego2global).items()}
 
     # ------------------------------------------------------------------ I/O
     def to_dict(self) -> dict:

@@ -7,9 +7,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from drivepi.datasets.classes import OPENOCC_CLASSES
+from drivepi.geometry import OCC_RANGE, OPENOCC_CLASSES, bev_corners
 
-from .occ_grid import PC_RANGE
 from .palette import AGENT_COLOR, EGO_COLOR, FLOW_COLOR, occ_palette
 from .scene import EGO_BOX
 
@@ -52,13 +51,12 @@ def to_plot_xy(xy: np.ndarray) -> np.ndarray:
 
 
 def box_corners_xy(boxes: np.ndarray) -> np.ndarray:
-    """BEV corners (N, 4, 2) of boxes (N, 5) ``[x, y, l, w, yaw]`` (metres, rad)."""
+    """BEV corners (N, 4, 2) of boxes (N, 5) ``[x, y, l, w, yaw]`` (metres, rad): front-left, front-right,
+    rear-right, rear-left (:func:`drivepi.geometry.bev_corners`)."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 5)
-    half = np.array([[1, 1], [1, -1], [-1, -1], [-1, 1]]) * 0.5
-    local = half[None] * boxes[:, None, 2:4]
-    c, s = np.cos(boxes[:, 4]), np.sin(boxes[:, 4])
-    rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)   # (N, 2, 2)
-    return np.einsum('nij,nkj->nki', rot, local) + boxes[:, None, :2]
+    full = np.zeros((len(boxes), 7))
+    full[:, [0, 1, 3, 4, 6]] = boxes
+    return bev_corners(full)[:, [2, 1, 0, 3]]
 
 
 def plot_boxes(ax, boxes: np.ndarray, color=AGENT_COLOR, **kwargs) -> None:
@@ -81,7 +79,7 @@ def ego_box() -> np.ndarray:
 def plot_bev(ax, semantics: Optional[np.ndarray] = None, flow: Optional[np.ndarray] = None,
              trajectories: Optional[Dict[str, Tuple[np.ndarray, tuple]]] = None,
              boxes: Optional[np.ndarray] = None, mask_camera: Optional[np.ndarray] = None,
-             class_names: Sequence[str] = OPENOCC_CLASSES, pc_range: Sequence[float] = PC_RANGE,
+             class_names: Sequence[str] = OPENOCC_CLASSES, pc_range: Sequence[float] = OCC_RANGE,
              flow_stride: int = 4, title: str = '') -> None:
     """One BEV panel: occupancy colours, flow quivers, agent boxes, ego car, trajectories.
 

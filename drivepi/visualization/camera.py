@@ -9,9 +9,9 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 from mmdet3d.structures import points_cam2img
 
-from drivepi.datasets.classes import OPENOCC_CLASSES
+from drivepi.geometry import GROUND_CLASSES, OCC_RANGE, OCC_VOXEL_SIZE, OPENOCC_CLASSES
 
-from .occ_grid import PC_RANGE, VOXEL_SIZE, voxel_centers
+from .occ_grid import voxel_centers
 from .palette import occ_palette
 from .scene import exposed_faces
 
@@ -19,7 +19,6 @@ from .scene import exposed_faces
 CAMERA_ORDER = ('CAM_FRONT_LEFT', 'CAM_FRONT', 'CAM_FRONT_RIGHT',
                 'CAM_BACK_LEFT', 'CAM_BACK', 'CAM_BACK_RIGHT')
 # Ground classes: left out of camera overlays by default, so the road stays visible under them.
-FLAT_CLASSES = ('driveable_surface', 'other_flat', 'sidewalk', 'terrain')
 
 
 def ego_to_image(points: np.ndarray, cam2img: np.ndarray, cam2ego: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -63,15 +62,15 @@ def cameras_seeing(point: np.ndarray, cameras: Dict[str, dict], image_sizes: Dic
 def project_occupancy(semantics: np.ndarray, cam2img: np.ndarray, cam2ego: np.ndarray,
                       image_size: Tuple[int, int], class_names: Sequence[str] = OPENOCC_CLASSES,
                       max_depth: float = 60.0, skip_classes: Sequence[str] = (),
-                      pc_range: Sequence[float] = PC_RANGE,
-                      voxel_size: float = VOXEL_SIZE) -> Dict[str, np.ndarray]:
+                      pc_range: Sequence[float] = OCC_RANGE,
+                      voxel_size: float = OCC_VOXEL_SIZE) -> Dict[str, np.ndarray]:
     """Surface voxels of the grid as coloured image points, far to near (paint in this order).
 
     Args:
         semantics: (X, Y, Z) class ids, free = last class.
         image_size: (height, width) of the camera image.
         max_depth: voxels farther than this (metres) are dropped.
-        skip_classes: class names not projected (e.g. :data:`FLAT_CLASSES`).
+        skip_classes: class names not projected (e.g. :data:`GROUND_CLASSES`).
 
     Returns:
         ``uv`` (M, 2), ``depth`` (M,), ``labels`` (M,), ``colors`` (M, 3) uint8, sorted by depth descending.
@@ -109,7 +108,7 @@ def draw_camera_panel(ax, image: np.ndarray, cam2img: np.ndarray, cam2ego: np.nd
                       semantics: Optional[np.ndarray] = None,
                       trajectories: Optional[Dict[str, Tuple[np.ndarray, tuple]]] = None,
                       class_names: Sequence[str] = OPENOCC_CLASSES, title: str = '',
-                      alpha: float = 0.45, skip_classes: Sequence[str] = FLAT_CLASSES,
+                      alpha: float = 0.45, skip_classes: Sequence[str] = GROUND_CLASSES,
                       max_width: int = 800) -> None:
     """A camera image with projected occupancy (dots sized by distance) and trajectories.
 

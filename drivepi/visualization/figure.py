@@ -7,8 +7,8 @@ from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
-from drivepi.datasets.classes import OPENOCC_CLASSES
 from drivepi.fileio import atomic_open
+from drivepi.geometry import OPENOCC_CLASSES
 
 from .bev import plot_bev
 from .camera import CAMERA_ORDER, draw_camera_panel

@@ -7,25 +7,17 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-PC_RANGE: Tuple[float, ...] = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4)
-VOXEL_SIZE = 0.4
-GRID_SHAPE = (200, 200, 16)
+from drivepi.geometry import OCC_RANGE, OCC_VOXEL_SIZE, grid_shape
 
 
-def grid_shape(pc_range: Sequence[float] = PC_RANGE, voxel_size: float = VOXEL_SIZE) -> Tuple[int, int, int]:
-    """Number of voxels along x, y, z for a range and voxel size."""
-    extent = np.asarray(pc_range[3:], dtype=np.float64) - np.asarray(pc_range[:3], dtype=np.float64)
-    return tuple(int(n) for n in np.round(extent / voxel_size))
-
-
-def voxel_centers(indices: np.ndarray, pc_range: Sequence[float] = PC_RANGE,
-                  voxel_size: float = VOXEL_SIZE) -> np.ndarray:
+def voxel_centers(indices: np.ndarray, pc_range: Sequence[float] = OCC_RANGE,
+                  voxel_size: float = OCC_VOXEL_SIZE) -> np.ndarray:
     """Ego-frame centres (N, 3) in metres of integer voxel indices (N, 3) ``[ix, iy, iz]``."""
     return np.asarray(pc_range[:3], dtype=np.float64) + (np.asarray(indices) + 0.5) * voxel_size
 
 
 def check_grid(array: np.ndarray, name: str, source: str, trailing: Tuple[int, ...] = (),
-               pc_range: Sequence[float] = PC_RANGE, voxel_size: float = VOXEL_SIZE) -> None:
+               pc_range: Sequence[float] = OCC_RANGE, voxel_size: float = OCC_VOXEL_SIZE) -> None:
     """Raise ValueError naming ``source`` unless ``array`` has shape grid + ``trailing`` and no NaN."""
     expected = grid_shape(pc_range, voxel_size) + tuple(trailing)
     if tuple(array.shape) != expected:

@@ -9,7 +9,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 from nuscenes.utils.color_map import get_colormap
 
-from drivepi.datasets.classes import OPENOCC_CLASSES
+from drivepi.geometry import OPENOCC_CLASSES
 
 FREE_CLASS = 'free'
 

@@ -13,7 +13,8 @@ import numpy as np
 import open3d as o3d
 from open3d.visualization import rendering
 
-from .occ_grid import PC_RANGE
+from drivepi.geometry import OCC_RANGE
+
 from .palette import BACKGROUND_COLOR
 from .scene import SceneItem
 
@@ -33,7 +34,7 @@ class View:
     center: Tuple[float, float, float] = (8.0, 0.0, 0.0)
     up: Tuple[float, float, float] = (1.0, 0.0, 1.0)
     fov: float = 55.0
-    extent: Tuple[float, float, float, float] = (PC_RANGE[0], PC_RANGE[1], PC_RANGE[3], PC_RANGE[4])
+    extent: Tuple[float, float, float, float] = (OCC_RANGE[0], OCC_RANGE[1], OCC_RANGE[3], OCC_RANGE[4])
 
 
 TOP_VIEW = View(kind='top')

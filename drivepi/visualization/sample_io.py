@@ -10,9 +10,9 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from drivepi.datasets.classes import CAMERA_NAMES
 from drivepi.datasets.drivepi_dataset import NUSCENES_DATA_PREFIX
 from drivepi.datasets.file_checks import check_exists, check_image_file
+from drivepi.geometry import CAMERA_NAMES
 
 from .occ_grid import check_grid
 

@@ -12,9 +12,9 @@ from typing import List, Optional, Sequence
 import numpy as np
 import open3d as o3d
 
-from drivepi.datasets.classes import OPENOCC_CLASSES
+from drivepi.geometry import EGO_LENGTH, EGO_WIDTH, FREE_INDEX, OCC_RANGE, OCC_VOXEL_SIZE, OPENOCC_CLASSES
 
-from .occ_grid import PC_RANGE, VOXEL_SIZE, voxel_centers
+from .occ_grid import voxel_centers
 from .palette import EGO_COLOR, FLOW_COLOR, occ_palette
 
 # Unit-cube faces in the order +x, -x, +y, -y, +z, -z: 4 corners each, counter-clockwise seen from outside.
@@ -30,7 +30,7 @@ _FACE_NORMALS = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1
 # Brightness of each face direction: top exact, sides darker so edges and heights stay readable.
 FACE_SHADE = np.array([0.78, 0.78, 0.62, 0.62, 1.0, 0.45])
 # Ego vehicle of nuScenes (Renault Zoe), rear-axle origin; sizes as in configs/_base_/closed_loop.py.
-EGO_BOX = dict(length=4.084, width=1.85, height=1.5, rear_axle_to_center=1.385)
+EGO_BOX = dict(length=EGO_LENGTH, width=EGO_WIDTH, height=1.5, rear_axle_to_center=1.385)
 
 
 @dataclass
@@ -103,10 +103,10 @@ def voxel_colors(semantics: np.ndarray, palette: np.ndarray, mask_camera: Option
     return np.round(colors).astype(np.uint8)
 
 
-def occupancy_mesh(semantics: np.ndarray, free_index: int = len(OPENOCC_CLASSES) - 1,
+def occupancy_mesh(semantics: np.ndarray, free_index: int = FREE_INDEX,
                    palette: Optional[np.ndarray] = None, mask_camera: Optional[np.ndarray] = None,
-                   invisible: str = 'dim', pc_range: Sequence[float] = PC_RANGE,
-                   voxel_size: float = VOXEL_SIZE) -> o3d.geometry.TriangleMesh:
+                   invisible: str = 'dim', pc_range: Sequence[float] = OCC_RANGE,
+                   voxel_size: float = OCC_VOXEL_SIZE) -> o3d.geometry.TriangleMesh:
     """Occupied voxels as coloured cubes, free space hidden, only faces that can be seen.
 
     Args:
@@ -169,8 +169,8 @@ def trajectory_mesh(traj: np.ndarray, color, width: float = 0.6, z: float = 0.65
 
 def flow_arrows(semantics: np.ndarray, flow: np.ndarray, moving_classes: Sequence[int] = tuple(range(8)),
                 min_speed: float = 0.2, seconds: float = 1.0, stride: int = 2, color=FLOW_COLOR,
-                pc_range: Sequence[float] = PC_RANGE,
-                voxel_size: float = VOXEL_SIZE) -> o3d.geometry.LineSet:
+                pc_range: Sequence[float] = OCC_RANGE,
+                voxel_size: float = OCC_VOXEL_SIZE) -> o3d.geometry.LineSet:
     """Arrows for the flow of moving voxels, one per (x, y) column on top of its highest moving voxel.
 
     Args:

@@ -7,7 +7,7 @@ set -euo pipefail
 OUT_DIR="${1:-work_dirs/benchmarks}"
 DEMO_DIR="${2:-../shared/data/nuscenes_demo}"
 mkdir -p "$OUT_DIR"
-python3 -m pytest -q -p no:cacheprovider tests/test_llm_wrapper.py -k cuda 2>&1 | tail -2
+python3 -m pytest -q -p no:cacheprovider tests/models/test_qwen2_llm.py -k cuda 2>&1 | tail -2
 python3 tools/benchmark.py --demo-dir "$DEMO_DIR" --profile --out "$OUT_DIR/benchmark.json" > "$OUT_DIR/benchmark.log" 2>&1 \
   || { tail -30 "$OUT_DIR/benchmark.log"; exit 1; }
 grep -v -i warn "$OUT_DIR/benchmark.log" | sed -n '/^device /,$p'

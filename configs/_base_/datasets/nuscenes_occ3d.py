@@ -1,68 +1,23 @@
 # Real nuScenes (v1.0-trainval) with Occ3D-nuScenes occupancy GT, no flow (<data_root>/gts/<scene>/<token>/
 # labels.npz): python tools/create_data.py nuscenes --root-path data/nuscenes --out-dir data/nuscenes
 #     --version v1.0-trainval --occ-format occ3d --occ-root gts --info-prefix drivepi_occ3d
-dataset_type = 'DrivePIDataset'
-data_root = 'data/nuscenes/'
-class_names = ['car', 'truck', 'trailer', 'bus', 'construction_vehicle', 'bicycle', 'motorcycle', 'pedestrian',
-               'traffic_cone', 'barrier']
+# The OpenOcc config with what differs: the 18 Occ3D classes (drivepi.geometry.OCC3D_CLASSES), no flow GT,
+# the Occ3D info files.
+_base_ = ['./nuscenes_openocc.py']
+
 occ_classes = ['others', 'barrier', 'bicycle', 'bus', 'car', 'construction_vehicle', 'motorcycle', 'pedestrian',
                'traffic_cone', 'trailer', 'truck', 'driveable_surface', 'other_flat', 'sidewalk', 'terrain',
                'manmade', 'vegetation', 'free']
-point_cloud_range = [-40.0, -40.0, -1.0, 40.0, 40.0, 5.4]  # the occupancy range, ego frame
-cam_names = ['CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK', 'CAM_BACK_LEFT', 'CAM_BACK_RIGHT']
-img_size = (256, 704)  # (H, W)
-num_sweeps = 10
-metainfo = dict(classes=class_names, occ_classes=occ_classes)
-data_prefix = dict(pts='samples/LIDAR_TOP', sweeps='sweeps/LIDAR_TOP', **{cam: f'samples/{cam}' for cam in cam_names})
-input_modality = dict(use_lidar=True, use_camera=True)
-backend_args = None
+metainfo = dict(occ_classes=occ_classes)
+load_occ = dict(type='LoadOccFlowGT', num_classes=len(occ_classes), with_flow=False)
 
-train_pipeline = [
-    dict(type='DrivePILoadPointsFromFile', coord_type='LIDAR', load_dim=5, use_dim=5, backend_args=backend_args),
-    dict(type='DrivePILoadPointsFromMultiSweeps', sweeps_num=num_sweeps, load_dim=5, use_dim=[0, 1, 2, 3, 4],
-         remove_close=True, backend_args=backend_args),
-    dict(type='PointsToEgo'),
-    dict(type='PointsRangeFilter', point_cloud_range=point_cloud_range),
-    dict(type='DrivePILoadMultiViewImageFromFiles', cam_names=cam_names, backend_args=backend_args),
-    dict(type='MultiViewImageResizeCrop', final_size=img_size, scale_range=(0.94, 1.1), random_crop=True),
-    dict(type='LoadAnnotations3D', with_bbox_3d=True, with_label_3d=True),
-    dict(type='BoxesToEgo'),
-    dict(type='LoadOccFlowGT', num_classes=len(occ_classes), with_flow=False),
-    dict(type='LoadPlanningGT'),
-    dict(type='LoadConversations', max_conversations=6),
-    dict(type='PackDrivePIInputs'),
-]
-test_pipeline = [
-    dict(type='DrivePILoadPointsFromFile', coord_type='LIDAR', load_dim=5, use_dim=5, backend_args=backend_args),
-    dict(type='DrivePILoadPointsFromMultiSweeps', sweeps_num=num_sweeps, load_dim=5, use_dim=[0, 1, 2, 3, 4],
-         remove_close=True, test_mode=True, backend_args=backend_args),
-    dict(type='PointsToEgo'),
-    dict(type='PointsRangeFilter', point_cloud_range=point_cloud_range),
-    dict(type='DrivePILoadMultiViewImageFromFiles', cam_names=cam_names, backend_args=backend_args),
-    dict(type='MultiViewImageResizeCrop', final_size=img_size),
-    dict(type='LoadOccFlowGT', num_classes=len(occ_classes), with_flow=False),
-    dict(type='LoadPlanningGT'),
-    dict(type='LoadConversations'),
-    dict(type='PackDrivePIInputs'),
-]
+# `_base_` is the inherited config (MMEngine provides it while parsing this file)
+train_pipeline = [_base_.load_points, _base_.load_sweeps, *_base_.points_to_ego, _base_.load_images,
+                  _base_.train_resize, load_occ, _base_.load_planning, *_base_.train_tail]
+test_pipeline = [_base_.load_points, dict(_base_.load_sweeps, test_mode=True), *_base_.points_to_ego,
+                 _base_.load_images, _base_.test_resize, load_occ, _base_.load_planning, *_base_.test_tail]
 
-train_dataloader = dict(
-    batch_size=1,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(type=dataset_type, data_root=data_root, ann_file='drivepi_occ3d_infos_train.pkl',
-                 qa_file=data_root + 'qa_train.jsonl', pipeline=train_pipeline, metainfo=metainfo,
-                 modality=input_modality, data_prefix=data_prefix, test_mode=False, box_type_3d='LiDAR',
-                 backend_args=backend_args))
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=4,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type=dataset_type, data_root=data_root, ann_file='drivepi_occ3d_infos_val.pkl',
-                 qa_file=data_root + 'qa_val.jsonl', pipeline=test_pipeline, metainfo=metainfo,
-                 modality=input_modality, data_prefix=data_prefix, test_mode=True, box_type_3d='LiDAR',
-                 backend_args=backend_args))
+train_dataloader = dict(dataset=dict(ann_file='drivepi_occ3d_infos_train.pkl', pipeline=train_pipeline,
+                                     metainfo=metainfo))
+val_dataloader = dict(dataset=dict(ann_file='drivepi_occ3d_infos_val.pkl', pipeline=test_pipeline, metainfo=metainfo))
 test_dataloader = val_dataloader

@@ -1,6 +1,9 @@
 # Real nuScenes (v1.0-trainval) with OpenOcc v2 occupancy + flow GT (<data_root>/openocc_v2/<scene>/<token>/
 # labels.npz): python tools/create_data.py nuscenes --root-path data/nuscenes --out-dir data/nuscenes
 #     --version v1.0-trainval --occ-format openocc --occ-root openocc_v2
+# The other dataset configs inherit this one and override only what differs (nuscenes_occ3d.py: classes and
+# no flow; drivepi_mini.py: root, image size, sweeps); they rebuild the pipelines from the shared steps below.
+# Grid, range and class lists agree with drivepi/geometry.py (tests/test_geometry.py checks it).
 dataset_type = 'DrivePIDataset'
 data_root = 'data/nuscenes/'
 class_names = ['car', 'truck', 'trailer', 'bus', 'construction_vehicle', 'bicycle', 'motorcycle', 'pedestrian',
@@ -17,34 +20,24 @@ data_prefix = dict(pts='samples/LIDAR_TOP', sweeps='sweeps/LIDAR_TOP', **{cam: f
 input_modality = dict(use_lidar=True, use_camera=True)
 backend_args = None
 
-train_pipeline = [
-    dict(type='DrivePILoadPointsFromFile', coord_type='LIDAR', load_dim=5, use_dim=5, backend_args=backend_args),
-    dict(type='DrivePILoadPointsFromMultiSweeps', sweeps_num=num_sweeps, load_dim=5, use_dim=[0, 1, 2, 3, 4],
-         remove_close=True, backend_args=backend_args),
-    dict(type='PointsToEgo'),
-    dict(type='PointsRangeFilter', point_cloud_range=point_cloud_range),
-    dict(type='DrivePILoadMultiViewImageFromFiles', cam_names=cam_names, backend_args=backend_args),
-    dict(type='MultiViewImageResizeCrop', final_size=img_size, scale_range=(0.94, 1.1), random_crop=True),
-    dict(type='LoadAnnotations3D', with_bbox_3d=True, with_label_3d=True),
-    dict(type='BoxesToEgo'),
-    dict(type='LoadOccFlowGT', num_classes=len(occ_classes), with_flow=True),
-    dict(type='LoadPlanningGT'),
-    dict(type='LoadConversations', max_conversations=6),
-    dict(type='PackDrivePIInputs'),
-]
-test_pipeline = [
-    dict(type='DrivePILoadPointsFromFile', coord_type='LIDAR', load_dim=5, use_dim=5, backend_args=backend_args),
-    dict(type='DrivePILoadPointsFromMultiSweeps', sweeps_num=num_sweeps, load_dim=5, use_dim=[0, 1, 2, 3, 4],
-         remove_close=True, test_mode=True, backend_args=backend_args),
-    dict(type='PointsToEgo'),
-    dict(type='PointsRangeFilter', point_cloud_range=point_cloud_range),
-    dict(type='DrivePILoadMultiViewImageFromFiles', cam_names=cam_names, backend_args=backend_args),
-    dict(type='MultiViewImageResizeCrop', final_size=img_size),
-    dict(type='LoadOccFlowGT', num_classes=len(occ_classes), with_flow=True),
-    dict(type='LoadPlanningGT'),
-    dict(type='LoadConversations'),
-    dict(type='PackDrivePIInputs'),
-]
+# pipeline steps, shared by the train and test pipelines and by the configs that inherit this one
+load_points = dict(type='DrivePILoadPointsFromFile', coord_type='LIDAR', load_dim=5, use_dim=5,
+                   backend_args=backend_args)
+load_sweeps = dict(type='DrivePILoadPointsFromMultiSweeps', sweeps_num=num_sweeps, load_dim=5,
+                   use_dim=[0, 1, 2, 3, 4], remove_close=True, backend_args=backend_args)
+points_to_ego = [dict(type='PointsToEgo'), dict(type='PointsRangeFilter', point_cloud_range=point_cloud_range)]
+load_images = dict(type='DrivePILoadMultiViewImageFromFiles', cam_names=cam_names, backend_args=backend_args)
+train_resize = dict(type='MultiViewImageResizeCrop', final_size=img_size, scale_range=(0.94, 1.1), random_crop=True)
+test_resize = dict(type='MultiViewImageResizeCrop', final_size=img_size)
+load_occ = dict(type='LoadOccFlowGT', num_classes=len(occ_classes), with_flow=True)
+load_planning = dict(type='LoadPlanningGT')
+train_tail = [dict(type='LoadConversations', max_conversations=6), dict(type='PackDrivePIInputs')]
+test_tail = [dict(type='LoadConversations'), dict(type='PackDrivePIInputs')]
+
+train_pipeline = [load_points, load_sweeps, *points_to_ego, load_images, train_resize, load_occ, load_planning,
+                  *train_tail]
+test_pipeline = [load_points, dict(load_sweeps, test_mode=True), *points_to_ego, load_images, test_resize, load_occ,
+                 load_planning, *test_tail]
 
 train_dataloader = dict(
     batch_size=1,

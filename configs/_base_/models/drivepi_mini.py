@@ -35,14 +35,16 @@ model = dict(
     spatial_position=dict(type='BEVPositionEmbedding', point_cloud_range=occ_range, num_frequencies=8),
     num_plan_queries=6,
     max_answer_tokens=max_answer_tokens,
-    occ_head=dict(type='OccupancyHead', mid_channels=16, num_classes=num_occ_classes, grid_size=occ_grid,
-                  loss_ce=dict(type='mmdet.CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
-                  loss_lovasz=dict(type='LovaszSoftmaxLoss', loss_weight=1.0, max_voxels=50000),  # CPU: subsample
-                  use_mask_camera=True),
-    flow_head=dict(type='FlowHead', mid_channels=16, grid_size=occ_grid, free_index=num_occ_classes - 1,
-                   loss_flow=dict(type='mmdet.L1Loss', loss_weight=0.5)),
-    plan_head=dict(type='PlanningHead', hidden_channels=64, num_waypoints=6, use_ego_status=False,
-                   loss_plan=dict(type='mmdet.L1Loss', loss_weight=1.0),
-                   loss_collision=dict(type='PlanCollisionLoss', ego_length=4.084, ego_width=1.85,
-                                       margin=0.5, loss_weight=0.5)),
+    grid_size=occ_grid,
+    heads=dict(
+        occ=dict(type='OccupancyHead', grid_size=occ_grid, num_classes=num_occ_classes, mid_channels=16,
+                 loss_ce=dict(type='mmdet.CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
+                 loss_lovasz=dict(type='LovaszSoftmaxLoss', loss_weight=1.0, max_voxels=50000),  # CPU: subsample
+                 use_mask_camera=True),
+        flow=dict(type='FlowHead', grid_size=occ_grid, free_index=num_occ_classes - 1, mid_channels=16,
+                  loss_flow=dict(type='mmdet.L1Loss', loss_weight=0.5)),
+        plan=dict(type='PlanningHead', hidden_channels=64, num_waypoints=6, use_ego_status=False,
+                  loss_plan=dict(type='mmdet.L1Loss', loss_weight=1.0),
+                  loss_collision=dict(type='PlanCollisionLoss', ego_length=4.084, ego_width=1.85,
+                                      margin=0.5, loss_weight=0.5))),
 )

@@ -7,18 +7,14 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-TURN_RIGHT, TURN_LEFT, GO_STRAIGHT = 0, 1, 2  # VAD command order, names in drivepi.datasets.COMMANDS
+from drivepi.geometry import GO_STRAIGHT, TURN_LEFT, TURN_RIGHT, wrap_angle
+
 COMMAND_LATERAL_THRESHOLD = 2.0  # metres of lateral offset of the last valid waypoint
 
 
 def yaw_of(pose: np.ndarray) -> float:
     """Heading (rad) of a 4x4 pose: the angle of its x axis in the parent frame's xy plane."""
     return float(np.arctan2(pose[1, 0], pose[0, 0]))
-
-
-def wrap_angle(angle: np.ndarray) -> np.ndarray:
-    """Angles wrapped to [-pi, pi)."""
-    return (np.asarray(angle) + np.pi) % (2 * np.pi) - np.pi
 
 
 def points_in_ego(ego2global: np.ndarray, points_global: np.ndarray) -> np.ndarray:

@@ -24,11 +24,10 @@ from nuscenes.utils.splits import create_splits_scenes
 from pyquaternion import Quaternion
 from tqdm import tqdm
 
-from drivepi.datasets.classes import DETECTION_CLASSES, OCC_CLASSES
-from drivepi.datasets.converters.ego_motion import (boxes_global_to_frame, driving_command, ego_status,
-                                                    future_trajectory)
+from drivepi.datasets.converters.ego_motion import boxes_global_to_frame, driving_command, ego_status, future_trajectory
 from drivepi.datasets.file_checks import check_image_file, check_points_file
 from drivepi.fileio import atomic_write_pickle
+from drivepi.geometry import DETECTION_CLASSES, OCC_CLASSES
 
 MINI_VERSION = 'v1.0-drivepi-mini'
 MINI_SPLIT_FILE = 'splits.json'  # {"train": [scene names], "val": [scene names]}, written by the generator

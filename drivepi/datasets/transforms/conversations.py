@@ -2,7 +2,6 @@
 from typing import Optional, Sequence
 
 import numpy as np
-
 from mmcv.transforms import BaseTransform
 
 from drivepi.registry import TRANSFORMS

@@ -3,7 +3,6 @@ import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
 from mmdet3d.structures import Det3DDataSample
-from mmengine.structures import InstanceData
 
 from drivepi.registry import TRANSFORMS
 
@@ -20,7 +19,7 @@ class PackDrivePIInputs(BaseTransform):
     """``{'inputs': {'points': float32 (N,5) ego frame, 'img': uint8 (V,3,H,W)}, 'data_samples':
     Det3DDataSample}`` with the metainfo ``META_KEYS`` and the GT fields the pipeline loaded
     (``gt_occ`` long, ``gt_flow`` float, ``gt_mask_camera`` bool, ``gt_traj``, ``gt_traj_mask``,
-    ``gt_fut_boxes`` list of (N_t,7) tensors, ``gt_instances_3d``) plus ``conversations``.
+    ``gt_fut_boxes`` list of (N_t,7) tensors) plus ``conversations``.
 
     ``Det3DDataPreprocessor`` batches it: ``inputs['points']`` a list of B tensors, ``inputs['imgs']``
     (B,V,3,H,W). The per-sample image key is ``img``, as mmdet3d's ``Pack3DDetInputs`` writes it:
@@ -44,9 +43,5 @@ class PackDrivePIInputs(BaseTransform):
         if 'gt_fut_boxes' in results:
             data_sample.gt_fut_boxes = [torch.from_numpy(np.asarray(boxes, dtype=np.float32))
                                         for boxes in results['gt_fut_boxes']]
-        if 'gt_bboxes_3d' in results:
-            data_sample.gt_instances_3d = InstanceData(
-                bboxes_3d=results['gt_bboxes_3d'],
-                labels_3d=torch.as_tensor(np.asarray(results['gt_labels_3d']), dtype=torch.long))
         data_sample.conversations = results.get('conversations', [])
         return dict(inputs=inputs, data_samples=data_sample)

@@ -10,8 +10,8 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine.fileio import get
 
-from drivepi.datasets.classes import CAMERA_NAMES
 from drivepi.datasets.file_checks import check_image_file
+from drivepi.geometry import CAMERA_NAMES
 from drivepi.registry import TRANSFORMS
 
 

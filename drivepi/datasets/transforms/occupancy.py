@@ -4,9 +4,8 @@ import zipfile
 import numpy as np
 from mmcv.transforms import BaseTransform
 
+from drivepi.geometry import NUM_OCC_CLASSES, OCC_GRID
 from drivepi.registry import TRANSFORMS
-
-GRID_SHAPE = (200, 200, 16)
 
 
 @TRANSFORMS.register_module()
@@ -25,7 +24,7 @@ class LoadOccFlowGT(BaseTransform):
     missing keys, wrong shapes or dtypes, classes out of range, non-binary masks, NaN/inf flow.
     """
 
-    def __init__(self, num_classes: int = 17, with_flow: bool = True, grid_shape: tuple = GRID_SHAPE):
+    def __init__(self, num_classes: int = NUM_OCC_CLASSES, with_flow: bool = True, grid_shape: tuple = OCC_GRID):
         self.num_classes = num_classes
         self.with_flow = with_flow
         self.grid_shape = tuple(grid_shape)

@@ -2,9 +2,8 @@
 import numpy as np
 from mmcv.transforms import BaseTransform
 
+from drivepi.geometry import COMMANDS
 from drivepi.registry import TRANSFORMS
-
-NUM_COMMANDS = 3
 
 
 @TRANSFORMS.register_module()
@@ -39,7 +38,7 @@ class LoadPlanningGT(BaseTransform):
         results['gt_traj_mask'] = self._array(results, 'ego_fut_mask', (self.num_steps,))
         results['ego_status'] = self._array(results, 'ego_status', (5,))
         command = int(results.get('ego_fut_cmd', -1))
-        if not 0 <= command < NUM_COMMANDS:
+        if not 0 <= command < len(COMMANDS):
             raise ValueError(f'sample {token}: ego_fut_cmd must be 0, 1 or 2, got {results.get("ego_fut_cmd")}')
         results['ego_fut_cmd'] = command
         fut_boxes = results.get('fut_boxes')

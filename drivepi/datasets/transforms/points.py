@@ -6,8 +6,8 @@ import copy
 
 import numpy as np
 import torch
-from mmdet3d.datasets.transforms import LoadPointsFromFile, LoadPointsFromMultiSweeps
 from mmcv.transforms import BaseTransform
+from mmdet3d.datasets.transforms import LoadPointsFromFile, LoadPointsFromMultiSweeps
 
 from drivepi.datasets.file_checks import check_finite_points, check_points_file
 from drivepi.registry import TRANSFORMS

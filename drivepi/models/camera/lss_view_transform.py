@@ -5,7 +5,7 @@ import torch
 from mmengine.model import BaseModule
 from torch import nn
 
-from drivepi.models.bev_grid import grid_shape
+from drivepi.geometry import OCC_RANGE, grid_shape
 from drivepi.registry import MODELS
 
 
@@ -52,7 +52,7 @@ class LSSViewTransform(BaseModule):
     """
 
     def __init__(self, in_channels: int, out_channels: int, depth_bins: Sequence[float] = (1.0, 45.0, 1.0),
-                 point_cloud_range: Sequence[float] = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4),
+                 point_cloud_range: Sequence[float] = OCC_RANGE,
                  bev_cell_size: Sequence[float] = (0.8, 0.8), init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         d_min, d_max, step = depth_bins

@@ -1,4 +1,6 @@
 """BEV-to-voxel decoding by channel-to-height (FlashOcc): 2D convs, upsampling, reshape to 3D."""
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
@@ -23,7 +25,7 @@ class ChannelToHeightDecoder(BaseModule):
     """
 
     def __init__(self, in_channels: int, mid_channels: int, out_per_voxel: int,
-                 grid_size: tuple = (200, 200, 16), num_convs: int = 2,
+                 grid_size: Sequence[int], num_convs: int = 2,
                  norm_cfg: dict = dict(type='BN2d'), init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.in_channels = in_channels
@@ -36,7 +38,7 @@ class ChannelToHeightDecoder(BaseModule):
         self.out_conv = nn.Conv2d(mid_channels, out_per_voxel * self.grid_size[2], 1)
 
     def forward(self, bev: torch.Tensor) -> torch.Tensor:
-        """(B, C, Hb, Wb) -> (B, out_per_voxel, X, Y, Z)."""
+        """(B, C, Hb, Wb) -> (B, X, Y, Z, out_per_voxel), channels last."""
         if bev.dim() != 4 or bev.shape[1] != self.in_channels:
             raise ValueError(f'{type(self).__name__} expects a BEV (B, {self.in_channels}, Hb, Wb), '
                              f'got {tuple(bev.shape)}')
@@ -44,4 +46,4 @@ class ChannelToHeightDecoder(BaseModule):
         x = F.interpolate(x, size=self.grid_size[:2], mode='bilinear', align_corners=False)
         x = self.out_conv(self.grid_conv(x))
         b, _, nx, ny = x.shape
-        return x.view(b, self.grid_size[2], self.out_per_voxel, nx, ny).permute(0, 2, 3, 4, 1)
+        return x.view(b, self.grid_size[2], self.out_per_voxel, nx, ny).permute(0, 3, 4, 1, 2)

@@ -1,43 +1,50 @@
-"""Occupancy flow head: (vx, vy) in m/s per voxel of the 200x200x16 grid from a BEV map."""
+"""Occupancy flow head: (vx, vy) in m/s per voxel of the occupancy grid from the LLM-refined BEV map."""
+from typing import Sequence
+
 import torch
 
 from drivepi.registry import MODELS
+
+from .base_head import BaseDrivePIHead, HeadInputs, stack_field
 from .channel_to_height import ChannelToHeightDecoder
 
 
 @MODELS.register_module()
-class FlowHead(ChannelToHeightDecoder):
-    """Flow (B, X, Y, Z, 2) by channel-to-height; L1 loss on occupied voxels.
+class FlowHead(BaseDrivePIHead):
+    """Flow ``flow`` (B, X, Y, Z, 2), m/s in the ego frame, by channel-to-height; L1 loss against ``gt_flow``
+    on the voxels that ``gt_occ`` marks occupied; predicts ``pred_flow`` (X, Y, Z, 2).
 
     Args:
-        in_channels, mid_channels, grid_size, num_convs, norm_cfg: see ``ChannelToHeightDecoder``.
+        in_channels: BEV channels (filled in by DrivePI).
+        grid_size: (X, Y, Z) of the occupancy grid.
         free_index: class index of free space in ``gt_occ``; the loss skips those voxels.
+        mid_channels, num_convs, norm_cfg: see ``ChannelToHeightDecoder``.
         loss_flow: config of the per-voxel regression loss.
     """
+    feature = 'bev'
 
-    def __init__(self, in_channels: int, mid_channels: int = 32, grid_size: tuple = (200, 200, 16),
-                 num_convs: int = 1, norm_cfg: dict = dict(type='BN2d'), free_index: int = 16,
+    def __init__(self, in_channels: int, grid_size: Sequence[int], free_index: int, mid_channels: int = 32,
+                 num_convs: int = 1, norm_cfg: dict = dict(type='BN2d'),
                  loss_flow: dict = dict(type='mmdet.L1Loss', loss_weight=1.0), init_cfg=None):
-        super().__init__(in_channels, mid_channels, 2, grid_size, num_convs, norm_cfg, init_cfg)
-        self.free_index = free_index
+        super().__init__(init_cfg=init_cfg)
+        self.grid_size, self.free_index = tuple(grid_size), free_index
+        self.decoder = ChannelToHeightDecoder(in_channels, mid_channels, 2, grid_size, num_convs, norm_cfg)
         self.loss_flow = MODELS.build(loss_flow)
 
-    def forward(self, bev: torch.Tensor) -> torch.Tensor:
-        """(B, C, Hb, Wb) -> flow (B, X, Y, Z, 2), m/s in the ego frame."""
-        return super().forward(bev).permute(0, 2, 3, 4, 1)
+    def forward(self, feats: HeadInputs, batch_data_samples: Sequence = ()) -> dict:
+        return dict(flow=self.decoder(feats.bev))
 
-    def loss(self, flow: torch.Tensor, gt_flow: torch.Tensor, gt_occ: torch.Tensor) -> dict:
-        """L1 between predicted and GT flow over voxels that GT marks occupied.
-
-        Args:
-            flow, gt_flow: (B, X, Y, Z, 2); gt_occ: long (B, X, Y, Z).
-
-        Returns:
-            ``dict(loss_flow)``.
-        """
-        if gt_flow.shape != flow.shape:
-            raise ValueError(f'gt_flow shape {tuple(gt_flow.shape)} does not match flow {tuple(flow.shape)}')
-        occupied = gt_occ != self.free_index
+    def loss_by_feat(self, outputs: dict, batch_data_samples: Sequence) -> dict:
+        """``dict(loss_flow)``: L1 between ``flow`` and the samples' ``gt_flow`` over occupied voxels."""
+        flow = outputs['flow']
+        gt_flow = stack_field(batch_data_samples, 'gt_flow', self.grid_size + (2,), torch.float32, flow.device)
+        occupied = stack_field(batch_data_samples, 'gt_occ', self.grid_size, torch.long,
+                               flow.device) != self.free_index
         if not occupied.any():
             return dict(loss_flow=flow.sum() * 0.0)
-        return dict(loss_flow=self.loss_flow(flow[occupied].float(), gt_flow[occupied].float()))
+        return dict(loss_flow=self.loss_flow(flow[occupied].float(), gt_flow[occupied]))
+
+    def predict_by_feat(self, outputs: dict, batch_data_samples: Sequence) -> None:
+        """``pred_flow``: (X, Y, Z, 2) m/s."""
+        for sample, flow in zip(batch_data_samples, outputs['flow'].cpu()):
+            sample.pred_flow = flow

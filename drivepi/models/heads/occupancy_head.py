@@ -1,51 +1,57 @@
-"""Semantic occupancy head: 17-class logits over the 200x200x16 grid from a BEV map."""
+"""Semantic occupancy head: class logits over the occupancy grid from the LLM-refined BEV map."""
+from typing import Sequence
+
 import torch
 
 from drivepi.registry import MODELS
+
+from .base_head import BaseDrivePIHead, HeadInputs, stack_field
 from .channel_to_height import ChannelToHeightDecoder
 
 
 @MODELS.register_module()
-class OccupancyHead(ChannelToHeightDecoder):
-    """Occupancy logits (B, num_classes, X, Y, Z) by channel-to-height; CE + Lovasz-softmax losses.
+class OccupancyHead(BaseDrivePIHead):
+    """Occupancy logits ``occ_logits`` (B, X, Y, Z, num_classes) by channel-to-height; CE + Lovasz-softmax
+    losses against ``gt_occ`` (B, X, Y, Z) on the voxels of ``gt_mask_camera``; predicts ``pred_occ`` uint8.
 
     Args:
-        in_channels, mid_channels, grid_size, num_convs, norm_cfg: see ``ChannelToHeightDecoder``.
+        in_channels: BEV channels (filled in by DrivePI).
+        grid_size: (X, Y, Z) of the occupancy grid (from the config's ``occ_grid``).
         num_classes: semantic classes including free (OpenOcc: 17, free = index 16).
+        mid_channels, num_convs, norm_cfg: see ``ChannelToHeightDecoder``.
         loss_ce: config of the cross-entropy loss (per visible voxel).
         loss_lovasz: config of the Lovasz-softmax loss.
         use_mask_camera: train only on camera-visible voxels (``gt_mask_camera``).
     """
+    feature = 'bev'
 
-    def __init__(self, in_channels: int, mid_channels: int = 64, num_classes: int = 17,
-                 grid_size: tuple = (200, 200, 16), num_convs: int = 2, norm_cfg: dict = dict(type='BN2d'),
+    def __init__(self, in_channels: int, grid_size: Sequence[int], num_classes: int, mid_channels: int = 64,
+                 num_convs: int = 2, norm_cfg: dict = dict(type='BN2d'),
                  loss_ce: dict = dict(type='mmdet.CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
                  loss_lovasz: dict = dict(type='LovaszSoftmaxLoss', loss_weight=1.0),
                  use_mask_camera: bool = True, init_cfg=None):
-        super().__init__(in_channels, mid_channels, num_classes, grid_size, num_convs, norm_cfg, init_cfg)
-        self.num_classes = num_classes
+        super().__init__(init_cfg=init_cfg)
+        self.grid_size, self.num_classes = tuple(grid_size), num_classes
+        self.decoder = ChannelToHeightDecoder(in_channels, mid_channels, num_classes, grid_size, num_convs, norm_cfg)
         self.loss_ce = MODELS.build(loss_ce)
         self.loss_lovasz = MODELS.build(loss_lovasz)
         self.use_mask_camera = use_mask_camera
 
-    def loss(self, logits: torch.Tensor, gt_occ: torch.Tensor, gt_mask: torch.Tensor) -> dict:
-        """Occupancy losses.
+    def forward(self, feats: HeadInputs, batch_data_samples: Sequence = ()) -> dict:
+        return dict(occ_logits=self.decoder(feats.bev))
 
-        Args:
-            logits: (B, C, X, Y, Z); gt_occ: long (B, X, Y, Z) in [0, C); gt_mask: bool (B, X, Y, Z).
-
-        Returns:
-            ``dict(loss_occ_ce, loss_occ_lovasz)``.
-        """
-        if gt_occ.shape != logits.shape[:1] + logits.shape[2:]:
-            raise ValueError(f'gt_occ shape {tuple(gt_occ.shape)} does not match logits {tuple(logits.shape)}')
+    def loss_by_feat(self, outputs: dict, batch_data_samples: Sequence) -> dict:
+        """``dict(loss_occ_ce, loss_occ_lovasz)`` of ``occ_logits`` (B, X, Y, Z, C) against the samples'
+        ``gt_occ`` (labels in [0, C)) and ``gt_mask_camera``."""
+        logits = outputs['occ_logits']
+        gt_occ = stack_field(batch_data_samples, 'gt_occ', self.grid_size, torch.long, logits.device)
         if gt_occ.min() < 0 or gt_occ.max() >= self.num_classes:
             raise ValueError(f'gt_occ labels must lie in [0, {self.num_classes - 1}], '
                              f'got [{int(gt_occ.min())}, {int(gt_occ.max())}]')
-        voxel_logits = logits.permute(0, 2, 3, 4, 1).reshape(-1, self.num_classes)
-        labels = gt_occ.reshape(-1).long()
+        voxel_logits, labels = logits.reshape(-1, self.num_classes), gt_occ.reshape(-1)
         if self.use_mask_camera:
-            keep = gt_mask.reshape(-1).bool()
+            keep = stack_field(batch_data_samples, 'gt_mask_camera', self.grid_size, torch.bool,
+                               logits.device).reshape(-1)
             voxel_logits, labels = voxel_logits[keep], labels[keep]
         if labels.numel() == 0:
             zero = logits.sum() * 0.0
@@ -53,7 +59,8 @@ class OccupancyHead(ChannelToHeightDecoder):
         return dict(loss_occ_ce=self.loss_ce(voxel_logits.float(), labels),
                     loss_occ_lovasz=self.loss_lovasz(voxel_logits, labels))
 
-    @staticmethod
-    def predict(logits: torch.Tensor) -> torch.Tensor:
-        """(B, C, X, Y, Z) logits -> uint8 (B, X, Y, Z) labels."""
-        return logits.argmax(dim=1).to(torch.uint8)
+    def predict_by_feat(self, outputs: dict, batch_data_samples: Sequence) -> None:
+        """``pred_occ``: uint8 (X, Y, Z) labels, the argmax class of every voxel."""
+        labels = outputs['occ_logits'].argmax(dim=-1).to(torch.uint8).cpu()
+        for sample, sample_labels in zip(batch_data_samples, labels):
+            sample.pred_occ = sample_labels

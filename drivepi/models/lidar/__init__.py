@@ -1,11 +1,7 @@
-"""LiDAR branch: voxelization, Ada3D importance filtering, SP-BN, spconv backbone to BEV."""
+"""LiDAR branch: voxelization, Ada3D filtering (``drivepi.models.ada3d``), spconv backbone to BEV."""
 from . import spconv_compat  # noqa: F401  (CPU backward fix, must load first)
-from .density_filter import DensityGuidedVoxelFilter
-from .importance_predictor import BEVImportancePredictor, VoxelImportancePredictor
 from .lidar_branch import LiDARBranch
-from .sp_batchnorm import SparsityPreservingBatchNorm2d
 from .sparse_backbone import SparseBEVBackbone
-from .voxelizer import DynamicVoxelizer, check_points, voxel_ranges
+from .voxelizer import DynamicVoxelizer, check_points
 
-__all__ = ['DynamicVoxelizer', 'check_points', 'voxel_ranges', 'VoxelImportancePredictor', 'BEVImportancePredictor',
-           'DensityGuidedVoxelFilter', 'SparsityPreservingBatchNorm2d', 'SparseBEVBackbone', 'LiDARBranch']
+__all__ = ['DynamicVoxelizer', 'check_points', 'SparseBEVBackbone', 'LiDARBranch']

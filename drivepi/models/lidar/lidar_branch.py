@@ -4,13 +4,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from mmengine.model import BaseModule
 
-from drivepi.models.importance_targets import (combine_targets, voxel_targets_from_boxes,
-                                               voxel_targets_from_occupancy)
-from drivepi.models.lidar.voxelizer import voxel_ranges
-from drivepi.models.straight_through import straight_through_gate
+from drivepi.geometry import OCC_RANGE, OCC_VOXEL_SIZE
+from drivepi.models.ada3d.density_filter import filter_and_gate_voxels
+from drivepi.models.ada3d.targets import voxel_targets_from_occupancy
 from drivepi.registry import MODELS
-
-OCC_RANGE = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4)
 
 
 @MODELS.register_module()
@@ -18,8 +15,9 @@ class LiDARBranch(BaseModule):
     """Multi-sweep points to a LiDAR BEV over the occupancy range, with Ada3D voxel filtering.
 
     With a ``voxel_filter`` the kept voxels' features pass a straight-through gate on
-    ``p = sigmoid(importance logit)`` (:func:`straight_through_gate`): the forward value is unchanged and
-    the task losses reach the importance predictor, which is also supervised by ``loss_importance``.
+    ``p = sigmoid(importance logit)`` (:func:`drivepi.models.ada3d.filter_and_gate_voxels`): the forward
+    value is unchanged and the task losses reach the importance predictor, which is also supervised by
+    ``loss_importance``.
 
     Args:
         voxelizer: config of a voxelizer (e.g. ``DynamicVoxelizer``).
@@ -38,7 +36,7 @@ class LiDARBranch(BaseModule):
                  loss_importance: dict = dict(type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
                                               loss_weight=1.0),
                  importance_fg_classes: Sequence[int] = tuple(range(10)),
-                 occ_range: Sequence[float] = OCC_RANGE, occ_voxel_size: Sequence[float] = (0.4, 0.4, 0.4),
+                 occ_range: Sequence[float] = OCC_RANGE, occ_voxel_size: Sequence[float] = (OCC_VOXEL_SIZE,) * 3,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if voxel_filter is not None and importance_predictor is None:
@@ -55,12 +53,11 @@ class LiDARBranch(BaseModule):
         self.out_channels = self.backbone.out_channels
         self.bev_shape = self.backbone.bev_shape
 
-    def forward(self, points: List[torch.Tensor], gt_occ: Optional[torch.Tensor] = None,
-                gt_bboxes_3d: Optional[list] = None) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    def forward(self, points: List[torch.Tensor],
+                gt_occ: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """Args:
             points: list of B float tensors ``(N_i, 5)`` ``[x, y, z, intensity, time_lag]``, ego frame.
-            gt_occ: optional long ``(B, 200, 200, 16)`` GT occupancy (importance supervision).
-            gt_bboxes_3d: optional list of B ``LiDARInstance3DBoxes`` in the ego frame (importance supervision).
+            gt_occ: optional long ``(B, X, Y, Z)`` GT occupancy over ``occ_range`` (importance supervision).
 
         Returns:
             bev float ``(B, C_l, Hb, Wb)`` indexed ``[ix, iy]``; aux dict with ``num_voxels``,
@@ -74,13 +71,11 @@ class LiDARBranch(BaseModule):
         aux = dict(num_voxels=torch.tensor(len(coords), device=feats.device))
         if self.importance_predictor is not None:
             logits = self.importance_predictor(feats, coords, self.voxelizer.grid_shape, batch_size)
-            if gt_occ is not None or gt_bboxes_3d is not None:
-                aux['loss_importance'] = self._importance_loss(logits, vox['centers'], batch_idx, gt_occ, gt_bboxes_3d)
+            if gt_occ is not None:
+                aux['loss_importance'] = self._importance_loss(logits, vox['centers'], batch_idx, gt_occ)
             if self.voxel_filter is not None:
-                keep = self.voxel_filter(logits, voxel_ranges(vox['centers']), batch_idx, batch_size)
-                kept = torch.nonzero(keep).squeeze(1)  # one host sync for the three gathers
-                prob = torch.sigmoid(logits[kept]).unsqueeze(1)
-                feats, coords = straight_through_gate(feats[kept], prob), coords[kept]
+                feats, coords = filter_and_gate_voxels(self.voxel_filter, logits, feats, coords, vox['centers'],
+                                                       batch_idx, batch_size)
         aux['num_kept_voxels'] = torch.tensor(len(coords), device=feats.device)
         aux['voxel_keep_ratio'] = aux['num_kept_voxels'].float() / aux['num_voxels'].float()
         bev, active = self.backbone(feats, coords, batch_size)
@@ -88,13 +83,10 @@ class LiDARBranch(BaseModule):
         return bev, aux
 
     def _importance_loss(self, logits: torch.Tensor, centers: torch.Tensor, batch_idx: torch.Tensor,
-                         gt_occ: Optional[torch.Tensor], gt_bboxes_3d: Optional[list]) -> torch.Tensor:
-        """Sigmoid focal loss of the voxel logits ``(M,)`` against occupancy/box foreground targets."""
-        occ_targets = (voxel_targets_from_occupancy(centers, batch_idx, gt_occ, self.importance_fg_classes,
-                                                    self.occ_range, self.occ_voxel_size)
-                       if gt_occ is not None else None)
-        box_targets = voxel_targets_from_boxes(centers, batch_idx, gt_bboxes_3d) if gt_bboxes_3d is not None else None
-        targets = combine_targets(occ_targets, box_targets)
+                         gt_occ: torch.Tensor) -> torch.Tensor:
+        """Sigmoid focal loss of the voxel logits ``(M,)`` against occupancy foreground targets."""
+        targets = voxel_targets_from_occupancy(centers, batch_idx, gt_occ, self.importance_fg_classes,
+                                               self.occ_range, self.occ_voxel_size)
         # one-hot (M, 1) targets select mmdet's pure-torch focal loss on every device
         return self.loss_importance(logits.unsqueeze(1), targets.unsqueeze(1),
                                     avg_factor=targets.sum().clamp(min=1.0))

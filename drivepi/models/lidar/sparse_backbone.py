@@ -6,7 +6,7 @@ import torch
 from mmengine.model import BaseModule
 from torch import nn
 
-from drivepi.models.lidar.sp_batchnorm import SparsityPreservingBatchNorm2d
+from drivepi.models.ada3d.sp_batchnorm import SparsityPreservingBatchNorm2d
 from drivepi.registry import MODELS
 
 

@@ -7,7 +7,8 @@ from typing import Dict, List, Sequence
 import torch
 from torch import nn
 
-from drivepi.models.bev_grid import cell_centers, grid_shape
+from drivepi.geometry import grid_shape
+from drivepi.models.bev_grid import cell_centers
 from drivepi.registry import MODELS
 
 
@@ -103,9 +104,4 @@ class DynamicVoxelizer(nn.Module):
                     batch_size=len(points))
 
 
-def voxel_ranges(centers: torch.Tensor) -> torch.Tensor:
-    """Horizontal distance (m) of voxel centres ``(M, 3)`` from the ego origin -> ``(M,)``."""
-    return torch.linalg.vector_norm(centers[:, :2], dim=1)
-
-
-__all__ = ['DynamicVoxelizer', 'check_points', 'voxel_ranges']
+__all__ = ['DynamicVoxelizer', 'check_points']

@@ -1,21 +1,56 @@
-"""Greedy answer decoding on a Hugging Face ``StaticCache``, with the one-token step as a CUDA graph.
+"""Greedy answer decoding on a static Hugging Face KV cache, with the one-token step as a CUDA graph.
 
 The multimodal prefix of a frame (instruction, spatial tokens, planning queries) is encoded once by
 :meth:`GreedyDecoder.set_prefix`; every :meth:`GreedyDecoder.generate` rewinds the cache to the end of
 the prefix and extends it with one continuation, so the answers of a conversation share one prefill
-without copying any cache. The static cache keeps every tensor at a fixed address and its position
-counters on the device, which lets the one-token step (forward, argmax) be captured once as a CUDA
-graph and replayed: per token the GPU then runs the ~600 kernels of the 24-layer decoder without
-Python or launch overhead. Off CUDA the same step runs eagerly. Decoding runs in the LM's own dtype
-with autocast off: the static cache holds one dtype, and a graph would replay the casts of the autocast
-state it was captured in.
+without copying any cache.
+
+The cache is a Hugging Face ``Cache`` built from :class:`PrefixCacheLayer`, a subclass of the public
+``transformers.StaticLayer`` whose write position is its own device tensor: rewinding is
+:meth:`PrefixCacheLayer.seek`, no transformers internal is written. (transformers 5 removed the
+``cache_position`` argument of the model forward: a static cache places new tokens at its own fill
+position, which ``get_seq_length`` reports and from which the model derives positions and the causal
+mask.) Every tensor stays at a fixed address and the position counters live on the device, which lets
+the one-token step (forward, argmax) be captured once as a CUDA graph and replayed: per token the GPU
+then runs the ~600 kernels of the 24-layer decoder without Python or launch overhead. Off CUDA the same
+step runs eagerly. Decoding runs in the LM's own dtype with autocast off: the static cache holds one
+dtype, and a graph would replay the casts of the autocast state it was captured in.
 """
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
-from transformers import PreTrainedModel, StaticCache
+from transformers import Cache, PreTrainedModel, StaticLayer
 
 from drivepi.models.cuda_graphs import capture
+
+
+class PrefixCacheLayer(StaticLayer):
+    """A static KV-cache layer whose fill position (a 0-dim long tensor on the cache's device) belongs to
+    this class and is moved with :meth:`seek`; keys and values are written at ``position, position + 1,
+    ...`` by ``update`` and the model reads the position through ``get_seq_length``."""
+
+    def __init__(self, max_cache_len: int) -> None:
+        super().__init__(max_cache_len=max_cache_len)
+        self.position = torch.zeros((), dtype=torch.long)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args,
+               **kwargs) -> Tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+            self.position = self.position.to(self.device)
+        slots = self.position + torch.arange(key_states.shape[-2], device=self.device)
+        self.position.add_(key_states.shape[-2])  # in place: the address stays fixed for CUDA graphs
+        self.keys.index_copy_(2, slots, key_states)
+        self.values.index_copy_(2, slots, value_states)
+        return self.keys, self.values
+
+    def get_seq_length(self) -> torch.Tensor:
+        return self.position
+
+    def seek(self, position) -> None:
+        """Set the fill position (int or 0-dim tensor); later slots are stale, masked by causality and
+        overwritten by the next writes."""
+        self.position.fill_(position)
 
 
 class GreedyDecoder:
@@ -29,21 +64,20 @@ class GreedyDecoder:
 
     def __init__(self, causal_lm: PreTrainedModel, max_cache_len: int = 4096, use_cuda_graph: bool = True) -> None:
         self.lm, self.max_cache_len, self.use_cuda_graph = causal_lm, max_cache_len, use_cuda_graph
-        self.cache: Optional[StaticCache] = None  # made on first use, on the inputs' device
+        self.cache: Optional[Cache] = None  # made on first use, on the inputs' device
         self.cache_device: Optional[torch.device] = None
         self.prefix_len = 0
         self.graph = self.graph_token = self.graph_next = None
 
     # ------------------------------------------------------------------ cache positions
     def _position(self) -> torch.Tensor:
-        """Tokens in the cache, a 0-dim device tensor (every layer's counter holds the same value)."""
-        return self.cache.layers[0].cumulative_length
+        """Tokens in the cache, a 0-dim device tensor (every layer's position holds the same value)."""
+        return self.cache.layers[0].position
 
     def _rewind(self, position) -> None:
-        """Set every layer's fill position to ``position`` (int or 0-dim tensor); later slots are stale,
-        masked by causality and overwritten by the next writes."""
+        """Move every layer's fill position to ``position`` (int or 0-dim tensor)."""
         for layer in self.cache.layers:
-            layer.cumulative_length.fill_(position)
+            layer.seek(position)
 
     def _prepare(self, embeds: torch.Tensor, new_positions: int) -> torch.Tensor:
         """Check the input and the cache capacity (a new device starts a fresh cache); ``embeds`` in the
@@ -52,7 +86,8 @@ class GreedyDecoder:
             raise ValueError('GreedyDecoder decodes one sequence: embeddings must be (1, L, D), '
                              f'got {tuple(embeds.shape)}')
         if embeds.device != self.cache_device:
-            self.cache = StaticCache(config=self.lm.config, max_cache_len=self.max_cache_len)
+            self.cache = Cache(layers=[PrefixCacheLayer(self.max_cache_len)
+                                       for _ in range(self.lm.config.num_hidden_layers)])
             self.cache_device, self.prefix_len, self.graph = embeds.device, 0, None
         if new_positions > self.max_cache_len:
             raise ValueError(f'{new_positions} positions exceed the decoder cache of {self.max_cache_len}; '

@@ -11,11 +11,12 @@ every other label is ``IGNORE_INDEX``. Labels are aligned with ``input_ids`` (no
 Hugging Face convention: the logit at position t is trained on ``labels[t + 1]``.
 """
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
-from drivepi.datasets import COMMANDS
+from drivepi.geometry import COMMANDS
+
 from .special_tokens import IM_END, IM_START, PLAN_TOKEN, SPATIAL_TOKEN
 
 IGNORE_INDEX = -100
@@ -69,10 +70,10 @@ class DrivePIPrompt:
             raise ValueError(f'tokenizer splits special token {token} into {ids}; add it as a special token')
         return ids[0]
 
-    def _encode(self, text: str) -> list[int]:
+    def _encode(self, text: str) -> List[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
-    def prefix_ids(self, command: int, num_spatial: int, num_plan: int) -> list[int]:
+    def prefix_ids(self, command: int, num_spatial: int, num_plan: int) -> List[int]:
         """The system message holding the instruction, K spatial and Q planning placeholders."""
         if not 0 <= command < len(COMMANDS):
             raise ValueError(f'driving command {command} is not one of 0..{len(COMMANDS) - 1} ({COMMANDS})')
@@ -80,15 +81,15 @@ class DrivePIPrompt:
         return (self._encode(text) + [self.spatial_id] * num_spatial + [self.plan_id] * num_plan
                 + self._encode(f'{IM_END}\n'))
 
-    def question_ids(self, question: str) -> list[int]:
+    def question_ids(self, question: str) -> List[int]:
         """A user turn followed by the assistant header (where generation starts)."""
         return self._encode(f'{IM_START}user\n{question}{IM_END}\n{IM_START}assistant\n')
 
-    def answer_ids(self, answer: str) -> list[int]:
+    def answer_ids(self, answer: str) -> List[int]:
         """The answer tokens and the closing ``<|im_end|>`` (all labelled); the newline is not."""
         return self._encode(answer) + [self.im_end_id]
 
-    def turn_ids(self, question: str, answer: str) -> tuple[list[int], list[int]]:
+    def turn_ids(self, question: str, answer: str) -> Tuple[List[int], List[int]]:
         """Token ids and labels of one question-answer turn (answer and its ``<|im_end|>`` labelled)."""
         question_ids, answer_ids = self.question_ids(question), self.answer_ids(answer)
         newline = self._encode('\n')
@@ -96,7 +97,7 @@ class DrivePIPrompt:
                 [IGNORE_INDEX] * len(question_ids) + answer_ids + [IGNORE_INDEX] * len(newline))
 
     def sample_ids(self, command: int, num_spatial: int, num_plan: int,
-                   conversations: Sequence[Sequence[dict]]) -> tuple[list[int], list[int]]:
+                   conversations: Sequence[Sequence[dict]]) -> Tuple[List[int], List[int]]:
         """Token ids and labels of one sample with all turns of all its conversations.
 
         Returns:

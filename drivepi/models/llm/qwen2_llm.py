@@ -8,7 +8,7 @@ greedily by :class:`GreedyDecoder` (static KV cache, CUDA-graph steps on a GPU).
 """
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,7 @@ from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
 from drivepi.models.cuda_graphs import GraphedFunction
 from drivepi.registry import MODELS
+
 from .greedy_decoder import GreedyDecoder
 from .prompt import IGNORE_INDEX
 from .special_tokens import DRIVEPI_SPECIAL_TOKENS, ENDOFTEXT, IM_END, QWEN_SPECIAL_TOKENS
@@ -159,6 +160,16 @@ class Qwen2LLM(BaseModule):
         self._decoder = None  # the CUDA graphs would replay the unmerged weights
         self._graphed_forward.reset()
 
+    def embed_ids(self, ids) -> torch.Tensor:
+        """Token embeddings ``(..., D)`` in the LLM dtype of token ids (long tensor or list of ints, any
+        shape), on the LLM's device."""
+        embed_tokens = self.causal_lm.get_input_embeddings()
+        return embed_tokens(torch.as_tensor(ids, dtype=torch.long, device=embed_tokens.weight.device))
+
+    def decode(self, ids) -> str:
+        """Text of token ids (e.g. ``generate``'s output), special tokens dropped, surrounding spaces stripped."""
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
     def embed(self, input_ids: torch.Tensor, spatial_mask: torch.Tensor, spatial_embeds: torch.Tensor,
               plan_mask: torch.Tensor, plan_embeds: torch.Tensor) -> torch.Tensor:
         """Token embeddings with the placeholders replaced.
@@ -171,7 +182,7 @@ class Qwen2LLM(BaseModule):
         Returns:
             (B, L, D) input embeddings in the LLM dtype.
         """
-        embeds = self.causal_lm.get_input_embeddings()(input_ids)
+        embeds = self.embed_ids(input_ids)
         embeds = embeds.masked_scatter(spatial_mask[..., None], spatial_embeds.to(embeds.dtype))
         return embeds.masked_scatter(plan_mask[..., None], plan_embeds.to(embeds.dtype))
 
@@ -218,7 +229,7 @@ class Qwen2LLM(BaseModule):
         """
         return self.decoder.set_prefix(prefix_embeds).float()
 
-    def generate(self, inputs_embeds: torch.Tensor, max_new_tokens: int, after_prefix: bool = False) -> list[int]:
+    def generate(self, inputs_embeds: torch.Tensor, max_new_tokens: int, after_prefix: bool = False) -> List[int]:
         """Greedy decoding with the KV cache for one unpadded sequence.
 
         Args:

@@ -2,6 +2,7 @@
 import torch
 from torch import nn
 
+from drivepi.geometry import EGO_LENGTH, EGO_WIDTH
 from drivepi.registry import MODELS
 
 
@@ -52,12 +53,12 @@ class PlanCollisionLoss(nn.Module):
     of that step: zero when the plan stays clear of every box, positive when it runs through one.
 
     Args:
-        ego_length, ego_width: ego footprint in metres (nuScenes: 4.084 x 1.85).
+        ego_length, ego_width: ego footprint in metres (default: the nuScenes car of :mod:`drivepi.geometry`).
         margin: extra clearance in metres.
         loss_weight: multiplier of the loss.
     """
 
-    def __init__(self, ego_length: float = 4.084, ego_width: float = 1.85, margin: float = 0.0,
+    def __init__(self, ego_length: float = EGO_LENGTH, ego_width: float = EGO_WIDTH, margin: float = 0.0,
                  loss_weight: float = 1.0):
         super().__init__()
         self.ego_length, self.ego_width = ego_length, ego_width

@@ -1,0 +1,90 @@
+"""The contract every DrivePI head follows, after mmdet3d's dense-head contract.
+
+DrivePI runs the LLM once and hands every head the same :class:`HeadInputs`; a head declares which of
+them it reads (``feature``: ``'bev'`` for the LLM-refined BEV map, ``'plan_states'`` for the hidden
+states of the planning queries) and DrivePI fills in its input width from that. Then, as in mmdet3d:
+
+- ``forward(feats, batch_data_samples)`` -> dict of raw outputs, channels last (``(B, X, Y, Z, C)``
+  for voxel outputs, ``(B, T, 2)`` for waypoints);
+- ``loss(feats, batch_data_samples)`` -> dict of losses: forward, then ``loss_by_feat``, which reads
+  and checks the head's own ground truth from the data samples (:func:`stack_field`);
+- ``predict(feats, batch_data_samples)`` -> forward, then ``predict_by_feat``, which writes the head's
+  ``pred_*`` fields into the data samples.
+
+A new head is one file (a registered subclass) plus one entry in the model config's ``heads`` dict:
+see docs/adding_a_head.md.
+"""
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+from mmengine.model import BaseModule
+
+HEAD_FEATURES = ('bev', 'plan_states')
+
+
+@dataclass
+class HeadInputs:
+    """What DrivePI's one LLM pass gives the heads.
+
+    Attributes:
+        bev: (B, C, Hb, Wb) fused BEV with the LLM's spatial hidden states scattered back in.
+        plan_states: (B, Q, D) hidden states of the Q planning queries.
+    """
+    bev: torch.Tensor
+    plan_states: torch.Tensor
+
+
+def stack_field(batch_data_samples: Sequence, key: str, shape: Optional[Sequence[int]] = None,
+                dtype: Optional[torch.dtype] = None, device=None, metainfo: bool = False) -> torch.Tensor:
+    """Stack one field of every data sample into a batch tensor, checking it.
+
+    Args:
+        key: the data field (or, with ``metainfo``, the metainfo key), e.g. ``'gt_occ'``.
+        shape: the per-sample shape it must have (None: any, equal across samples).
+        dtype, device: of the result.
+
+    Raises:
+        KeyError / ValueError naming the sample and the field: missing, wrong shape, NaN or inf.
+    """
+    values = []
+    for i, sample in enumerate(batch_data_samples):
+        value = sample.metainfo.get(key) if metainfo else sample.get(key)
+        if value is None:
+            raise KeyError(f'data sample {i} has no {"metainfo " if metainfo else ""}`{key}`')
+        value = torch.as_tensor(value)
+        if shape is not None and tuple(value.shape) != tuple(shape):
+            raise ValueError(f'data sample {i}: `{key}` has shape {tuple(value.shape)}, expected {tuple(shape)}')
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise ValueError(f'data sample {i}: `{key}` contains NaN/inf values')
+        values.append(value if dtype is None else value.to(dtype))
+    if len({tuple(v.shape) for v in values}) > 1:
+        raise ValueError(f'`{key}` differs in shape across the batch: {[tuple(v.shape) for v in values]}')
+    return torch.stack(values).to(device)
+
+
+class BaseDrivePIHead(BaseModule):
+    """Base of DrivePI's heads (see the module docstring for the contract).
+
+    Subclasses set ``feature`` and implement ``forward``, ``loss_by_feat`` and ``predict_by_feat``.
+    """
+    feature: str = 'bev'
+
+    def forward(self, feats: HeadInputs, batch_data_samples: Sequence) -> dict:
+        raise NotImplementedError
+
+    def loss_by_feat(self, outputs: dict, batch_data_samples: Sequence) -> dict:
+        raise NotImplementedError
+
+    def predict_by_feat(self, outputs: dict, batch_data_samples: Sequence) -> None:
+        raise NotImplementedError
+
+    def loss(self, feats: HeadInputs, batch_data_samples: Sequence) -> dict:
+        """Training losses of this head from the shared inputs and its own ground truth."""
+        return self.loss_by_feat(self(feats, batch_data_samples), batch_data_samples)
+
+    def predict(self, feats: HeadInputs, batch_data_samples: Sequence) -> dict:
+        """Write this head's ``pred_*`` fields into the data samples; returns the raw outputs."""
+        outputs = self(feats, batch_data_samples)
+        self.predict_by_feat(outputs, batch_data_samples)
+        return outputs

@@ -1,0 +1,56 @@
+"""The GPU benchmark scripts run end to end on CPU with the mini model (the GPU figures come from the
+same code paths: see docs/benchmarks.md)."""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO_ROOT
+
+
+def run_tool(*args: str) -> None:
+    result = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+
+
+def test_benchmark_trains_deploys_and_reports_every_section(tmp_path, tiny_llm_dir, demo_dir):
+    out = tmp_path / 'bench.json'
+    run_tool('tools/benchmark.py', 'configs/drivepi/drivepi_mini.py', '--device', 'cpu', '--demo-dir', str(demo_dir),
+             '--iters', '1', '--warmup', '0', '--num-sweeps', '2', '--img-size', '64', '176', '--train-batch', '1',
+             '--keep-ratios', '0.25', '--decode-tokens', '3', '--profile', '--out', str(out),
+             '--tokenizer', str(tiny_llm_dir),
+             '--cfg-options', f'model.llm.llm_path={tiny_llm_dir}', 'model.llm.train_mode=lora')
+    report = json.loads(out.read_text())
+    for section in ('training', 'inference', 'keep_ratio_sweep', 'ada3d', 'decode'):
+        assert 'error' not in report[section], (section, report[section])
+    assert report['training']['samples_per_s'] > 0 and report['training']['optim_wrapper'] == 'OptimWrapper'
+    assert report['training']['trainable_params_m'] > 0
+    inference = report['inference']
+    assert inference['latency_ms'] > 0 and inference['gflops'] > 0
+    assert 0 < inference['num_kept_voxels'] < inference['num_voxels']  # the Ada3D filter ran
+    assert set(inference['module_ms']) >= {'lidar_branch', 'camera_branch', 'llm.causal_lm.model', 'heads.occ'}
+    assert report['keep_ratio_sweep']['0.25']['tokens'] == 625  # a quarter of the 50 x 50 mini BEV
+    assert report['ada3d']['num_voxels'] == inference['num_voxels']
+    decode = report['decode']
+    # a timing, not asserted positive: on a loaded 2-core machine the per-token difference can be noise
+    assert decode['prefix_tokens'] > 625 + 6 and math.isfinite(decode['decode_ms_per_token'])
+    for name in ('training', 'inference'):
+        table = (tmp_path / f'bench_profile_{name}.txt').read_text()
+        assert 'aten::' in table and 'sorted by cpu_time_total' in table
+
+
+@pytest.mark.parametrize('predictor', ['VoxelImportancePredictor', 'BEVImportancePredictor'])
+def test_benchmark_lidar_reports_filter_on_and_off(tmp_path, demo_dir, predictor):
+    out = tmp_path / 'lidar.json'
+    run_tool('tools/benchmark_lidar.py', 'configs/_base_/models/drivepi_mini.py', '--device', 'cpu',
+             '--demo-dir', str(demo_dir), '--num-sweeps', '1', '--iters', '1', '--warmup', '0', '--out', str(out),
+             '--cfg-options', f'model.lidar_branch.importance_predictor.type={predictor}')
+    on, off = json.loads(out.read_text())['results']
+    assert on['filter'] and not off['filter'] and on['num_voxels'] == off['num_voxels'] == off['num_kept_voxels']
+    assert 0 < on['num_kept_voxels'] < on['num_voxels']
+    # the first encoder layers see exactly the kept voxels; downsampling can only merge them
+    assert on['encoder_layer_voxels'][0] == on['num_kept_voxels']
+    assert off['encoder_layer_voxels'][0] == off['num_voxels']
+    assert all(a >= b for a, b in zip(off['encoder_layer_voxels'], on['encoder_layer_voxels']))
+    assert set(on['stage_ms_median']) == {'voxelizer', 'importance_predictor', 'voxel_filter', 'backbone'}
