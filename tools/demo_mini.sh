@@ -38,8 +38,8 @@ step "train (tools/train.py $CONFIG)"
 python tools/train.py "$CONFIG" --work-dir "$WORK" --resume
 CKPT="$(cat "$WORK/last_checkpoint")"
 
-step "evaluate (tools/test.py) -> $WORK/results"
-python tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK" --out-dir "$WORK/results"
+step "evaluate (tools/test.py, with the blind pass: QA with the spatial tokens zeroed) -> $WORK/results"
+python tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK" --out-dir "$WORK/results" --blind
 
 step "closed-loop driving: the benchmark's demo subset, one episode per scenario type (tools/closed_loop.py) -> $WORK/closed_loop"
 python tools/closed_loop.py "$CONFIG" "$CKPT" --out-dir "$WORK/closed_loop" \
