@@ -75,6 +75,8 @@ def plot_learning_curves(series: dict, out_file, title: Optional[str] = None) ->
         ax.set_title(panel_title)
         ax.set_xlabel('iteration')
         ax.set_ylabel(unit)
+        if unit == 'loss':
+            ax.set_yscale('log')  # losses of very different sizes
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=3, loc='best')
     if title:
