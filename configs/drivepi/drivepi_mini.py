@@ -26,5 +26,5 @@ val_cfg = None
 val_evaluator = None
 
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=20),
+    logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),  # validation at its iteration
     checkpoint=dict(type='CheckpointHook', interval=300, by_epoch=False, max_keep_ckpts=2, save_last=True))

@@ -18,18 +18,21 @@ PANELS = (
      lambda k: k.startswith('qa/accuracy') or k == 'qa/majority_accuracy', '%'),
     ('occupancy', lambda k: k in ('occ/RayIoU', 'occ/mIoU', 'occ/RayIoU@1', 'occ/RayIoU@2', 'occ/RayIoU@4'), '%'),
     ('flow', lambda k: k == 'occ/mAVE', 'm/s'),
-    ('planning', lambda k: k.startswith('plan/L2') or k.startswith('plan/collision'), 'm / %'),
+    ('planning: 1-3 s averages', lambda k: k.startswith('plan/') and '@avg/' in k, 'm / %'),
 )
 
 
 def read_scalars(paths: Iterable[Path]) -> dict[str, list[tuple[int, float]]]:
     """``{scalar name: [(step, value), ...]}`` from one or more ``scalars.json`` files (runs resumed into
-    several timestamp folders are concatenated; a later value of the same step wins).
+    several timestamp folders are concatenated; a later value of the same step wins). Validation lines
+    logged at step 0 (MMEngine's ``LoggerHook`` logs metrics by epoch unless ``log_metric_by_epoch=False``)
+    take the iteration of the training line before them.
 
     Raises:
         ValueError: a line that is not JSON, naming the file and line.
     """
     series: dict[str, dict[int, float]] = defaultdict(dict)
+    train_step = 0
     for path in paths:
         for number, line in enumerate(Path(path).read_text().splitlines(), 1):
             if not line.strip():
@@ -39,6 +42,10 @@ def read_scalars(paths: Iterable[Path]) -> dict[str, list[tuple[int, float]]]:
             except json.JSONDecodeError as err:
                 raise ValueError(f'{path}:{number}: not a JSON line ({err})') from err
             step = int(record.get('step', record.get('iter', 0)))
+            if 'loss' in record:
+                train_step = step
+            elif step == 0:  # validation logged by epoch (MMEngine's default): at the iteration reached
+                step = train_step
             for name, value in record.items():
                 if name not in ('step', 'iter', 'epoch') and isinstance(value, (int, float)):
                     series[name][step] = float(value)

@@ -20,12 +20,14 @@ def test_reads_train_and_val_lines_of_resumed_runs(tmp_path):
                  {'qa/accuracy': 40.0, 'qa/accuracy/exist': 55.0, 'qa/majority_accuracy': 42.0, 'step': 20}])
     write_lines(tmp_path / '20260102_000000' / 'vis_data' / 'scalars.json',   # resumed at 20
                 [dict(loss=3.5, loss_text=2.0, step=20), dict(loss=3.0, loss_text=1.5, step=30),
-                 {'qa/accuracy': 61.5, 'qa/accuracy/exist': 80.0, 'step': 30}])
+                 {'qa/accuracy': 61.5, 'qa/accuracy/exist': 80.0, 'step': 30},
+                 dict(loss=2.0, loss_text=1.0, step=40),
+                 {'qa/accuracy': 70.0, 'step': 0}])   # logged by epoch: placed at the last iteration, 40
     files = find_scalar_files(tmp_path)
     assert [f.parts[-3] for f in files] == ['20260101_000000', '20260102_000000']
     series = read_scalars(files)
-    assert series['loss'] == [(10, 5.0), (20, 3.5), (30, 3.0)]   # the resumed run's step 20 wins
-    assert series['qa/accuracy'] == [(20, 40.0), (30, 61.5)]
+    assert series['loss'] == [(10, 5.0), (20, 3.5), (30, 3.0), (40, 2.0)]   # the resumed run's step 20 wins
+    assert series['qa/accuracy'] == [(20, 40.0), (30, 61.5), (40, 70.0)]
     assert 'iter' not in series and 'step' not in series
 
 
