@@ -41,6 +41,13 @@ CKPT="$(cat "$WORK/last_checkpoint")"
 step "evaluate (tools/test.py, with the blind pass: QA with the spatial tokens zeroed) -> $WORK/results"
 python tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK" --out-dir "$WORK/results" --blind
 
+ZOO_CKPT="$(ls model_zoo/drivepi_mini_long/drivepi_mini_long-*.pth 2>/dev/null | head -n 1)"
+if [ -n "$ZOO_CKPT" ]; then
+  step "evaluate the committed long-recipe checkpoint too (docs/recipes.md) -> $WORK/results_long_recipe"
+  python tools/test.py configs/drivepi/drivepi_mini_long.py "$ZOO_CKPT" --work-dir "$WORK" \
+    --out-dir "$WORK/results_long_recipe"
+fi
+
 step "closed-loop driving: the benchmark's demo subset, one episode per scenario type (tools/closed_loop.py) -> $WORK/closed_loop"
 python tools/closed_loop.py "$CONFIG" "$CKPT" --out-dir "$WORK/closed_loop" \
   --cfg-options closed_loop.subset=demo closed_loop.workers=2

@@ -1,12 +1,14 @@
 # The long mini recipe: the demo's data and model with a larger tiny Qwen2 (hidden 128, 4 layers), 4,000
 # iterations and validation on every second held-out sample every 1,000 iterations for the learning curves
-# (tools/plot_learning_curves.py). About 45 min of training on 2 free CPU cores; see docs/recipes.md:
-#     python tools/make_tiny_llm.py --out-dir data/drivepi-mini/tiny_qwen2_h128_l4 \
+# (tools/plot_learning_curves.py). About 45 min of training on 2 free CPU cores; see docs/recipes.md.
+# Its tiny Qwen2 (initial weights and the tokenizer trained on the mini set's QA text) is committed in
+# model_zoo/drivepi_mini_long/, made by
+#     python tools/make_tiny_llm.py --out-dir model_zoo/drivepi_mini_long/tiny_qwen2_h128_l4 \
 #         --qa-file data/drivepi-mini/qa_train.jsonl --hidden-size 128 --num-layers 4
-#     python tools/train.py configs/drivepi/drivepi_mini_long.py
+# with the trained checkpoint beside it:  python tools/train.py configs/drivepi/drivepi_mini_long.py
 _base_ = ['./drivepi_mini.py']
 
-llm_path = 'data/drivepi-mini/tiny_qwen2_h128_l4'
+llm_path = 'model_zoo/drivepi_mini_long/tiny_qwen2_h128_l4'
 max_iters = 4000
 val_interval = 1000
 
