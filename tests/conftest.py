@@ -44,3 +44,16 @@ def tiny_llm_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp('tiny_qwen2')
     make_tiny_llm(out, seed=0)
     return out
+
+
+@pytest.fixture(scope='module')
+def mini_cfg(tiny_llm_dir):
+    """The mini model config on the session's tiny LLM, keeping a tenth of the BEV positions as tokens."""
+    from mmengine.config import Config
+
+    from drivepi.utils import register_all_modules
+    register_all_modules()
+    cfg = Config.fromfile(str(REPO_ROOT / 'configs' / '_base_' / 'models' / 'drivepi_mini.py')).model
+    cfg.llm.llm_path = str(tiny_llm_dir)
+    cfg.token_filter.keep_ratio = 0.1
+    return cfg
