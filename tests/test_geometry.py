@@ -63,5 +63,7 @@ def test_model_configs_use_the_geometry(name):
     cfg = Config.fromfile(CONFIGS / '_base_' / 'models' / f'{name}.py')
     assert tuple(cfg.occ_range) == OCC_RANGE and tuple(cfg.occ_grid) == OCC_GRID
     assert cfg.num_occ_classes == NUM_OCC_CLASSES
-    collision = cfg.model.plan_head.loss_collision
+    collision = cfg.model.heads.plan.loss_collision
+    heads = cfg.model.heads
+    assert tuple(cfg.model.grid_size) == tuple(heads.occ.grid_size) == tuple(heads.flow.grid_size) == OCC_GRID
     assert (collision.get('ego_length', EGO_LENGTH), collision.get('ego_width', EGO_WIDTH)) == (EGO_LENGTH, EGO_WIDTH)
