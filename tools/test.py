@@ -33,6 +33,11 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def test_metric_cfgs(cfg: Config) -> list:
+    """The config's ``test_evaluator`` as a list of metric configs (it may be a single dict)."""
+    return cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
+
+
 def build_config(args: argparse.Namespace) -> Config:
     """Load the config, apply overrides, point it at the checkpoint, deploy the model (LoRA merged)
     before testing and add the prediction writer."""
@@ -40,17 +45,14 @@ def build_config(args: argparse.Namespace) -> Config:
     cfg.load_from = args.checkpoint
     cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='DeployModelHook')]  # LoRA merged for inference
     if args.out_dir:
-        evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
-        cfg.test_evaluator = [*evaluators, dict(type='PredictionWriter', out_dir=args.out_dir)]
+        cfg.test_evaluator = [*test_metric_cfgs(cfg), dict(type='PredictionWriter', out_dir=args.out_dir)]
     return cfg
 
 
 def blind_qa_metrics(runner: Runner) -> dict:
     """QA metrics of a second pass over the test set with the model's spatial tokens zeroed."""
     model = runner.model.module if hasattr(runner.model, 'module') else runner.model
-    evaluators = runner.cfg.test_evaluator
-    qa_metrics = [m for m in (evaluators if isinstance(evaluators, list) else [evaluators])
-                  if m['type'] == 'QAMetric']
+    qa_metrics = [m for m in test_metric_cfgs(runner.cfg) if m['type'] == 'QAMetric']
     if not qa_metrics:
         raise SystemExit('--blind needs a QAMetric in test_evaluator')
     model.blind_spatial_tokens = True

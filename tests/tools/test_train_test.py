@@ -65,13 +65,18 @@ def test_train_resume_and_test(mini_config, mini_dataset, tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before), 'the resumed run did not train'
 
     results = tmp_path / 'results'
-    out = run_tool('tools/test.py', mini_config, work / 'iter_6.pth', '--work-dir', work, '--out-dir', results)
+    out = run_tool('tools/test.py', mini_config, work / 'iter_6.pth', '--work-dir', work, '--out-dir', results,
+                   '--blind')
     metrics = json.loads((results / 'metrics.json').read_text())
     for key in ('occ/RayIoU', 'occ/RayIoU@1', 'occ/RayIoU@2', 'occ/RayIoU@4', 'occ/mIoU', 'occ/mAVE',
                 'occ/OccScore', 'plan/L2@1s/per_step', 'plan/L2@avg/cumulative', 'plan/collision@avg/per_step',
                 'qa/accuracy'):
         assert key in metrics and key in out, key
     assert 0.0 <= metrics['occ/mIoU'] <= 100.0 and 0.0 <= metrics['qa/accuracy'] <= 100.0
+    # the blind pass answers the same turns, reported beside the model's
+    turns = {k.split('/')[-1]: v for k, v in metrics.items() if k.startswith('qa/num_turns/')}
+    assert turns and turns == {k.split('/')[-1]: v for k, v in metrics.items() if k.startswith('blind_qa/num_turns/')}
+    assert 0.0 <= metrics['blind_qa/accuracy'] <= 100.0 and 'blind_qa/accuracy' in out
     with open(mini_dataset['val_info'], 'rb') as f:
         val_tokens = {info['token'] for info in pickle.load(f)['data_list']}
     predictions = {p.stem: np.load(p) for p in (results / 'predictions').glob('*.npz')}
