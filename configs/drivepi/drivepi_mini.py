@@ -17,9 +17,6 @@ test_evaluator = [
     dict(type='PlanningMetric'),
     dict(type='QAMetric', majority_qa_file={{_base_.qa_train_file}}),
 ]
-# Every answer of the test QA file must fit the model's generation limit (checked when the dataset loads).
-test_dataloader = dict(dataset=dict(max_answer_tokens={{_base_.max_answer_tokens}},
-                                    tokenizer_path={{_base_.llm_path}}))
 # No validation inside the short CPU run: tools/test.py evaluates the final checkpoint.
 val_dataloader = None
 val_cfg = None

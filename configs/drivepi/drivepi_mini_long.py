@@ -13,11 +13,10 @@ max_iters = 4000
 val_interval = 1000
 
 model = dict(llm=dict(llm_path=llm_path))
-test_dataloader = dict(dataset=dict(tokenizer_path=llm_path))
 val_dataloader = dict(  # every second held-out sample during training; tools/test.py scores them all
     _delete_=True, batch_size=1, num_workers=1, persistent_workers=False, drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(_base_.test_dataloader.dataset, tokenizer_path=llm_path, indices=list(range(0, 80, 2))))
+    dataset=dict(_base_.test_dataloader.dataset, indices=list(range(0, 80, 2))))
 val_evaluator = {{_base_.test_evaluator}}
 val_cfg = dict(_delete_=True, type='ValLoop')
 

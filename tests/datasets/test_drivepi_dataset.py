@@ -156,7 +156,10 @@ def test_answers_longer_than_the_generation_limit_are_refused_at_load(tmp_path, 
         check_answer_lengths(qa, 'qa_val.jsonl', str(tiny_llm_dir), 24)
 
 
-def test_mini_config_checks_test_answers_against_the_model_limit():
-    cfg = Config.fromfile('configs/drivepi/drivepi_mini.py')
+def test_run_configs_check_test_answers_against_the_model_limit():
+    from drivepi.utils import load_run_config
+    cfg = load_run_config('configs/drivepi/drivepi_mini.py')
     assert cfg.test_dataloader.dataset.max_answer_tokens == cfg.model.max_answer_tokens >= 48
     assert cfg.test_dataloader.dataset.tokenizer_path == cfg.model.llm.llm_path
+    moved = load_run_config('configs/drivepi/drivepi_mini_long.py', cfg_options={'model.llm.llm_path': '/tmp/llm'})
+    assert moved.test_dataloader.dataset.tokenizer_path == moved.val_dataloader.dataset.tokenizer_path == '/tmp/llm'
