@@ -5,6 +5,7 @@ from mmengine.config import Config
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from drivepi.models.llm import IGNORE_INDEX, DrivePIPrompt, Qwen2LLM
+from drivepi.models.llm.qwen2_llm import answer_index
 from drivepi.models.llm.special_tokens import IM_END, PLAN_TOKEN, SPATIAL_TOKEN
 
 FULL_CONFIG = 'configs/_base_/models/drivepi_qwen2.5-0.5b.py'
@@ -59,6 +60,52 @@ def test_text_loss_matches_hugging_face_loss(frozen_llm, tiny_llm_dir):
         reference = Qwen2ForCausalLM.from_pretrained(tiny_llm_dir)(
             input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss
     assert torch.allclose(ours, reference, atol=1e-5)
+
+
+def test_answer_index_numbers_runs_of_labelled_tokens():
+    selected = torch.tensor([[False, True, True, False, True], [True, False, False, True, True]])
+    index = answer_index(selected)
+    assert index[selected].tolist() == [0, 0, 1, 2, 3, 3]  # a run at a row's start is a new answer
+
+
+def test_answer_averaged_loss_weighs_every_answer_the_same(frozen_llm, tiny_llm_dir):
+    """'answer' averaging equals the mean over answers of each answer's mean token cross-entropy, computed
+    here from the Hugging Face model's logits; 'token' averaging differs when answer lengths differ."""
+    prompt = DrivePIPrompt(frozen_llm.tokenizer)
+    turns = [[dict(question='Are there any cars?', answer='yes'),
+              dict(question='Caption the scene.', answer='two cars park on the left and a truck waits ahead')]]
+    batch = prompt.batch([1, 0], 3, 2, [turns, conversation()])
+    embeds = frozen_llm.causal_lm.get_input_embeddings()(batch.input_ids)
+    with torch.no_grad():
+        hidden = frozen_llm.hidden_states(embeds, batch.attention_mask)
+        frozen_llm.loss_average = 'answer'
+        try:
+            ours = frozen_llm.text_loss(hidden, batch.labels)
+        finally:
+            frozen_llm.loss_average = 'token'
+        token_mean = frozen_llm.text_loss(hidden, batch.labels)
+        logits = Qwen2ForCausalLM.from_pretrained(tiny_llm_dir)(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    answer_means = []
+    for row in range(2):
+        targets = batch.labels[row, 1:]
+        positions = (targets != IGNORE_INDEX).nonzero().flatten().tolist()
+        runs = [[positions[0]]]
+        for p in positions[1:]:
+            if p == runs[-1][-1] + 1:
+                runs[-1].append(p)
+            else:
+                runs.append([p])
+        for run in runs:
+            answer_means.append(torch.nn.functional.cross_entropy(logits[row, run], targets[run]))
+    assert len(answer_means) == 4
+    assert torch.allclose(ours, torch.stack(answer_means).mean(), atol=1e-5)
+    assert not torch.allclose(ours, token_mean, atol=1e-3)
+
+
+def test_unknown_loss_average_is_rejected(tiny_llm_dir):
+    with pytest.raises(ValueError, match="loss_average 'turn'"):
+        Qwen2LLM(str(tiny_llm_dir), train_mode='frozen', loss_average='turn')
 
 
 def test_embed_replaces_only_placeholders(frozen_llm):

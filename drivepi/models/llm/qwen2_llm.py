@@ -26,6 +26,7 @@ from .special_tokens import DRIVEPI_SPECIAL_TOKENS, ENDOFTEXT, IM_END, QWEN_SPEC
 
 TRAIN_MODES = ('frozen', 'lora', 'full')
 WEIGHT_PATTERNS = ('*.safetensors', 'pytorch_model*.bin')
+LOSS_AVERAGES = ('token', 'answer')
 DTYPES = dict(float32=torch.float32, bfloat16=torch.bfloat16, float16=torch.float16)
 
 
@@ -72,6 +73,22 @@ def resolve_tokenizer_path(llm_path: Path, tokenizer_path: Optional[str],
                             'directory (tools/make_tiny_llm.py writes one)')
 
 
+def answer_index(selected: torch.Tensor) -> torch.Tensor:
+    """Which answer each labelled token belongs to: an answer is a run of consecutive labelled positions.
+
+    Args:
+        selected: bool (B, L), True on labelled tokens.
+
+    Returns:
+        long (B, L): 0, 1, 2, ... numbering the runs of True across the flattened batch (row-major, a run
+        never crosses rows); meaningless where ``selected`` is False.
+    """
+    previous = torch.zeros_like(selected)
+    previous[:, 1:] = selected[:, :-1]
+    starts = selected & ~previous
+    return starts.flatten().cumsum(0).view_as(selected) - 1
+
+
 @MODELS.register_module()
 class Qwen2LLM(BaseModule):
     """Qwen2 causal LM + tokenizer with DrivePI's special tokens and a configurable training mode.
@@ -87,6 +104,9 @@ class Qwen2LLM(BaseModule):
         gradient_checkpointing: recompute decoder layers in backward to save memory.
         dtype: ``'float32'``, ``'bfloat16'`` or ``'float16'`` weights.
         loss_weight: multiplier of the answer-token cross-entropy (``loss_text``).
+        loss_average: ``'token'`` (every answer token weighs the same, so a 60-token trajectory outweighs
+            thirty yes/no answers) or ``'answer'`` (each answer's tokens are averaged first, then the
+            answers: every question weighs the same, whatever its answer length).
         decode_cache_len: positions of the decoding KV cache (prefix + question history + answer).
         cuda_graphs: on a GPU, replay inference passes from CUDA graphs: each decoded token's step and
             the no-grad forward of an unpadded sequence (``hidden_states`` outside training).
@@ -95,11 +115,13 @@ class Qwen2LLM(BaseModule):
     def __init__(self, llm_path: str, tokenizer_path: Optional[str] = None,
                  fallback_tokenizer_path: Optional[str] = None, llm_config: Optional[dict] = None,
                  train_mode: str = 'lora', lora_cfg: Optional[dict] = None, gradient_checkpointing: bool = False,
-                 dtype: str = 'float32', loss_weight: float = 1.0, decode_cache_len: int = 4096,
-                 cuda_graphs: bool = True):
+                 dtype: str = 'float32', loss_weight: float = 1.0, loss_average: str = 'token',
+                 decode_cache_len: int = 4096, cuda_graphs: bool = True):
         super().__init__()
         if train_mode not in TRAIN_MODES:
             raise ValueError(f'train_mode {train_mode!r} is not one of {TRAIN_MODES}')
+        if loss_average not in LOSS_AVERAGES:
+            raise ValueError(f'loss_average {loss_average!r} is not one of {LOSS_AVERAGES}')
         if dtype not in DTYPES:
             raise ValueError(f'dtype {dtype!r} is not one of {tuple(DTYPES)}')
         self.tokenizer = AutoTokenizer.from_pretrained(
@@ -112,6 +134,7 @@ class Qwen2LLM(BaseModule):
             causal_lm.resize_token_embeddings(len(self.tokenizer))
         self.train_mode = train_mode
         self.loss_weight = loss_weight
+        self.loss_average = loss_average
         causal_lm.requires_grad_(train_mode == 'full')
         if gradient_checkpointing:
             causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(use_reentrant=False))
@@ -199,20 +222,28 @@ class Qwen2LLM(BaseModule):
                                     use_cache=False).last_hidden_state
 
     def text_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Next-token cross-entropy on labelled (answer) tokens only.
+        """Next-token cross-entropy on labelled (answer) tokens only, averaged as ``loss_average`` says.
 
         Args:
             hidden: (B, L, D) hidden states; labels: long (B, L), ``IGNORE_INDEX`` where unlabelled.
 
         Returns:
-            ``loss_weight`` x the mean over answer tokens; a zero that keeps the graph when there are none.
+            ``loss_weight`` x the mean over answer tokens (``'token'``) or over answers of each answer's
+            token mean (``'answer'``); a zero that keeps the graph when there are none.
         """
         targets = labels[:, 1:]
         selected = targets != IGNORE_INDEX
         if not selected.any():
             return hidden.sum() * 0.0
         logits = self.causal_lm.lm_head(hidden[:, :-1][selected].to(self.dtype)).float()
-        return self.loss_weight * F.cross_entropy(logits, targets[selected])
+        if self.loss_average == 'token':
+            return self.loss_weight * F.cross_entropy(logits, targets[selected])
+        token_losses = F.cross_entropy(logits, targets[selected], reduction='none')
+        answer_ids = answer_index(selected)[selected]
+        answer_sums = torch.zeros(int(answer_ids.max()) + 1, device=logits.device).index_add_(0, answer_ids,
+                                                                                             token_losses)
+        answer_lengths = torch.bincount(answer_ids).clamp(min=1)
+        return self.loss_weight * (answer_sums / answer_lengths).mean()
 
     @property
     def decoder(self) -> GreedyDecoder:
