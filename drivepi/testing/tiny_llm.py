@@ -7,9 +7,6 @@ Qwen2.5 weights. The tokenizer uses Qwen2's normaliser, pre-tokeniser regex and 
 decoder; only its vocabulary is small and trained here.
 """
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -18,6 +15,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
+from drivepi.fileio import atomic_directory
 from drivepi.models.llm.special_tokens import DRIVEPI_SPECIAL_TOKENS, ENDOFTEXT, IM_END, QWEN_SPECIAL_TOKENS
 
 from .driving_corpus import driving_qa_corpus
@@ -82,9 +80,6 @@ def make_tiny_llm(out_dir, seed: int = 0, texts: Optional[Iterable[str]] = None,
     Returns:
         ``out_dir`` as a Path. The directory appears atomically (written to a sibling temp dir first).
     """
-    out_dir = Path(out_dir)
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f'{out_dir} is not empty; pass overwrite=True to replace the checkpoint')
     if hidden_size % num_heads or num_heads % num_kv_heads:
         raise ValueError(f'hidden_size {hidden_size} must divide by num_heads {num_heads}, '
                          f'and num_heads by num_kv_heads {num_kv_heads}')
@@ -97,16 +92,7 @@ def make_tiny_llm(out_dir, seed: int = 0, texts: Optional[Iterable[str]] = None,
                                pad_id=tokenizer.convert_tokens_to_ids(ENDOFTEXT))
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.', dir=out_dir.parent))
-    try:
-        os.chmod(tmp_dir, 0o755)
+    with atomic_directory(out_dir, overwrite) as tmp_dir:
         model.save_pretrained(tmp_dir)
         tokenizer.save_pretrained(tmp_dir)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp_dir, out_dir)
-    finally:
-        if tmp_dir.exists():
-            shutil.rmtree(tmp_dir)
-    return out_dir
+    return Path(out_dir)
