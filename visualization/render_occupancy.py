@@ -5,7 +5,9 @@ Samples (ground truth, plus predictions when ``--results`` is given)::
     python visualization/render_occupancy.py --info data/drivepi-mini/drivepi_infos_val.pkl \
         [--token TOKEN ... | --all] [--data-root DIR] [--results work_dirs/test] [--out-dir DIR]
 
-writes ``<out-dir>/<sample_token>.png`` (3D + BEV for GT and prediction, legend, six cameras).
+writes ``<out-dir>/<sample_token>.png`` (3D + BEV for GT and prediction, legend, six cameras, and a panel with
+the command, the planned trajectory and the questions with their ground-truth and predicted answers, correct ones
+marked).
 ``--results`` is the ``tools/test.py --out-dir`` directory (reads ``predictions/<token>.npz``).
 ``--show`` opens an interactive open3d window instead when a display exists.
 

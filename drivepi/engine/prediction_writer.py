@@ -2,7 +2,9 @@
 
 Registered as an MMEngine metric so ``tools/test.py --out-dir`` adds it to the test evaluator; it
 computes no metric itself. Each file holds ``occ`` uint8 (200,200,16), ``flow`` float16 (200,200,16,2)
-m/s and ``traj`` float32 (6,2) m in the ego frame, and ``answers`` (JSON string: list of lists of str).
+m/s and ``traj`` float32 (6,2) m in the ego frame, ``answers`` (JSON string: list of lists of str) and the
+``conversations`` they answer (JSON string: lists of turns ``{question, answer, type, family}``, the answer being
+the ground truth).
 """
 import json
 from pathlib import Path
@@ -42,6 +44,7 @@ class PredictionWriter(BaseMetric):
             if 'pred_traj' in sample:
                 arrays['traj'] = _to_numpy(sample['pred_traj']).astype(np.float32)
             arrays['answers'] = np.array(json.dumps(sample.get('pred_answers', [])))
+            arrays['conversations'] = np.array(json.dumps(sample.get('conversations', [])))
             atomic_write_npz(self.pred_dir / f"{sample['token']}.npz", arrays)
         self.results.append(len(data_samples))
 

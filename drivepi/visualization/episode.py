@@ -5,7 +5,8 @@ documented in :mod:`drivepi.closed_loop.episode`): per simulation step the ego s
 boxes (global frame), the plans with the pose they were made at, the logged expert path and the
 scored events. Each animation frame is drawn in the ego frame of its step (ego at the origin,
 heading up): other agents, the driven path so far, the expert path and the latest plan; the events
-that have happened so far are written in red in the title.
+that have happened so far are written in red in the title, and the episode's scores (PDMS and its sub-scores,
+:data:`drivepi.closed_loop.scoring.SCORE_KEYS`) in the top-left corner.
 """
 import contextlib
 import json
@@ -17,6 +18,7 @@ from typing import Iterator, List
 import numpy as np
 
 from drivepi.closed_loop.episode import LOG_FORMAT
+from drivepi.closed_loop.scoring import SCORE_KEYS
 from drivepi.datasets.file_checks import check_exists
 
 from .bev import plot_boxes, to_plot_xy
@@ -87,6 +89,15 @@ def _ego_box(log: dict) -> np.ndarray:
     return np.array([[vehicle['rear_axle_to_center'], 0.0, vehicle['length'], vehicle['width'], 0.0]])
 
 
+def score_text(log: dict) -> str:
+    """The episode's scores as one line (``pdms 0.82  nc 1.00 ...``); a failed episode has none."""
+    metrics = log.get('metrics')
+    if not metrics:
+        return 'not scored (failed episode)' if log.get('status') == 'failed' else 'not scored'
+    keys = ['pdms'] + [key for key in SCORE_KEYS if key != 'pdms']
+    return '  '.join(f'{key} {metrics[key]:.2f}' for key in keys if key in metrics)
+
+
 def draw_frame(ax, log: dict, step: int, radius: float = 40.0) -> None:
     """Draw simulation ``step`` of the episode on ``ax`` (cleared first), ego frame of that step."""
     ax.clear()
@@ -114,6 +125,8 @@ def draw_frame(ax, log: dict, step: int, radius: float = 40.0) -> None:
     ax.set_xlabel('-y (m)')
     ax.set_ylabel('x (m)')
     ax.legend(loc='lower left', fontsize=7)
+    ax.text(0.01, 0.99, score_text(log), transform=ax.transAxes, ha='left', va='top', fontsize=7,
+            bbox=dict(facecolor='white', alpha=0.8, edgecolor='none'))
     happened = sorted({e['type'] for e in log.get('events', []) if e['step'] <= step})
     failure = log.get('failure')
     if failure and step == len(log['times']) - 1:

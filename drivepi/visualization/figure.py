@@ -1,6 +1,7 @@
 """The picture of one sample: 3D occupancy (open3d, headless) and BEV for ground truth and
-prediction side by side, the class legend, and the six cameras with projected occupancy and
-trajectories. Saved atomically as PNG.
+prediction side by side, the class legend, the six cameras with projected occupancy and
+trajectories, and a text panel with the driving command, the planned trajectory and the questions with
+their ground-truth and predicted answers (:mod:`drivepi.visualization.answers`). Saved atomically as PNG.
 """
 from pathlib import Path
 from typing import Dict, Sequence, Tuple
@@ -10,6 +11,7 @@ import numpy as np
 from drivepi.fileio import atomic_open
 from drivepi.geometry import OPENOCC_CLASSES
 
+from .answers import CHARS_PER_INCH, LINE_HEIGHT, answer_lines, draw_answers_panel
 from .bev import plot_bev
 from .camera import CAMERA_ORDER, draw_camera_panel
 from .palette import EGO_COLOR, GT_TRAJ_COLOR, PRED_TRAJ_COLOR, legend_handles
@@ -34,9 +36,13 @@ def _trajectories(view: SampleView, which: str) -> Dict[str, Tuple[np.ndarray, t
 
 
 def _panels(view: SampleView) -> list:
-    """(name, occupancy, flow, mask) of the GT and prediction columns that have something to show."""
-    panels = [('ground truth', view.gt_occ, view.gt_flow, view.gt_mask_camera, 'gt')]
-    if view.pred_occ is not None or view.pred_traj is not None:
+    """(name, occupancy, flow, mask) of the GT and prediction columns that have something to show (the GT
+    column also when there is nothing else)."""
+    has_pred = view.pred_occ is not None or view.pred_traj is not None
+    panels = []
+    if view.gt_occ is not None or view.gt_traj is not None or not has_pred:
+        panels.append(('ground truth', view.gt_occ, view.gt_flow, view.gt_mask_camera, 'gt'))
+    if has_pred:
         panels.append(('prediction', view.pred_occ, view.pred_flow, None, 'pred'))
     return panels
 
@@ -61,12 +67,16 @@ def draw_sample_figure(view: SampleView, view3d: View = CHASE_VIEW,
     import matplotlib.pyplot as plt
     panels = _panels(view)
     width = PANEL_PAIR_WIDTH * len(panels) + LEGEND_WIDTH
+    lines = answer_lines(view, max_chars=int(width * CHARS_PER_INCH))
     heights = [TOP_HEIGHT]
     if view.cameras:
         image_h, image_w = view.cameras[CAMERA_ORDER[0]]['image'].shape[:2]
         heights.append(2 * (width / 3) * image_h / image_w + 0.8)   # two rows of three + titles
+    if lines:
+        heights.append(LINE_HEIGHT * (len(lines) + 1))
     fig = plt.figure(figsize=(width, sum(heights)))
-    top, bottom = fig.subfigures(2, 1, height_ratios=heights) if view.cameras else (fig, None)
+    rows = list(fig.subfigures(len(heights), 1, height_ratios=heights)) if len(heights) > 1 else [fig]
+    top = rows.pop(0)
     axes = top.subplots(1, 2 * len(panels), gridspec_kw=dict(width_ratios=[4 / 3, 1] * len(panels)))
     drawn = [(ax, build_scene(occ, flow, _trajectories(view, which), mask, class_names, invisible))
              for (_, occ, flow, mask, which), ax in zip(panels, axes[0::2]) if occ is not None]
@@ -81,15 +91,20 @@ def draw_sample_figure(view: SampleView, view3d: View = CHASE_VIEW,
         ax3d.set_title(f'{name} (3D)')
         ax3d.set_axis_off()
         plot_bev(axbev, occ, flow, trajs, view.boxes, mask, class_names, title=f'{name} (BEV)')
-    extra = {'ego vehicle': EGO_COLOR, 'GT trajectory': GT_TRAJ_COLOR}
-    if view.pred_traj is not None:
-        extra['planned trajectory'] = PRED_TRAJ_COLOR
+    extra = {'ego vehicle': EGO_COLOR}
+    for label, (_, color) in _trajectories(view, 'pred').items():
+        extra[label] = color
     top.legend(handles=legend_handles(class_names, sorted(present), extra), loc='center right',
                fontsize=8, frameon=False)
     top.subplots_adjust(left=0.01, right=1 - LEGEND_WIDTH / width, bottom=0.12, top=0.86, wspace=0.25)
     top.suptitle(f'sample {view.token}', fontsize=10)
     if view.cameras:
-        _draw_cameras(bottom, view, class_names)
+        _draw_cameras(rows.pop(0), view, class_names)
+    if lines:
+        panel = rows.pop(0)
+        draw_answers_panel(panel.subplots(), lines)
+        margin = 0.5 / (len(lines) + 1)  # half a line above and below
+        panel.subplots_adjust(left=0.01, right=0.99, top=1 - margin, bottom=margin)
     return fig
 
 

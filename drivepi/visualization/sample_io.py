@@ -3,10 +3,11 @@
 Every reader validates and raises an error naming the file and the problem (missing file, missing
 key, wrong shape, NaN) instead of drawing something wrong.
 """
+import json
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -28,6 +29,10 @@ class SampleView:
         pred_occ / pred_flow / pred_traj: the same from a results directory, or None.
         boxes: (N, 5) ``[x, y, l, w, yaw]`` GT agent boxes in the ego frame (BEV).
         cameras: ``{CAM_*: dict(image (H, W, 3) uint8, cam2img (3, 3), cam2ego (4, 4))}``.
+        command: driving command index (``drivepi.geometry.COMMANDS``) or None.
+        conversations: the questions asked, lists of turns ``{question, answer, type, family}`` (``answer`` and
+            ``type`` empty when there is no ground truth).
+        pred_answers: the model's answers, parallel to ``conversations``, or None.
     """
     token: str
     gt_occ: Optional[np.ndarray] = None
@@ -39,6 +44,9 @@ class SampleView:
     pred_traj: Optional[np.ndarray] = None
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 5)))
     cameras: Dict[str, dict] = field(default_factory=dict)
+    command: Optional[int] = None
+    conversations: List[List[dict]] = field(default_factory=list)
+    pred_answers: Optional[List[List[str]]] = None
 
 
 def load_infos(info_path) -> dict:
@@ -94,11 +102,13 @@ def load_prediction(results_dir, token: str) -> Dict[str, np.ndarray]:
 
     Returns:
         the arrays present among ``occ`` uint8 (200,200,16), ``flow`` float32 (200,200,16,2),
-        ``traj`` float32 (T, 2), each validated.
+        ``traj`` float32 (T, 2), each validated; ``answers`` (lists of str) and ``conversations`` (lists of
+        turn dicts) when the file has them.
     """
     path = check_exists(Path(results_dir) / 'predictions' / f'{token}.npz', 'prediction file')
     with np.load(path) as data:
         out = {k: data[k] for k in ('occ', 'flow', 'traj') if k in data}
+        texts = {k: json.loads(str(data[k])) for k in ('answers', 'conversations') if k in data}
     if not out:
         raise KeyError(f"prediction file {path} holds none of 'occ', 'flow', 'traj'")
     if 'occ' in out:
@@ -109,7 +119,7 @@ def load_prediction(results_dir, token: str) -> Dict[str, np.ndarray]:
         check_grid(out['flow'], 'flow', str(path), trailing=(2,))
     if 'traj' in out:
         out['traj'] = _check_traj(out['traj'], f'prediction file {path}')
-    return out
+    return dict(out, **texts)
 
 
 def _check_traj(traj, source: str) -> np.ndarray:
@@ -129,13 +139,14 @@ def image_path(data_root: Path, cam: str, img_path: str) -> Path:
     raise FileNotFoundError(f'camera image of {cam} not found: tried {[str(c) for c in candidates]}')
 
 
-def load_cameras(info: dict, data_root: Path, info_path) -> Dict[str, dict]:
-    """The six camera images and parameters of one sample (``CAM_*`` keys)."""
+def load_cameras(info: dict, data_root: Path, source: str) -> Dict[str, dict]:
+    """The six camera images and parameters of one sample (``CAM_*`` keys); ``source`` names the info entry's
+    origin in errors."""
     from PIL import Image
     images = info.get('images') or {}
     missing = [cam for cam in CAMERA_NAMES if cam not in images]
     if missing:
-        raise KeyError(f'info file {info_path}: sample {info.get("token")!r} lacks cameras {missing}')
+        raise KeyError(f'{source}: sample {info.get("token")!r} lacks cameras {missing}')
     cameras = {}
     for cam in CAMERA_NAMES:
         entry = images[cam]
@@ -158,6 +169,27 @@ def boxes_in_ego(info: dict) -> np.ndarray:
     return np.concatenate([centre[:, :2], boxes[:, 3:5], yaw[:, None]], axis=1)
 
 
+def sample_view_from_info(info: dict, data_root: Path, source: str, with_cameras: bool = True) -> SampleView:
+    """The ground truth (occupancy, trajectory, boxes), driving command and cameras of one info entry.
+
+    Args:
+        info: an info-file entry; its ``occ_path`` and image paths are relative to ``data_root`` or absolute.
+        source: where the entry comes from, for error messages (e.g. ``'info file X.pkl'``).
+        with_cameras: load the six images (skip for 3D/BEV-only pictures).
+    """
+    view = SampleView(token=info['token'], boxes=boxes_in_ego(info), command=info.get('ego_fut_cmd'))
+    if info.get('occ_path'):
+        gt = load_occ_gt(data_root / info['occ_path'])
+        view.gt_occ, view.gt_mask_camera, view.gt_flow = gt['semantics'], gt['mask_camera'], gt['flow']
+    if info.get('ego_fut_traj') is not None:
+        traj = _check_traj(info['ego_fut_traj'], source)
+        mask = np.asarray(info.get('ego_fut_mask', np.ones(len(traj))), bool)
+        view.gt_traj = traj[mask]
+    if with_cameras:
+        view.cameras = load_cameras(info, data_root, source)
+    return view
+
+
 def load_sample_view(info_path, token: Optional[str] = None, data_root=None, results_dir=None,
                      with_cameras: bool = True) -> SampleView:
     """Gather a :class:`SampleView` from an info file (+ data root) and an optional results directory.
@@ -166,23 +198,15 @@ def load_sample_view(info_path, token: Optional[str] = None, data_root=None, res
         info_path: ``*_infos_*.pkl``.
         token: sample token; the first sample of the file when None.
         data_root: root that ``occ_path`` and image paths are relative to (default: the info file's folder).
-        results_dir: ``tools/test.py --out-dir`` directory; GT only when None.
+        results_dir: ``tools/test.py --out-dir`` directory (predictions, and the questions with the answers);
+            GT only when None.
         with_cameras: load the six images (skip for 3D/BEV-only pictures).
     """
-    infos = load_infos(info_path)
-    info = find_sample(infos, token, info_path)
+    info = find_sample(load_infos(info_path), token, info_path)
     data_root = Path(data_root) if data_root is not None else Path(info_path).parent
-    view = SampleView(token=info['token'], boxes=boxes_in_ego(info))
-    if info.get('occ_path'):
-        gt = load_occ_gt(data_root / info['occ_path'])
-        view.gt_occ, view.gt_mask_camera, view.gt_flow = gt['semantics'], gt['mask_camera'], gt['flow']
-    if info.get('ego_fut_traj') is not None:
-        traj = _check_traj(info['ego_fut_traj'], f'info file {info_path}')
-        mask = np.asarray(info.get('ego_fut_mask', np.ones(len(traj))), bool)
-        view.gt_traj = traj[mask]
+    view = sample_view_from_info(info, data_root, f'info file {info_path}', with_cameras)
     if results_dir is not None:
         pred = load_prediction(results_dir, view.token)
         view.pred_occ, view.pred_flow, view.pred_traj = pred.get('occ'), pred.get('flow'), pred.get('traj')
-    if with_cameras:
-        view.cameras = load_cameras(info, data_root, info_path)
+        view.conversations, view.pred_answers = pred.get('conversations', []), pred.get('answers')
     return view

@@ -11,15 +11,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_answers import tinted
 from test_bev import write_episode_log
 
 from drivepi.geometry import FREE_INDEX, OCC_GRID
+from drivepi.visualization.answers import CORRECT_COLOR, WRONG_COLOR
 from drivepi.visualization.palette import GT_TRAJ_COLOR, PRED_TRAJ_COLOR, occ_palette
 from drivepi.visualization.sample_io import load_occ_gt, load_prediction, load_sample_view
 
 REPO = Path(__file__).resolve().parents[2]
 FREE, CAR, DRIVEABLE, VEGETATION = FREE_INDEX, 0, 10, 15
 TOKEN = 'ca9a282c9e77460f8360f564131a8af5'
+CONVERSATIONS = [[dict(question='Are there any cars?', answer='yes', type='exist', family='nuscenes_qa'),
+                  dict(question='How many cars are there?', answer='2', type='count', family='nuscenes_qa')]]
+ANSWERS = [['yes', '5']]  # the first right, the second wrong
 
 
 def _cli():
@@ -56,7 +61,7 @@ def data_root(demo_dir, tmp_path_factory):
     (root / 'results' / 'predictions').mkdir(parents=True)
     np.savez_compressed(root / 'results' / 'predictions' / f'{TOKEN}.npz', token=np.array(TOKEN), occ=pred,
                         flow=flow.astype(np.float16), traj=np.stack([np.arange(1, 7) * 2.0, np.arange(1, 7) * 0.3], 1),
-                        answers=np.array(json.dumps([])))
+                        answers=np.array(json.dumps(ANSWERS)), conversations=np.array(json.dumps(CONVERSATIONS)))
     return root
 
 
@@ -72,6 +77,7 @@ def test_load_sample_view_reads_gt_predictions_and_cameras(data_root):
                                  'CAM_BACK_LEFT', 'CAM_BACK_RIGHT'}
     assert view.cameras['CAM_FRONT']['image'].shape == (900, 1600, 3)
     assert view.boxes.shape == (69, 5)
+    assert view.conversations == CONVERSATIONS and view.pred_answers == ANSWERS  # from the prediction file
 
 
 def test_bad_inputs_raise_errors_naming_the_file(data_root, tmp_path):
@@ -116,6 +122,9 @@ def test_cli_writes_the_picture_where_it_says(data_root, tmp_path, capsys):
                          ('predicted vegetation', palette[VEGETATION]),
                          ('GT trajectory', GT_TRAJ_COLOR), ('planned trajectory', PRED_TRAJ_COLOR)]:
         assert found.get(tuple(int(v) for v in colour), 0) > 20, f'{name} colour missing from the picture'
+    # the answers panel at the bottom: the right answer in green, the wrong one in red
+    panel = pixels.reshape(img.height, img.width, 3)[-img.height // 10:]
+    assert tinted(panel, CORRECT_COLOR) > 50 and tinted(panel, WRONG_COLOR) > 50
 
 
 def test_cli_renders_closed_loop_episodes_from_an_output_folder(tmp_path, capsys):
