@@ -78,6 +78,8 @@ TURN_RIGHT, TURN_LEFT, GO_STRAIGHT = range(len(COMMANDS))
 # nuScenes data-collection car (Renault Zoe): footprint length x width in metres.
 EGO_LENGTH = 4.084
 EGO_WIDTH = 1.85
+# The ego frame's origin is the rear-axle centre; the footprint's centre lies this far ahead of it (m).
+EGO_REAR_AXLE_TO_CENTER = 1.385
 
 
 # ---------------------------------------------------------------- angles and boxes

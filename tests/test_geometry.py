@@ -8,6 +8,7 @@ from mmengine.config import Config
 from drivepi.geometry import (
     COMMANDS,
     EGO_LENGTH,
+    EGO_REAR_AXLE_TO_CENTER,
     EGO_WIDTH,
     FREE_INDEX,
     NUM_OCC_CLASSES,
@@ -67,3 +68,9 @@ def test_model_configs_use_the_geometry(name):
     heads = cfg.model.heads
     assert tuple(cfg.model.grid_size) == tuple(heads.occ.grid_size) == tuple(heads.flow.grid_size) == OCC_GRID
     assert (collision.get('ego_length', EGO_LENGTH), collision.get('ego_width', EGO_WIDTH)) == (EGO_LENGTH, EGO_WIDTH)
+
+
+def test_closed_loop_vehicle_config_uses_the_geometry():
+    vehicle = Config.fromfile(CONFIGS / '_base_' / 'closed_loop.py').closed_loop.vehicle
+    assert (vehicle.length, vehicle.width, vehicle.rear_axle_to_center) == \
+        (EGO_LENGTH, EGO_WIDTH, EGO_REAR_AXLE_TO_CENTER)

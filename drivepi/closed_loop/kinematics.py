@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drivepi.geometry import EGO_LENGTH, EGO_WIDTH
+from drivepi.geometry import EGO_LENGTH, EGO_REAR_AXLE_TO_CENTER, EGO_WIDTH
 from drivepi.sim.geometry import pose2d_matrix, wrap_angle
 
 
@@ -22,7 +22,7 @@ class VehicleParams:
     wheelbase: float = 2.588
     length: float = EGO_LENGTH
     width: float = EGO_WIDTH
-    rear_axle_to_center: float = 1.385
+    rear_axle_to_center: float = EGO_REAR_AXLE_TO_CENTER
     max_steer: float = 0.6
     max_steer_rate: float = 0.8
     max_accel: float = 3.0

@@ -9,5 +9,6 @@ from . import (  # noqa: F401
 )
 from .bev_fuser import ConvBEVFuser
 from .drivepi import DrivePI
+from .occupancy_guided_stop import OccupancyGuidedStop
 
-__all__ = ['DrivePI', 'ConvBEVFuser']
+__all__ = ['DrivePI', 'ConvBEVFuser', 'OccupancyGuidedStop']

@@ -44,6 +44,8 @@ class DrivePI(Base3DDetector):
             projected token (``BEVPositionEmbedding``; ``out_channels`` filled in), or None.
         num_plan_queries: Q, learned query tokens whose hidden states feed the ``'plan_states'`` heads.
         instruction: system text of the prompt with a ``{command}`` field (None: the default).
+        plan_refiner: config of a module ``(traj (T, 2), occ (X, Y, Z), flow (X, Y, Z, 2)) -> traj`` run on
+            every sample's predictions after the heads (``OccupancyGuidedStop``), or None.
         max_answer_tokens: generation limit per answer in ``predict``; it must cover the longest answer
             (the dataset checks it against its QA file when given the same limit and tokenizer).
         blind_spatial_tokens: replace the spatial tokens by zeros (everything else equal): the "blind"
@@ -54,7 +56,8 @@ class DrivePI(Base3DDetector):
     def __init__(self, lidar_branch: dict, llm: dict, token_filter: dict, heads: dict, grid_size: Sequence[int],
                  camera_branch: Optional[dict] = None, fuser: Optional[dict] = None,
                  projector: dict = dict(type='MLPProjector'), spatial_position: Optional[dict] = None,
-                 num_plan_queries: int = 6, instruction: Optional[str] = None, max_answer_tokens: int = 64,
+                 num_plan_queries: int = 6, instruction: Optional[str] = None, plan_refiner: Optional[dict] = None,
+                 max_answer_tokens: int = 64,
                  blind_spatial_tokens: bool = False, data_preprocessor: Optional[dict] = None, init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if (camera_branch is None) != (fuser is None):
@@ -76,6 +79,7 @@ class DrivePI(Base3DDetector):
                       plan_states=dict(in_channels=hidden, num_queries=num_plan_queries))
         self.heads = torch.nn.ModuleDict({name: MODELS.build(dict(cfg, **widths[MODELS.get(cfg['type']).feature]))
                                           for name, cfg in heads.items()})
+        self.plan_refiner = MODELS.build(plan_refiner) if plan_refiner is not None else None
         self.prompt = DrivePIPrompt(self.llm.tokenizer, instruction)
         self.max_answer_tokens = max_answer_tokens
         self.blind_spatial_tokens = blind_spatial_tokens
@@ -152,14 +156,17 @@ class DrivePI(Base3DDetector):
     @torch.no_grad()
     def predict(self, inputs: dict, data_samples: SampleList) -> SampleList:
         """Every head writes its ``pred_*`` fields (``pred_occ`` uint8 (X,Y,Z), ``pred_flow`` (X,Y,Z,2),
-        ``pred_traj`` (T,2) with the default heads) and ``pred_answers`` (list of lists of str, parallel to
-        ``conversations``) is added to every data sample."""
+        ``pred_traj`` (T,2) with the default heads; the ``plan_refiner``, if any, limits it) and
+        ``pred_answers`` (list of lists of str, parallel to ``conversations``) is added to every data sample."""
         bev, _ = self.extract_feat(inputs, data_samples)
         # one sample with questions: its LLM pass is the decoder's prefill, encoding the prefix only once
         prefilled = len(data_samples) == 1 and bool(data_samples[0].get('conversations'))
         out = self._run_llm(bev, data_samples, [[] for _ in data_samples], prefill_decoder=prefilled)
         for head in self.heads.values():
             head.predict(out['feats'], data_samples)
+        if self.plan_refiner is not None:
+            for ds in data_samples:
+                ds.pred_traj = self.plan_refiner(ds.pred_traj, ds.pred_occ, ds.get('pred_flow'))
         lengths = out['prompt'].attention_mask.sum(1).tolist()
         for i, ds in enumerate(data_samples):
             conversations = ds.get('conversations', [])

@@ -1,0 +1,89 @@
+"""OccupancyGuidedStop: hand-made occupancy grids with known stopping points."""
+import pytest
+import torch
+
+from drivepi.geometry import (
+    EGO_LENGTH,
+    EGO_REAR_AXLE_TO_CENTER,
+    FREE_INDEX,
+    OCC_GRID,
+    OCC_RANGE,
+    OCC_VOXEL_SIZE,
+    OPENOCC_CLASSES,
+)
+from drivepi.models import OccupancyGuidedStop
+
+CAR, ROAD = OPENOCC_CLASSES.index('car'), OPENOCC_CLASSES.index('driveable_surface')
+STRAIGHT = torch.tensor([[5.0 * (k + 1), 0.0] for k in range(6)])  # 10 m/s, waypoints every 0.5 s
+
+
+def cell(x: float, y: float):
+    """Grid index (ix, iy) of the cell whose lower corner is (x, y), m (a multiple of the voxel size)."""
+    return round((x - OCC_RANGE[0]) / OCC_VOXEL_SIZE), round((y - OCC_RANGE[1]) / OCC_VOXEL_SIZE)
+
+
+def grid_with_block(label: int, x0: float, x1: float, y0: float, y1: float, z_cells=slice(2, 6)) -> torch.Tensor:
+    """(X, Y, Z) labels: free everywhere, ``label`` in the cells of [x0, x1) x [y0, y1) at heights ``z_cells``."""
+    occ = torch.full(OCC_GRID, FREE_INDEX, dtype=torch.uint8)
+    (ix0, iy0), (ix1, iy1) = cell(x0, y0), cell(x1, y1)
+    occ[ix0:ix1, iy0:iy1, z_cells] = label
+    return occ
+
+
+def test_free_space_keeps_the_plan():
+    occ = torch.full(OCC_GRID, FREE_INDEX, dtype=torch.uint8)
+    assert torch.equal(OccupancyGuidedStop()(STRAIGHT, occ), STRAIGHT)
+
+
+def test_stopped_car_ahead_stops_the_ego_before_it():
+    """A car whose rear is at x = 20 m. The footprint's front is ``1.385 + 4.084 / 2 + 0.5`` m ahead of the rear
+    axle, so the first path sample (every 1 m) that reaches the first cell centre (20.2 m) is at 17 m; the rear
+    axle stops ``stop_distance`` = 1 m before it."""
+    occ = grid_with_block(CAR, 20.0, 24.0, -1.0, 1.0)
+    front = EGO_REAR_AXLE_TO_CENTER + EGO_LENGTH / 2 + 0.5
+    first_hit = float(torch.ceil(torch.tensor(20.2 - front)))
+    assert first_hit == 17.0
+    out = OccupancyGuidedStop()(STRAIGHT, occ)
+    expected = torch.tensor([[min(5.0 * (k + 1), first_hit - 1.0), 0.0] for k in range(6)])
+    torch.testing.assert_close(out, expected)
+
+
+def test_flow_moves_the_obstacle():
+    """The same car driving away at the ego's speed never comes closer: with its flow the plan is kept,
+    without flow (or with use_flow=False) the ego stops behind it."""
+    occ = grid_with_block(CAR, 20.0, 24.0, -1.0, 1.0)
+    flow = torch.zeros(OCC_GRID + (2,))
+    flow[occ == CAR] = torch.tensor([10.0, 0.0])
+    assert torch.equal(OccupancyGuidedStop()(STRAIGHT, occ, flow), STRAIGHT)
+    assert OccupancyGuidedStop(use_flow=False)(STRAIGHT, occ, flow)[-1, 0] == 16.0
+
+
+def test_curved_path_uses_the_heading_along_the_path():
+    """A left turn ending heading +y; a car beside the straight-ahead line but on the curve blocks it, and the
+    stopped waypoints stay on the original path."""
+    angles = torch.linspace(0.25, 1.5, 6) * (torch.pi / 2) / 1.5
+    radius = 15.0
+    turn = torch.stack([radius * angles.sin(), radius * (1 - angles.cos())], -1)
+    occ = grid_with_block(CAR, 13.0, 16.0, 10.0, 13.0)  # on the arc near its end, far left of the x axis
+    out = OccupancyGuidedStop()(turn, occ)
+    assert not torch.equal(out, turn) and torch.equal(out[0], turn[0])
+    radii = ((out[:, 0]) ** 2 + (out[:, 1] - radius) ** 2).sqrt()  # still on the circle (chords: slightly inside)
+    assert (radii <= radius + 1e-4).all() and (radii > radius - 0.3).all()
+    assert torch.equal(OccupancyGuidedStop()(STRAIGHT, occ), STRAIGHT)  # the straight path never meets that car
+
+
+@pytest.mark.parametrize('case', ['ground', 'beside', 'under_the_ego_now', 'too_high', 'single_cell'])
+def test_what_does_not_block(case):
+    occ = dict(
+        ground=grid_with_block(ROAD, 20.0, 24.0, -1.0, 1.0),
+        beside=grid_with_block(CAR, 10.0, 14.0, 1.2, 3.0),  # footprint half-width 0.925 + 0.2 m margin
+        under_the_ego_now=grid_with_block(CAR, 0.0, 2.0, -0.4, 0.4),
+        too_high=grid_with_block(CAR, 20.0, 24.0, -1.0, 1.0, z_cells=slice(9, 12)),  # z 2.6-3.8 m: a bridge
+        single_cell=grid_with_block(CAR, 20.0, 20.4, 0.0, 0.4),  # min_cells=2: one stray voxel is noise
+    )[case]
+    assert torch.equal(OccupancyGuidedStop()(STRAIGHT, occ), STRAIGHT)
+
+
+def test_invalid_settings_are_rejected():
+    with pytest.raises(ValueError, match='dt must be positive'):
+        OccupancyGuidedStop(dt=0.0)
