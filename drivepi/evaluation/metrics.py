@@ -10,7 +10,6 @@ from collections import defaultdict
 from functools import reduce
 from typing import Optional, Sequence
 
-import mmengine
 import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
@@ -24,15 +23,16 @@ from drivepi.evaluation.qa_accuracy import qa_accuracy
 from drivepi.evaluation.ray_casting import lidar_ray_directions, scene_ray_origins
 from drivepi.evaluation.ray_iou import (
     AVE_THRESHOLD_M,
-    OPENOCC_RELATIVE_DEPTH_TOL,
     RAY_THRESHOLDS_M,
     sample_ray_counts,
     summarize_ray_counts,
 )
+from drivepi.fileio import read_pickle
 from drivepi.geometry import OCC_RANGE, OCC_VOXEL_SIZE
 from drivepi.registry import METRICS
 
 OPENOCC_FLOW_CLASSES = tuple(range(8))
+NONSTANDARD_RAY_SUFFIX = '_reltol'  # ends the ray metrics' keys when the non-standard relative tolerance is on
 
 
 def _field(sample: dict, key: str):
@@ -73,7 +73,7 @@ class SceneOrigins:
     def __init__(self, ann_file: str) -> None:
         if not osp.isfile(ann_file):
             raise FileNotFoundError(f'RayIoU needs the info file for the ego poses: {ann_file} does not exist')
-        data_list = mmengine.load(ann_file).get('data_list')
+        data_list = read_pickle(ann_file, 'info file').get('data_list')
         if not data_list:
             raise ValueError(f'{ann_file}: no data_list entries')
         scenes = defaultdict(dict)
@@ -110,7 +110,10 @@ class OccupancyMetric(BaseMetric):
         class_names: occupancy classes, free last (the config's ``occ_classes``).
         flow_classes: indices of the moving classes whose flow enters mAVE; ``()`` disables flow.
         ray_thresholds: RayIoU depth thresholds (m).
-        relative_depth_tol: OpenOcc devkit's relative depth acceptance (0.1); None for SparseOcc/Occ3D.
+        nonstandard_relative_depth_tol: None (default) for the reference RayIoU protocol; e.g. 0.1 also
+            accepts rays whose depth error is under 10 % of their depth (the early OccNet devkit's rule,
+            not the standard number): the ray metrics' keys then end in ``_reltol``
+            (``occ/RayIoU_reltol``, ``occ/mAVE_reltol``, ...).
         ave_threshold: threshold whose TP rays are used for mAVE (m).
         use_camera_mask: mIoU over ``gt_mask_camera`` voxels only (Occ3D); else over all voxels.
         point_cloud_range, voxel_size: grid geometry (m).
@@ -121,7 +124,7 @@ class OccupancyMetric(BaseMetric):
     def __init__(self, ann_file: str, class_names: Sequence[str], data_root: str = '',
                  flow_classes: Sequence[int] = OPENOCC_FLOW_CLASSES,
                  ray_thresholds: Sequence[float] = RAY_THRESHOLDS_M,
-                 relative_depth_tol: Optional[float] = OPENOCC_RELATIVE_DEPTH_TOL,
+                 nonstandard_relative_depth_tol: Optional[float] = None,
                  ave_threshold: float = AVE_THRESHOLD_M, use_camera_mask: bool = True,
                  point_cloud_range: Sequence[float] = OCC_RANGE, voxel_size: float = OCC_VOXEL_SIZE,
                  device: str = 'auto', **kwargs) -> None:
@@ -131,7 +134,8 @@ class OccupancyMetric(BaseMetric):
         self.class_names = list(class_names)
         self.origins = SceneOrigins(osp.join(data_root, ann_file))
         self.flow_classes = tuple(flow_classes)
-        self.ray_cfg = dict(thresholds=tuple(ray_thresholds), relative_depth_tol=relative_depth_tol,
+        self.ray_cfg = dict(thresholds=tuple(ray_thresholds),
+                            nonstandard_relative_depth_tol=nonstandard_relative_depth_tol,
                             point_cloud_range=tuple(point_cloud_range), voxel_size=voxel_size)
         self.ave_threshold = ave_threshold
         self.use_camera_mask = use_camera_mask
@@ -170,14 +174,16 @@ class OccupancyMetric(BaseMetric):
         rays = summarize_ray_counts(reduce(lambda a, b: a + b, (r['rays'] for r in results)), thresholds,
                                     self.flow_classes)
         voxels = miou_from_confusion(sum(r['confusion'] for r in results))
-        metrics = {'RayIoU': 100 * rays['ray_iou']}
-        metrics.update({f'RayIoU@{t:g}': 100 * v for t, v in rays['ray_iou_at'].items()})
+        tag = '' if self.ray_cfg['nonstandard_relative_depth_tol'] is None else NONSTANDARD_RAY_SUFFIX
+        metrics = {f'RayIoU{tag}': 100 * rays['ray_iou']}
+        metrics.update({f'RayIoU@{t:g}{tag}': 100 * v for t, v in rays['ray_iou_at'].items()})
         metrics['mIoU'] = 100 * voxels['miou']
         if self.flow_classes:
-            metrics.update(mAVE=rays['mave'], OccScore=100 * rays['occ_score'])
-            metrics.update({f'AVE/{self.class_names[c]}': v for c, v in rays['ave'].items()})
+            metrics.update({f'mAVE{tag}': rays['mave'], f'OccScore{tag}': 100 * rays['occ_score']})
+            metrics.update({f'AVE{tag}/{self.class_names[c]}': v for c, v in rays['ave'].items()})
         for c, name in enumerate(self.class_names[:-1]):
-            metrics.update({f'RayIoU@{t:g}/{name}': 100 * float(rays['iou'][k, c]) for k, t in enumerate(thresholds)})
+            metrics.update({f'RayIoU@{t:g}{tag}/{name}': 100 * float(rays['iou'][k, c])
+                            for k, t in enumerate(thresholds)})
             metrics[f'IoU/{name}'] = 100 * float(voxels['iou'][c])
         _log_table(metrics, 'Occupancy metrics')
         return metrics

@@ -26,8 +26,8 @@ def _rays():
     return torch.tensor(gt_l), torch.tensor(gt_d), torch.tensor(pr_l), torch.tensor(pr_d)
 
 
-def test_ray_counts_per_threshold_without_relative_tolerance():
-    counts = count_rays(*_rays(), num_classes=C, relative_depth_tol=None)
+def test_ray_counts_per_threshold_by_the_reference_protocol():
+    counts = count_rays(*_rays(), num_classes=C)
     assert counts.gt[[CAR, PED, ROAD]].tolist() == [3, 1, 1] and counts.gt.sum() == 5
     assert counts.pred[[CAR, ROAD, FREE]].tolist() == [3, 1, 1] and counts.pred.sum() == 5
     assert counts.tp[:, CAR].tolist() == [1, 1, 3] and counts.tp.sum() == 5
@@ -43,8 +43,8 @@ def test_ray_counts_per_threshold_without_relative_tolerance():
     assert math.isnan(summary['mave']) and math.isnan(summary['occ_score'])
 
 
-def test_ray_counts_with_openocc_relative_tolerance():
-    counts = count_rays(*_rays(), num_classes=C, relative_depth_tol=0.1)
+def test_ray_counts_with_the_nonstandard_relative_tolerance():
+    counts = count_rays(*_rays(), num_classes=C, nonstandard_relative_depth_tol=0.1)
     assert counts.tp[:, CAR].tolist() == [2, 2, 3]
 
 
@@ -55,15 +55,18 @@ def test_mave_over_true_positive_rays_at_2m():
     pred_flow = gt_flow.clone()
     pred_flow[0] = torch.tensor([2.0, 0.6])     # TP at 2 m: error 0.6
     pred_flow[1] = torch.tensor([9.0, 9.0])     # not TP at 2 m: ignored
-    pred_flow[5] = torch.tensor([2.0, -0.2])    # TP at 2 m through the 10 % rule: error 0.2
+    pred_flow[5] = torch.tensor([2.0, -0.2])    # error 2.5 m: not TP at 2 m (TP only with the 10 % rule)
     counts = count_rays(gt_l, gt_d, pr_l, pr_d, C, gt_flow=gt_flow, pred_flow=pred_flow,
                         flow_classes=range(8))
-    assert counts.flow_tp[CAR] == 2 and counts.flow_tp.sum() == 2
+    assert counts.flow_tp[CAR] == 1 and counts.flow_tp.sum() == 1
     summary = summarize_ray_counts(counts, flow_classes=range(8))
-    assert summary['ave'][CAR] == pytest.approx(0.4)
+    assert summary['ave'][CAR] == pytest.approx(0.6)
     assert np.isnan(summary['ave'][PED])                        # no TP pedestrian ray
-    assert summary['mave'] == pytest.approx(0.4)
-    assert summary['occ_score'] == pytest.approx(0.9 * summary['ray_iou'] + 0.1 * 0.6)
+    assert summary['mave'] == pytest.approx(0.6)
+    assert summary['occ_score'] == pytest.approx(0.9 * summary['ray_iou'] + 0.1 * 0.4)
+    relaxed = count_rays(gt_l, gt_d, pr_l, pr_d, C, nonstandard_relative_depth_tol=0.1, gt_flow=gt_flow,
+                         pred_flow=pred_flow, flow_classes=range(8))
+    assert summarize_ray_counts(relaxed, flow_classes=range(8))['ave'][CAR] == pytest.approx(0.4)
 
 
 def test_occ_score_formula():
@@ -80,8 +83,7 @@ def test_sample_ray_counts_on_crafted_grids():
     origin = torch.tensor([[0.25, 0.75, 0.75]])
     direction = torch.tensor([[1.0, 0.0, 0.0]])
     grid = dict(point_cloud_range=(0, 0, 0, 4, 1.5, 1.5), voxel_size=0.5)
-    counts = sample_ray_counts(gt, pred, origin, direction, C, thresholds=(0.25, 1.0), ave_threshold=1.0,
-                               relative_depth_tol=None, **grid)
+    counts = sample_ray_counts(gt, pred, origin, direction, C, thresholds=(0.25, 1.0), ave_threshold=1.0, **grid)
     assert counts.gt[CAR] == 1 and counts.pred[CAR] == 1
     assert counts.tp[:, CAR].tolist() == [0, 1]                # depths 1.25 m vs 1.75 m
     empty = sample_ray_counts(gt, torch.full_like(gt, FREE), origin, direction, C, thresholds=(1.0,),
