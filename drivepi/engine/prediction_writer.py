@@ -30,6 +30,8 @@ class PredictionWriter(BaseMetric):
         out_dir: results directory; files go to ``out_dir/predictions``.
     """
 
+    default_prefix = 'predictions'  # it reports no metric; a prefix keeps MMEngine from warning of none
+
     def __init__(self, out_dir: str, **kwargs) -> None:
         super().__init__(**kwargs)
         self.pred_dir = Path(out_dir) / 'predictions'

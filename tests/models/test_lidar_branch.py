@@ -1,14 +1,19 @@
 """LiDAR branch: voxelizer, Ada3D importance targets + density-guided filter, SP-BN, sparse backbone."""
+import logging
 import pickle
+import warnings
 
 import numpy as np
 import pytest
+import spconv.pytorch as spconv
 import torch
 
 from drivepi.geometry import OCC_GRID, OCC_RANGE, OCC_VOXEL_SIZE
 from drivepi.models.ada3d import DensityGuidedVoxelFilter, SparsityPreservingBatchNorm2d, voxel_ranges
 from drivepi.models.ada3d.targets import voxel_targets_from_occupancy
 from drivepi.models.lidar import DynamicVoxelizer, LiDARBranch
+from drivepi.models.lidar.sparse_backbone import dense_volume
+from drivepi.models.lidar.spconv_compat import FX_TRACING_NOTE
 from drivepi.registry import MODELS
 
 DEMO_LOG = 'n015-2018-07-24-11-22-45+0800'
@@ -247,3 +252,24 @@ def test_bev_importance_predictor_in_the_branch_trains_and_filters(demo_points):
     assert 0.4 < float(aux['voxel_keep_ratio']) < 0.9
     (bev.square().mean() + aux['loss_importance']).backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in branch.importance_predictor.parameters())
+
+
+def test_dense_volume_is_spconvs_dense_without_its_warning():
+    """spconv's dense() warns on every call (a list index, deprecated by torch); ours is the same scatter."""
+    torch.manual_seed(0)
+    coords = torch.unique(torch.stack([torch.randint(0, n, (40,)) for n in (2, 8, 7, 9)], 1), dim=0).int()
+    volume = spconv.SparseConvTensor(torch.randn(len(coords), 3), coords, [8, 7, 9], batch_size=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        ours = dense_volume(volume)  # (B, C, nx, ny, nz)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        reference = volume.dense()
+    assert any('non-tuple sequence' in str(w.message) for w in caught)
+    assert ours.shape == (2, 3, 8, 7, 9) and torch.equal(ours, reference)
+
+
+def test_only_the_fx_tracing_note_of_spconv_tensors_is_dropped():
+    logger = logging.getLogger('torch.fx._symbolic_trace')
+    assert not logger.filter(logging.makeLogRecord(dict(msg=FX_TRACING_NOTE + '. Please use ...')))
+    assert logger.filter(logging.makeLogRecord(dict(msg='another torch.fx warning')))

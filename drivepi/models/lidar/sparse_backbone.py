@@ -14,6 +14,19 @@ def _sparse_block(conv: nn.Module, channels: int) -> spconv.SparseSequential:
     return spconv.SparseSequential(conv, nn.BatchNorm1d(channels), nn.ReLU(inplace=True))
 
 
+def dense_volume(volume: spconv.SparseConvTensor) -> torch.Tensor:
+    """The sparse volume as a dense float ``(B, C, nx, ny, nz)`` tensor, zero at inactive voxels.
+
+    spconv's own ``SparseConvTensor.dense()`` indexes with a list of index tensors, which torch deprecates
+    (a warning on every forward pass) and will read as one tensor index in a later release; this is the
+    same scatter with a tuple index.
+    """
+    idx = volume.indices.long()
+    dense = volume.features.new_zeros((volume.batch_size, *volume.spatial_shape, volume.features.shape[1]))
+    dense[tuple(idx.t())] = volume.features
+    return dense.permute(0, 4, 1, 2, 3)
+
+
 @MODELS.register_module()
 class SparseBEVBackbone(BaseModule):
     """Submanifold/strided sparse 3D convs, height folded into channels, a 3x3 conv with SP-BN.
@@ -73,6 +86,5 @@ class SparseBEVBackbone(BaseModule):
         idx = volume.indices.long()
         active = torch.zeros((batch_size,) + self.bev_shape, dtype=torch.bool, device=feats.device)
         active[idx[:, 0], idx[:, 1], idx[:, 2]] = True
-        dense = volume.dense()  # (B, C, nx', ny', nz')
-        bev = dense.permute(0, 1, 4, 2, 3).flatten(1, 2)
+        bev = dense_volume(volume).permute(0, 1, 4, 2, 3).flatten(1, 2)
         return self.relu(self.bev_norm(self.bev_conv(bev), active)), active
