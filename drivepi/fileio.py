@@ -16,14 +16,15 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Dict, Iterator, Optional, Union
 
 import numpy as np
 
 
 @contextlib.contextmanager
-def atomic_open(path: Union[str, os.PathLike], mode: str = 'wb') -> Iterator[Any]:
-    """Open a temporary file beside ``path``; it replaces ``path`` only if the block succeeds."""
+def atomic_open(path: Union[str, os.PathLike], mode: str = 'wb', encoding: Optional[str] = None) -> Iterator[Any]:
+    """Open a temporary file beside ``path`` (``encoding`` for text modes); it replaces ``path`` only if the
+    block succeeds, with the permissions ``open`` would give (the umask's)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
@@ -31,7 +32,7 @@ def atomic_open(path: Union[str, os.PathLike], mode: str = 'wb') -> Iterator[Any
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions open() would
     try:
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, mode, encoding=encoding) as f:
             yield f
         os.replace(tmp, path)
     except BaseException:
@@ -54,12 +55,17 @@ def atomic_directory(path: Union[str, os.PathLike], overwrite: bool = False) -> 
     try:
         os.chmod(tmp, 0o755)  # mkdtemp makes 0700
         yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        replace_directory(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def replace_directory(src: Union[str, os.PathLike], dst: Union[str, os.PathLike]) -> None:
+    """Move the directory ``src`` to ``dst``, removing what was at ``dst`` first."""
+    if Path(dst).exists():
+        shutil.rmtree(dst)
+    os.replace(src, dst)
 
 
 def atomic_write_json(path: Union[str, os.PathLike], obj: Any, indent: Optional[int] = 2) -> None:
@@ -70,8 +76,16 @@ def atomic_write_json(path: Union[str, os.PathLike], obj: Any, indent: Optional[
 
 def atomic_write_pickle(path: Union[str, os.PathLike], obj: Any) -> None:
     """Pickle ``obj`` to ``path`` atomically."""
-    with atomic_open(path, 'wb') as f:
-        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+    atomic_write_pickles({path: obj})
+
+
+def atomic_write_pickles(objs: Dict[Union[str, os.PathLike], Any]) -> None:
+    """Pickle each value to its path, all or none: every file is written to its temporary file first, and
+    the files replace their paths only when every one is complete."""
+    with contextlib.ExitStack() as stack:
+        files = {path: stack.enter_context(atomic_open(path, 'wb')) for path in objs}
+        for path, obj in objs.items():
+            pickle.dump(obj, files[path], protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def atomic_write_bytes(path, data: bytes) -> None:

@@ -1,11 +1,24 @@
 """Project-wide set-up helpers."""
 import datetime
+import difflib
+import inspect
 import os.path as osp
 import warnings
 from typing import Optional
 
 from mmengine import DefaultScope
 from mmengine.config import Config
+from mmengine.runner import Runner
+
+# Top-level config keys something reads: MMEngine's Runner (the arguments of Runner.__init__, which
+# Runner.from_cfg fills from the config), MMEngine's Config itself, and the project's tools.
+RUNNER_KEYS = tuple(name for name in inspect.signature(Runner.__init__).parameters if name not in ('self', 'cfg'))
+PROJECT_KEYS = ('custom_imports',  # MMEngine Config: modules to import
+                'closed_loop')  # tools/closed_loop.py (configs/_base_/closed_loop.py)
+KNOWN_KEYS = RUNNER_KEYS + PROJECT_KEYS
+RUNNER_KEY_SUFFIXES = ('_dataloader', '_cfg', '_evaluator', '_hooks', '_wrapper', '_scheduler')
+TYPO_SIMILARITY = 0.8  # difflib ratio from which an unknown key is taken for a misspelt known key
+
 
 
 def register_all_modules(init_default_scope: bool = True) -> None:
@@ -31,11 +44,37 @@ def register_all_modules(init_default_scope: bool = True) -> None:
         DefaultScope.get_instance(f'drivepi-{datetime.datetime.now()}', scope_name='drivepi')
 
 
+def check_config_keys(cfg: Config, config: str) -> None:
+    """Reject a top-level key that looks like a misspelt Runner or project key (:data:`KNOWN_KEYS`).
+
+    MMEngine ignores top-level keys it does not read, so ``trian_dataloader = ...`` would silently train
+    on nothing of what it says. Configs also define helper variables (``data_root``, ``img_size``,
+    ``occ_classes``, ``max_iters``, ...), which are legitimate. The rule that tells the two apart: an
+    unknown key is an error when its difflib similarity to a known key is at least
+    :data:`TYPO_SIMILARITY`, or when it ends like a Runner key (:data:`RUNNER_KEY_SUFFIXES`:
+    ``_dataloader``, ``_cfg``, ``_evaluator``, ...); any other key is a helper variable.
+
+    Raises:
+        ValueError: naming ``config``, the key and the nearest known key.
+    """
+    for key in cfg.keys():
+        if key in KNOWN_KEYS:
+            continue
+        typo = difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=TYPO_SIMILARITY)
+        if typo or key.endswith(RUNNER_KEY_SUFFIXES):
+            nearest = typo or difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=0.0)
+            raise ValueError(f'{config}: unknown top-level key {key!r} (did you mean {nearest[0]!r}?); MMEngine '
+                             'would ignore it. Helper variables must not end in '
+                             f'{"/".join(RUNNER_KEY_SUFFIXES)} nor look like a Runner key')
+
+
 def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
-    """The config file with the ``--cfg-options`` overrides merged in."""
+    """The config file with the ``--cfg-options`` overrides merged in, its top-level keys checked
+    (:func:`check_config_keys`)."""
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    check_config_keys(cfg, config)
     return cfg
 
 

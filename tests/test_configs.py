@@ -10,9 +10,10 @@ from mmengine.registry import OPTIMIZERS, PARAM_SCHEDULERS
 
 from drivepi.geometry import DETECTION_CLASSES, OCC3D_CLASSES
 from drivepi.registry import METRICS
-from drivepi.utils import register_all_modules
+from drivepi.utils import load_config, register_all_modules
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / 'configs' / 'drivepi').glob('*.py'))
+ALL_CONFIGS = sorted((Path(__file__).resolve().parents[1] / 'configs').rglob('*.py'))
 
 
 @pytest.mark.parametrize('config', CONFIGS, ids=lambda p: p.stem)
@@ -27,6 +28,12 @@ def test_config_parts_build(config):
     assert len(schedulers) == len(cfg.param_scheduler)
     for metric in cfg.test_evaluator:
         assert METRICS.get(metric['type']) is not None, metric['type']
+
+
+@pytest.mark.parametrize('config', ALL_CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))
+def test_every_config_passes_the_top_level_key_check(config):
+    """Helper variables (data_root, img_size, occ_classes, max_iters, ...) are not taken for misspelt keys."""
+    assert load_config(str(config))
 
 
 def test_full_size_training_config_values():

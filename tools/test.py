@@ -3,18 +3,24 @@
     python tools/test.py CONFIG CKPT [--out-dir DIR] [--work-dir DIR] [--blind] [--cfg-options k=v ...]
 
 ``--out-dir DIR`` also writes each sample's predictions to ``DIR/predictions/<token>.npz`` (read by
-``visualization/render_occupancy.py``) and the metrics to ``DIR/metrics.json``. ``--blind`` adds a
-second, "blind" pass over the same samples with the spatial tokens replaced by zeros (everything else
-equal) and reports its QA accuracy as ``blind_qa/...`` beside the model's ``qa/...``: how much of the
-answers comes from the scene.
+``visualization/render_occupancy.py``) and the metrics to ``DIR/metrics.json``, all or nothing: into
+``.DIR.incomplete`` beside it, which replaces DIR (and what an earlier run left there) when the run ends.
+``--blind`` adds a second, "blind" pass over the same samples with the spatial tokens replaced by zeros
+(everything else equal) and reports its QA accuracy as ``blind_qa/...`` beside the model's ``qa/...``: how
+much of the answers comes from the scene.
 """
 import argparse
+import contextlib
+import shutil
 from pathlib import Path
+from typing import Iterator
 
 from mmengine.config import Config, DictAction
+from mmengine.dist import barrier, is_main_process
 from mmengine.runner import Runner, TestLoop
 
 from drivepi.evaluation import format_metrics_table, save_metrics_json
+from drivepi.fileio import replace_directory
 from drivepi.utils import load_run_config, register_all_modules
 
 
@@ -45,8 +51,35 @@ def build_config(args: argparse.Namespace) -> Config:
     cfg.load_from = args.checkpoint
     cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='DeployModelHook')]  # LoRA merged for inference
     if args.out_dir:
-        cfg.test_evaluator = [*test_metric_cfgs(cfg), dict(type='PredictionWriter', out_dir=args.out_dir)]
+        writer = dict(type='PredictionWriter', out_dir=str(staging_dir(args.out_dir)))
+        cfg.test_evaluator = [*test_metric_cfgs(cfg), writer]
     return cfg
+
+
+def staging_dir(out_dir: str) -> Path:
+    """Where a run writes its outputs until they replace ``out_dir``: ``.<name>.incomplete`` beside it."""
+    out_dir = Path(out_dir)
+    return out_dir.parent / f'.{out_dir.name}.incomplete'
+
+
+@contextlib.contextmanager
+def fresh_output_dir(out_dir: str) -> Iterator[Path]:
+    """An empty :func:`staging_dir` of ``out_dir`` for a run's outputs: it replaces ``out_dir`` when the block
+    succeeds and is removed when it fails, so ``out_dir`` never mixes two runs (new predictions beside an old
+    ``metrics.json``). The main process manages the folder; every process may write into it."""
+    staging = staging_dir(out_dir)
+    if is_main_process():
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    barrier()
+    try:
+        yield staging
+    except BaseException:
+        if is_main_process():
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if is_main_process():
+        replace_directory(staging, out_dir)
 
 
 def blind_qa_metrics(runner: Runner) -> dict:
@@ -67,12 +100,14 @@ def main() -> None:
     args = parse_args()
     register_all_modules(init_default_scope=False)
     runner = Runner.from_cfg(build_config(args))
-    metrics = runner.test()
-    if args.blind:
-        metrics.update(blind_qa_metrics(runner))
+    with fresh_output_dir(args.out_dir) if args.out_dir else contextlib.nullcontext() as out_dir:
+        metrics = runner.test()
+        if args.blind:
+            metrics.update(blind_qa_metrics(runner))
+        if out_dir and is_main_process():
+            save_metrics_json(metrics, out_dir / 'metrics.json')
     print(format_metrics_table(metrics))
     if args.out_dir:
-        save_metrics_json(metrics, Path(args.out_dir) / 'metrics.json')
         print(f'predictions and metrics.json written to {args.out_dir}')
 
 

@@ -12,6 +12,7 @@ from typing import Dict, List
 from drivepi.sim.scenarios import BENCHMARK_VERSION, HELD_OUT_SEEDS, SCENARIO_TYPES
 
 from .runner import EpisodeSpec
+from .settings import check_number
 
 EPISODE_KEYS = ('id', 'seed', 'scenario', 'seconds')
 
@@ -20,8 +21,8 @@ def benchmark_episodes(cl_cfg: dict) -> List[EpisodeSpec]:
     """The episodes to drive: all of ``closed_loop.benchmark`` or its subset ``closed_loop.subset``.
 
     Raises:
-        ValueError: naming the problem: wrong version, malformed or duplicate episodes, unknown scenario
-            types, seeds outside the held-out range, an unknown subset or subset entry.
+        ValueError: naming the problem: wrong version, malformed or duplicate episodes (lengths not finite and
+            positive), unknown scenario types, seeds outside the held-out range, an unknown subset or subset entry.
     """
     bench = cl_cfg.get('benchmark')
     if not bench:
@@ -56,6 +57,7 @@ def _episode(entry: dict, bench: dict, cl_cfg: dict) -> EpisodeSpec:
     if entry['seed'] not in HELD_OUT_SEEDS:
         raise ValueError(f"closed_loop.benchmark episode {entry['id']}: seed {entry['seed']} outside the held-out "
                          f'range [{HELD_OUT_SEEDS.start}, {HELD_OUT_SEEDS.stop}) (it could be a training world)')
+    check_number(entry['seconds'], f"closed_loop.benchmark episode {entry['id']}: seconds")
     mode = bench.get('agents_mode', {}).get(entry['scenario'], cl_cfg.get('agents', {}).get('mode', 'log_replay'))
     return EpisodeSpec(entry['id'], entry['id'], float(entry['seconds']), mode, entry['scenario'],
                        dict(version=bench['version'], seed=int(entry['seed']), scenario=entry['scenario']))

@@ -31,6 +31,7 @@ from drivepi.fileio import atomic_write_json
 
 from .episode import LOG_FORMAT, EpisodeRunner
 from .scoring import SCORE_KEYS, aggregate_scores
+from .settings import check_settings
 from .statistics import scores_with_ci
 
 METRICS_FORMAT = 'drivepi-closed-loop-metrics/2'
@@ -233,7 +234,9 @@ def _cell(score: dict) -> str:
 
 
 def build_runner(cfg: dict, out_dir) -> ClosedLoopRunner:
-    """A :class:`ClosedLoopRunner` from a ``closed_loop`` config dict (``configs/_base_/closed_loop.py``)."""
+    """A :class:`ClosedLoopRunner` from a ``closed_loop`` config dict (``configs/_base_/closed_loop.py``),
+    checked first (:func:`drivepi.closed_loop.settings.check_settings`)."""
+    check_settings(cfg)
     episode_runner = EpisodeRunner(
         sim_hz=cfg.get('sim_hz', 10.0), replan_hz=cfg.get('replan_hz', 2.0), vehicle=cfg.get('vehicle'),
         controller=cfg.get('controller'), agents=cfg.get('agents'), scoring=cfg.get('scoring'),
@@ -305,15 +308,17 @@ def select_episodes(cfg, scenes: 'SceneSelection' = None) -> tuple:
 
 
 def load_config(path: str, options: dict = None):
-    """An MMEngine config with ``options`` (``--cfg-options``) merged; it must hold a ``closed_loop`` dict.
+    """An MMEngine config with ``options`` (``--cfg-options``) merged; it must hold a ``closed_loop`` dict,
+    which is checked (:func:`drivepi.closed_loop.settings.check_settings`) before anything runs.
 
     Raises:
-        ValueError: naming ``path`` when there is no ``closed_loop`` dict.
+        ValueError: naming ``path`` when there is no ``closed_loop`` dict, or the bad setting.
     """
     from drivepi.utils import load_config as load_config_file
     cfg = load_config_file(path, options)
     if 'closed_loop' not in cfg:
         raise ValueError(f'{path}: no closed_loop dict; inherit configs/_base_/closed_loop.py')
+    check_settings(cfg.closed_loop.to_dict())
     return cfg
 
 

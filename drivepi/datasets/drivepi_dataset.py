@@ -1,10 +1,12 @@
 """The DrivePI dataset: mmdet3d v2 infos + DrivePI keys, with the QA conversations of each sample."""
+import logging
 import os.path as osp
 from typing import Optional
 
 import numpy as np
 from mmdet3d.datasets import Det3DDataset
 from mmdet3d.structures import LiDARInstance3DBoxes
+from mmengine.logging import print_log
 
 from drivepi.datasets.converters.nuscenes_converter import INFO_VERSION
 from drivepi.datasets.qa_schema import QAConversation, load_qa_file
@@ -33,6 +35,29 @@ def check_answer_lengths(conversations_by_token: dict[str, list[QAConversation]]
                          f'({tokenizer_path}), over the model\'s max_answer_tokens={max_answer_tokens}: '
                          'decoding would cut it; raise max_answer_tokens in the config')
     return lengths[longest]
+
+
+def check_qa_coverage(data_list: list, qa_file: str, ann_file: str, num_qa_samples: int) -> float:
+    """The fraction of the samples of ``data_list`` (infos with their ``conversations``) that have QA.
+
+    Logs a warning when it is partial (below 1, or some QA samples are not in the info file): a subset of
+    a split, or recovery samples (train only) without QA, are legitimate.
+
+    Raises:
+        ValueError: naming both files when no sample has QA (the QA file of another dataset or split;
+            training would see no text and a zero text loss).
+    """
+    matched = sum(bool(info['conversations']) for info in data_list)
+    if not matched:
+        raise ValueError(f'none of the {num_qa_samples} samples of the QA file {qa_file} is one of the '
+                         f'{len(data_list)} samples of {ann_file}: the QA file belongs to another dataset or '
+                         'split (training would see no text, a zero text loss)')
+    fraction = matched / len(data_list)
+    if fraction < 1 or matched < num_qa_samples:
+        print_log(f'{matched} of the {len(data_list)} samples of {ann_file} ({100 * fraction:.1f} %) have QA in '
+                  f'{qa_file}; {num_qa_samples - matched} of its {num_qa_samples} samples are not in the info file',
+                  logger='current', level=logging.WARNING)
+    return fraction
 
 
 @DATASETS.register_module()
@@ -69,8 +94,10 @@ class DrivePIDataset(Det3DDataset):
         super().__init__(data_prefix=data_prefix, modality=modality, filter_empty_gt=filter_empty_gt, **kwargs)
 
     def load_data_list(self) -> list:
-        """The parsed infos; rejects info files that tools/create_data.py did not write, and
-        configured ``occ_classes`` that differ from the info file's (e.g. Occ3D infos, OpenOcc config)."""
+        """The parsed infos; rejects info files that tools/create_data.py did not write, configured
+        ``occ_classes`` that differ from the info file's (e.g. Occ3D infos, OpenOcc config) and a QA file
+        none of whose samples is in the info file (:func:`check_qa_coverage`; checked on the whole file,
+        before ``indices`` picks a subset)."""
         configured = self._metainfo.pop('occ_classes', None)
         data_list = super().load_data_list()  # fills self._metainfo with the file's metainfo
         from_file = list(self._metainfo['occ_classes'])
@@ -78,6 +105,8 @@ class DrivePIDataset(Det3DDataset):
             raise ValueError(f'occ_classes of the config ({len(configured)}: {list(configured)[:3]}...) differ '
                              f'from those of {self.ann_file} ({len(from_file)}: {from_file[:3]}...): pick the '
                              'dataset config that matches the infos')
+        if self.qa_file is not None:
+            check_qa_coverage(data_list, self.qa_file, self.ann_file, len(self.conversations_by_token))
         return data_list
 
     def parse_data_info(self, info: dict) -> dict:

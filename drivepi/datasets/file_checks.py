@@ -1,13 +1,19 @@
 """Cheap validity checks of sensor files, raising errors that name the file and the problem."""
 import os
+import sys
+import tempfile
+import threading
 from pathlib import Path
 from typing import Union
 
+import mmcv
 import numpy as np
 
 FLOAT32_BYTES = 4
 JPEG_END_MARKER = b'\xff\xd9'
 JPEG_SUFFIXES = ('.jpg', '.jpeg')
+_STDERR_FD = 2
+_DECODE_LOCK = threading.Lock()  # one decode at a time may own this process's stderr
 
 
 def check_exists(path: Union[str, os.PathLike], what: str) -> Path:
@@ -65,3 +71,35 @@ def check_image_file(path: Union[str, os.PathLike]) -> Path:
         if not tail.endswith(JPEG_END_MARKER):
             raise ValueError(f'camera image {path} is a truncated JPEG (no end-of-image marker)')
     return path
+
+
+def decode_image(data: bytes, path: Union[str, os.PathLike], flag: str = 'color') -> np.ndarray:
+    """Decode image bytes with mmcv (OpenCV); a decoder warning is an error naming ``path``.
+
+    libjpeg decodes a JPEG whose entropy-coded data is corrupt (end marker intact) anyway, with garbled
+    or grey blocks, and only prints a warning ("Corrupt JPEG data: ...") to file descriptor 2, beyond
+    Python's reach. Here that descriptor points at a temporary file during the decode, and anything written to it
+    fails the image. Decodes in one process are serialised so that the capture sees this decode only.
+
+    Returns:
+        (H, W, 3) uint8 BGR for ``flag='color'`` (mmcv's flags).
+
+    Raises:
+        ValueError: the decoder reported a problem or decoded nothing.
+    """
+    with _DECODE_LOCK, tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        saved = os.dup(_STDERR_FD)
+        os.dup2(captured.fileno(), _STDERR_FD)
+        try:
+            img = mmcv.imfrombytes(data, flag=flag)
+        finally:
+            os.dup2(saved, _STDERR_FD)
+            os.close(saved)
+        captured.seek(0)
+        report = captured.read().decode('utf-8', errors='replace').strip()
+    if report:
+        raise ValueError(f'camera image {path} is corrupt: the decoder reports "{report}"')
+    if img is None:
+        raise ValueError(f'camera image {path} cannot be decoded')
+    return img

@@ -11,11 +11,11 @@ must be unique within a sample. Every problem is reported as :class:`QAFormatErr
 file, the line and what is wrong.
 """
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List
+
+from drivepi.fileio import atomic_open
 
 SCHEMA_VERSION = 1
 QA_FAMILIES = ('occupancy', 'flow', 'planning', 'caption', 'nuscenes_qa')
@@ -158,22 +158,15 @@ def load_qa_file(path) -> Dict[str, List[QAConversation]]:
 
 
 def write_qa_file(records: Iterable[QARecord], path) -> int:
-    """Write records as JSONL atomically (temp file in the same directory, then ``os.replace``).
+    """Write records as JSONL atomically (:func:`drivepi.fileio.atomic_open`: a temporary file in the same
+    directory, then ``os.replace``; the file gets the umask's permissions, as ``open`` gives).
 
     Returns:
         The number of lines written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     count = 0
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f:
-            for record in records:
-                f.write(record.to_json() + '\n')
-                count += 1
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_open(path, 'w', encoding='utf-8') as f:
+        for record in records:
+            f.write(record.to_json() + '\n')
+            count += 1
     return count

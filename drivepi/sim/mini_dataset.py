@@ -4,7 +4,8 @@ Layout under ``out_dir`` (docs/contracts.md): ``v1.0-drivepi-mini/*.json`` table
 ``samples/LIDAR_TOP`` + ``sweeps/LIDAR_TOP`` (``.pcd.bin``, 5 float32 per point),
 ``samples/CAM_*`` (JPEG), ``maps/<scene>.png`` (drivable-area mask, 0.5 m/pixel, grid frame, row = y),
 ``occupancy/<scene>/<sample_token>/labels.npz``, ``worlds/<scene>.json`` and ``splits.json``
-(``{"train": [...], "val": [...]}``: the last 20 % of the scenes, at least one, are val).
+(``{"train": [...], "val": [...]}``: the last 20 % of the scenes, at least one, are val; a one-scene set is all
+train, which ``tools/create_data.py`` refuses: every split needs a scene).
 
 Recovery samples (off by default; ``MiniPreset.recovery.per_keyframe`` or the ``recovery_per_keyframe``
 argument): every train scene gets one-sample scenes ``<scene>-recovery-<keyframe>-<n>`` whose ego is

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from drivepi.datasets.converters.ego_motion import boxes_global_to_frame, driving_command, ego_status, future_trajectory
 from drivepi.datasets.file_checks import check_image_file, check_points_file
-from drivepi.fileio import atomic_write_pickle
+from drivepi.fileio import atomic_write_pickles
 from drivepi.geometry import DETECTION_CLASSES, OCC_CLASSES
 
 MINI_VERSION = 'v1.0-drivepi-mini'
@@ -304,7 +304,9 @@ def resolve_occ_root(root_path: Path, version: str, occ_format: str, occ_root: O
 
 def create_drivepi_infos(root_path, out_dir, version: str, max_sweeps: int = 10, occ_format: str = 'openocc',
                          occ_root: Optional[str] = None, info_prefix: str = 'drivepi') -> dict:
-    """Write ``<out_dir>/<info_prefix>_infos_{train,val}.pkl`` for a nuScenes-format dataset.
+    """Write ``<out_dir>/<info_prefix>_infos_{train,val}.pkl`` for a nuScenes-format dataset: all splits or
+    none (every split is checked and built before any file is written, and the files replace their paths
+    only when all are complete), so a failed run leaves no info file for a rerun to mistake for done.
 
     Args:
         root_path: data root that ``NuScenes(version, dataroot=root_path)`` loads.
@@ -332,20 +334,36 @@ def create_drivepi_infos(root_path, out_dir, version: str, max_sweeps: int = 10,
                     occ_classes=list(OCC_CLASSES[occ_format]),
                     dataset='drivepi-mini' if version == MINI_VERSION else 'nuscenes',
                     version=version, info_version=INFO_VERSION)
-    out_paths = {}
-    for split, names in splits.items():
-        scenes = [scenes_by_name[name] for name in names if name in scenes_by_name]
-        if split != 'train' and any(rec['scene_token'] in {s['token'] for s in scenes} for rec in recovery.values()):
-            raise ValueError(f'recovery samples belong to the train split only, but {split} lists some')
-        if not scenes:
-            raise ValueError(f'no scene of the {split} split is in {root_path / version}')
-        num_samples = sum(scene['nbr_samples'] for scene in scenes)
-        data_list = []
-        with tqdm(total=num_samples, desc=f'{split} infos', unit='keyframe') as progress:
-            for scene in scenes:
-                for frame_idx, sample in enumerate(builder.scene_samples(scene)):
-                    data_list.append(builder.sample_info(sample, scene, frame_idx, len(data_list)))
-                    progress.update()
-        out_paths[split] = out_dir / f'{info_prefix}_infos_{split}.pkl'
-        atomic_write_pickle(out_paths[split], dict(metainfo=metainfo, data_list=data_list))
+    split_scenes = {split: split_scene_records(split, names, scenes_by_name, recovery, root_path / version)
+                    for split, names in splits.items()}
+    out_paths = {split: out_dir / f'{info_prefix}_infos_{split}.pkl' for split in splits}
+    atomic_write_pickles({out_paths[split]: dict(metainfo=metainfo, data_list=split_infos(builder, split, scenes))
+                          for split, scenes in split_scenes.items()})
     return out_paths
+
+
+def split_scene_records(split: str, names: list, scenes_by_name: dict, recovery: dict, tables) -> list:
+    """The scene records of one split (those of ``names`` that the tables hold).
+
+    Raises:
+        ValueError: the split has no scene in ``tables`` (e.g. the val split of a one-scene generated set,
+            which is all train), or a split other than train lists recovery samples.
+    """
+    scenes = [scenes_by_name[name] for name in names if name in scenes_by_name]
+    if split != 'train' and any(rec['scene_token'] in {s['token'] for s in scenes} for rec in recovery.values()):
+        raise ValueError(f'recovery samples belong to the train split only, but {split} lists some')
+    if not scenes:
+        raise ValueError(f'no scene of the {split} split ({len(names)} listed) is in {tables}: every split needs '
+                         'one (a generated set of one scene is all train: generate at least 2 scenes)')
+    return scenes
+
+
+def split_infos(builder: NuScenesInfoBuilder, split: str, scenes: list) -> list:
+    """The info dicts of every keyframe of ``scenes``, in scene and time order."""
+    data_list = []
+    with tqdm(total=sum(scene['nbr_samples'] for scene in scenes), desc=f'{split} infos', unit='keyframe') as progress:
+        for scene in scenes:
+            for frame_idx, sample in enumerate(builder.scene_samples(scene)):
+                data_list.append(builder.sample_info(sample, scene, frame_idx, len(data_list)))
+                progress.update()
+    return data_list

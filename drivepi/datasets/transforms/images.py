@@ -10,7 +10,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine.fileio import get
 
-from drivepi.datasets.file_checks import check_image_file
+from drivepi.datasets.file_checks import check_image_file, decode_image
 from drivepi.geometry import CAMERA_NAMES
 from drivepi.registry import TRANSFORMS
 
@@ -28,8 +28,9 @@ class DrivePILoadMultiViewImageFromFiles(BaseTransform):
     """Load the cameras of ``cam_names`` in that order; a camera absent from the info gets a zero
     image, identity matrices and ``cam_valid = False``.
 
-    A camera listed in the info whose file is missing or truncated is an error naming the file
-    (only an absent entry counts as a missing camera). Images must share one size.
+    A camera listed in the info whose file is missing, truncated or corrupt (a decoder warning,
+    :func:`drivepi.datasets.file_checks.decode_image`) is an error naming the file (only an absent
+    entry counts as a missing camera). Images must share one size.
 
     Added keys: ``img`` list of V (H,W,3) uint8 BGR, ``cam2img``/``cam2ego``/``ego2img`` (V,4,4)
     float64, ``cam_valid`` bool (V,), ``img_shape``/``ori_shape`` (H, W), ``filename`` list, ``cam_names``.
@@ -48,10 +49,7 @@ class DrivePILoadMultiViewImageFromFiles(BaseTransform):
 
     def _load(self, path: str) -> np.ndarray:
         check_image_file(path)
-        img = mmcv.imfrombytes(get(path, backend_args=self.backend_args), flag=self.color_type)
-        if img is None:
-            raise ValueError(f'camera image {path} cannot be decoded')
-        return img
+        return decode_image(get(path, backend_args=self.backend_args), path, self.color_type)
 
     def transform(self, results: dict) -> dict:
         images = results.get('images', {})
