@@ -1,7 +1,9 @@
 """Extract the real nuScenes keyframe folder that the tests read, from a local nuScenes v1.0-mini.
 
     python tools/extract_nuscenes_keyframe.py --nuscenes-root data/nuscenes --out-dir ../shared/data/nuscenes_demo
-    export DRIVEPI_NUSCENES_DEMO=../shared/data/nuscenes_demo   # needed only for another folder
+
+The tests read ``../shared/data/nuscenes_demo`` beside the checkout, or the folder that the environment
+variable ``DRIVEPI_NUSCENES_DEMO`` names (tests/conftest.py).
 
 The folder holds one keyframe (default: sample ``ca9a282c9e77460f8360f564131a8af5`` of the scene log
 n015-2018-07-24-11-22-45+0800, the keyframe mmdetection3d ships as ``demo/data/nuscenes``): its six camera
