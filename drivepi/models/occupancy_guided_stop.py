@@ -64,7 +64,10 @@ class OccupancyGuidedStop(BaseModule):
         occ_range: ``[x_min, y_min, z_min, x_max, y_max, z_max]`` of the occupancy grid, m, ego frame.
         voxel_size: occupancy voxel edge, m.
         obstacle_classes: class indices that block the ego (default: every class but ground and free).
-        z_range: (low, high) m, ego frame: only voxels whose centre lies in this band count.
+        z_range: (low, high) m, ego frame (z = 0 on the ground under the rear axle): only voxels whose centre
+            lies in this band count. The lower bound keeps the ground layer out, and the voxels below it, which
+            no sensor sees and which a trained model labels with arbitrary classes (on the mini set 'bus' and
+            'construction_vehicle' under the road stopped every plan).
         lateral_margin, longitudinal_margin: added to each side of the footprint, m.
         stop_distance: the ego's rear axle stops this far (m of path) before the first colliding sample.
         samples_per_step: path samples per waypoint interval (obstacles thinner than the gap between samples
@@ -74,7 +77,7 @@ class OccupancyGuidedStop(BaseModule):
     """
 
     def __init__(self, dt: float = 0.5, occ_range: Sequence[float] = OCC_RANGE, voxel_size: float = OCC_VOXEL_SIZE,
-                 obstacle_classes: Sequence[int] = OBSTACLE_CLASSES, z_range: Sequence[float] = (-1.0, 2.0),
+                 obstacle_classes: Sequence[int] = OBSTACLE_CLASSES, z_range: Sequence[float] = (0.2, 2.0),
                  lateral_margin: float = 0.2, longitudinal_margin: float = 0.5, stop_distance: float = 1.0,
                  samples_per_step: int = 5, min_cells: int = 2, use_flow: bool = True, init_cfg=None):
         super().__init__(init_cfg=init_cfg)

@@ -22,8 +22,9 @@ def cell(x: float, y: float):
     return round((x - OCC_RANGE[0]) / OCC_VOXEL_SIZE), round((y - OCC_RANGE[1]) / OCC_VOXEL_SIZE)
 
 
-def grid_with_block(label: int, x0: float, x1: float, y0: float, y1: float, z_cells=slice(2, 6)) -> torch.Tensor:
-    """(X, Y, Z) labels: free everywhere, ``label`` in the cells of [x0, x1) x [y0, y1) at heights ``z_cells``."""
+def grid_with_block(label: int, x0: float, x1: float, y0: float, y1: float, z_cells=slice(3, 7)) -> torch.Tensor:
+    """(X, Y, Z) labels: free everywhere, ``label`` in the cells of [x0, x1) x [y0, y1) at heights ``z_cells``
+    (default: centres 0.4-1.6 m, a car on the ground)."""
     occ = torch.full(OCC_GRID, FREE_INDEX, dtype=torch.uint8)
     (ix0, iy0), (ix1, iy1) = cell(x0, y0), cell(x1, y1)
     occ[ix0:ix1, iy0:iy1, z_cells] = label
@@ -72,10 +73,11 @@ def test_curved_path_uses_the_heading_along_the_path():
     assert torch.equal(OccupancyGuidedStop()(STRAIGHT, occ), STRAIGHT)  # the straight path never meets that car
 
 
-@pytest.mark.parametrize('case', ['ground', 'beside', 'under_the_ego_now', 'too_high', 'single_cell'])
+@pytest.mark.parametrize('case', ['ground', 'below_ground', 'beside', 'under_the_ego_now', 'too_high', 'single_cell'])
 def test_what_does_not_block(case):
     occ = dict(
         ground=grid_with_block(ROAD, 20.0, 24.0, -1.0, 1.0),
+        below_ground=grid_with_block(CAR, 20.0, 24.0, -1.0, 1.0, z_cells=slice(0, 3)),  # centres -0.8..0.0 m
         beside=grid_with_block(CAR, 10.0, 14.0, 1.2, 3.0),  # footprint half-width 0.925 + 0.2 m margin
         under_the_ego_now=grid_with_block(CAR, 0.0, 2.0, -0.4, 0.4),
         too_high=grid_with_block(CAR, 20.0, 24.0, -1.0, 1.0, z_cells=slice(9, 12)),  # z 2.6-3.8 m: a bridge
