@@ -21,9 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
-import mmengine
 import numpy as np
-from mmengine.config import Config
 from tqdm import tqdm
 
 from data_engine.balance import balance_answers
@@ -35,7 +33,7 @@ from data_engine.planning import PlanningQAConfig, generate_planning
 from data_engine.scene import SceneGT, load_scene
 from data_engine.stats import format_stats_table, qa_stats
 from drivepi.datasets.qa_schema import QAConversation, QARecord, write_qa_file
-from drivepi.fileio import atomic_write_json
+from drivepi.fileio import atomic_write_json, read_config, read_pickle
 
 GENERATED_FAMILIES = ('occupancy', 'flow', 'planning', 'caption')
 
@@ -53,7 +51,7 @@ class QAEngineConfig:
     @classmethod
     def from_file(cls, path) -> 'QAEngineConfig':
         """Build from an MMEngine config file (see the module docstring)."""
-        cfg = Config.fromfile(path)
+        cfg = read_config(path)
         unknown = set(cfg.keys()) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f'{path}: unknown data-engine settings {sorted(unknown)}')
@@ -96,7 +94,7 @@ def load_infos(info_path) -> dict:
     info_path = Path(info_path)
     if not info_path.is_file():
         raise FileNotFoundError(f'info file not found: {info_path}')
-    infos = mmengine.load(str(info_path), file_format='pkl')
+    infos = read_pickle(info_path, 'info file')
     if not isinstance(infos, dict) or 'data_list' not in infos or 'categories' not in infos.get('metainfo', {}):
         raise ValueError(f'{info_path}: not a DrivePI info file (needs "metainfo.categories" and "data_list")')
     return infos

@@ -6,11 +6,11 @@ nuScenes-QA (Qian et al., AAAI 2024) ships ``NuScenes_{train,val}_questions.json
 single-turn conversation of family ``nuscenes_qa`` whose turn ``type`` is the template type, so
 training and evaluation read both sources through one path.
 """
-import json
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from drivepi.datasets.qa_schema import QAConversation, QARecord, QATurn
+from drivepi.fileio import read_json
 
 NUSCENES_QA_TYPES = ('exist', 'count', 'object', 'status', 'comparison')
 
@@ -38,10 +38,7 @@ def read_nuscenes_qa(path) -> List[dict]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'nuScenes-QA file not found: {path}')
-    try:
-        data = json.loads(path.read_text(encoding='utf-8'))
-    except json.JSONDecodeError as err:
-        raise ValueError(f'{path}: invalid JSON ({err.msg} at line {err.lineno}) - is the file truncated?') from err
+    data = read_json(path, 'nuScenes-QA file')
     questions = data.get('questions') if isinstance(data, dict) else None
     if not isinstance(questions, list):
         raise ValueError(f'{path}: expected an object with a "questions" list (nuScenes-QA format)')

@@ -4,7 +4,6 @@ The point cloud is the real nuScenes demo sweep; several sweeps are stacked copi
 motion between them, so multi-sweep point counts and densities are realistic without the dataset.
 Camera images are random with the real nuScenes calibration; training GT is random.
 """
-import pickle
 import statistics
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import torch
 from mmdet3d.structures import Det3DDataSample
 from mmengine.config import Config
 
+from drivepi.fileio import read_pickle
 from drivepi.registry import MODELS
 from drivepi.sim.calibration import camera_calibs
 
@@ -26,7 +26,7 @@ def load_demo_sweep(demo_dir: Path) -> np.ndarray:
     infos = sorted(Path(demo_dir).glob('*.pkl'))
     if len(infos) != 1:
         raise FileNotFoundError(f'{demo_dir}: expected one demo info .pkl, found {[p.name for p in infos]}')
-    info = pickle.loads(infos[0].read_bytes())['data_list'][0]
+    info = read_pickle(infos[0], 'demo info file')['data_list'][0]
     path = Path(demo_dir) / info['lidar_points']['lidar_path']
     raw = np.fromfile(path, dtype=np.float32)
     if raw.size == 0 or raw.size % 5:

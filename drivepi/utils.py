@@ -10,6 +10,8 @@ from mmengine import DefaultScope
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from drivepi.fileio import read_config
+
 # Top-level config keys something reads: MMEngine's Runner (the arguments of Runner.__init__, which
 # Runner.from_cfg fills from the config), MMEngine's Config itself, and the project's tools.
 RUNNER_KEYS = tuple(name for name in inspect.signature(Runner.__init__).parameters if name not in ('self', 'cfg'))
@@ -18,7 +20,6 @@ PROJECT_KEYS = ('custom_imports',  # MMEngine Config: modules to import
 KNOWN_KEYS = RUNNER_KEYS + PROJECT_KEYS
 RUNNER_KEY_SUFFIXES = ('_dataloader', '_cfg', '_evaluator', '_hooks', '_wrapper', '_scheduler')
 TYPO_SIMILARITY = 0.8  # difflib ratio from which an unknown key is taken for a misspelt known key
-
 
 
 def register_all_modules(init_default_scope: bool = True) -> None:
@@ -71,7 +72,7 @@ def check_config_keys(cfg: Config, config: str) -> None:
 def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
     """The config file with the ``--cfg-options`` overrides merged in, its top-level keys checked
     (:func:`check_config_keys`)."""
-    cfg = Config.fromfile(config)
+    cfg = read_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     check_config_keys(cfg, config)
@@ -94,11 +95,14 @@ def check_answers_against_the_model(cfg: Config) -> None:
 
 
 def load_run_config(config: str, launcher: str = 'none', cfg_options: Optional[dict] = None,
-                    work_dir: Optional[str] = None) -> Config:
-    """A Runner config: the file, the ``--cfg-options`` overrides, the launcher, and the work dir
-    (given, else the config's, else ``work_dirs/<config name>``), as tools/train.py and tools/test.py use."""
+                    work_dir: Optional[str] = None, allow_partial: bool = False) -> Config:
+    """A Runner config: the file, the ``--cfg-options`` overrides, the launcher, the work dir (given, else the
+    config's, else ``work_dirs/<config name>``) and the checkpoint check (``allow_partial``: load a checkpoint
+    that does not match the model, listing what was not loaded), as tools/train.py and tools/test.py use."""
+    from drivepi.engine.checkpoint_loading import add_checkpoint_check
     cfg = load_config(config, cfg_options)
     check_answers_against_the_model(cfg)
+    add_checkpoint_check(cfg, allow_partial)
     cfg.launcher = launcher
     cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join('work_dirs', osp.splitext(osp.basename(config))[0])
     return cfg

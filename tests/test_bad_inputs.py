@@ -15,13 +15,27 @@ import sys
 import mmcv
 import numpy as np
 import pytest
+import torch
 from conftest import DEMO_INFO, REPO_ROOT
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+from torch.utils.data import DataLoader
 
 from drivepi.datasets.converters.nuscenes_converter import create_drivepi_infos
 from drivepi.datasets.file_checks import check_image_file
 from drivepi.datasets.qa_schema import QAConversation, QARecord, QATurn, write_qa_file
-from drivepi.registry import DATASETS, TRANSFORMS
+from drivepi.engine.checkpoint_loading import (
+    SIGNATURE_KEY,
+    CheckpointError,
+    add_checkpoint_check,
+    load_checkpoint_file,
+    load_model_checkpoint,
+    model_signature,
+)
+from drivepi.geometry import FREE_INDEX, OCC_GRID, OCC_RANGE, OCC_VOXEL_SIZE, OPENOCC_CLASSES
+from drivepi.registry import DATASETS, METRICS, MODELS, TRANSFORMS
 from drivepi.sim.mini_dataset import generate_mini_dataset
+from drivepi.testing import make_tiny_llm
 from drivepi.utils import load_config, register_all_modules
 
 register_all_modules()
@@ -29,6 +43,199 @@ register_all_modules()
 # ---------------------------------------------------------------------------------------------------------
 # Standard RayIoU, checked checkpoints, safe loading, errors that name the file
 # ---------------------------------------------------------------------------------------------------------
+MANMADE = OPENOCC_CLASSES.index('manmade')
+ZOO_CHECKPOINT = REPO_ROOT / 'model_zoo' / 'drivepi_mini_long' / 'drivepi_mini_long-edd81574.pth'
+
+
+def _wall_grid(x_min_m: float) -> torch.Tensor:
+    """long ``OCC_GRID`` occupancy: free, except manmade filling everything at x >= ``x_min_m``."""
+    grid = torch.full(OCC_GRID, FREE_INDEX, dtype=torch.long)
+    grid[round((x_min_m - OCC_RANGE[0]) / OCC_VOXEL_SIZE):] = MANMADE
+    return grid
+
+
+def _occupancy_metrics(tmp_path, **metric_options) -> dict:
+    """OccupancyMetric on one keyframe: a wall at x >= 30 m predicted 2 m too far (x >= 32 m)."""
+    lidar2ego = np.eye(4)
+    lidar2ego[:3, 3] = (0.94, 0.0, 1.84)
+    info = dict(token='a', scene_token='scene-a', frame_idx=0, ego2global=np.eye(4).tolist(),
+                lidar_points=dict(lidar2ego=lidar2ego.tolist()))
+    ann_file = tmp_path / 'infos_val.pkl'
+    ann_file.write_bytes(pickle.dumps(dict(metainfo=dict(occ_classes=OPENOCC_CLASSES), data_list=[info])))
+    metric = METRICS.build(dict(type='OccupancyMetric', ann_file=str(ann_file), class_names=OPENOCC_CLASSES,
+                                device='cpu', **metric_options))
+    gt = _wall_grid(30.0)
+    flow = torch.zeros(OCC_GRID + (2,))
+    metric.process({}, [dict(token='a', scene_token='scene-a', frame_idx=0, gt_occ=gt, pred_occ=_wall_grid(32.0),
+                             gt_mask_camera=torch.ones(OCC_GRID, dtype=torch.bool), gt_flow=flow, pred_flow=flow)])
+    return metric.compute_metrics(metric.results)
+
+
+def test_rayiou_default_is_the_reference_protocol(tmp_path):
+    """Every ray that hits the wall in both grids leaves the first wall voxel at x <= 30.4 m in the GT and
+    at x >= 32 m in the prediction, so its depth error is >= 1.6 m: no ray is a true positive at 1 m and the
+    reference RayIoU@1 is exactly 0. The early devkit's 10 % relative tolerance accepts these rays
+    (error ~2 m at ~30 m depth), so the default must not apply it and the option must say so in its keys."""
+    standard = _occupancy_metrics(tmp_path)
+    assert standard['RayIoU@1'] == 0 and standard['RayIoU@1/manmade'] == 0
+    assert not any(key.endswith('_reltol') or '_reltol/' in key for key in standard)
+    relaxed = _occupancy_metrics(tmp_path, nonstandard_relative_depth_tol=0.1)
+    assert 'RayIoU' not in relaxed and 'RayIoU@1' not in relaxed
+    assert relaxed['RayIoU@1_reltol'] > 10 and relaxed['RayIoU_reltol'] > standard['RayIoU']
+    assert relaxed['mIoU'] == standard['mIoU']
+
+
+def _mini_model(mini_cfg, llm_path=None) -> torch.nn.Module:
+    """The mini DrivePI model (hidden 64 tiny LLM), on another tiny LLM when ``llm_path`` is given."""
+    cfg = mini_cfg.copy()
+    if llm_path is not None:
+        cfg.llm = dict(cfg.llm, llm_path=str(llm_path))
+    torch.manual_seed(0)
+    return MODELS.build(cfg)
+
+
+def test_checkpoint_of_another_config_fails_unless_partial_loading_is_asked(mini_cfg):
+    """The model zoo's checkpoint (hidden-128 LLM) into the mini model (hidden-64 LLM): an error naming the
+    file and the mismatches; ``allow_partial`` loads the matching weights and keeps the others."""
+    model = _mini_model(mini_cfg)
+    with pytest.raises(CheckpointError, match=rf'checkpoint {ZOO_CHECKPOINT} does not match the model:\n  '
+                                              r'(.|\n)*shape mismatches: (.|\n)*--allow-partial'):
+        load_model_checkpoint(model, ZOO_CHECKPOINT)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loaded = load_model_checkpoint(model, ZOO_CHECKPOINT, allow_partial=True)['state_dict']
+    after = model.state_dict()
+    matching = [k for k, v in before.items() if k in loaded and loaded[k].shape == v.shape]
+    assert matching and all(torch.equal(after[k], loaded[k]) for k in matching)
+    assert all(torch.equal(after[k], v) for k, v in before.items() if k not in matching)
+
+
+def test_model_zoo_checkpoint_without_signature_loads_with_its_config():
+    """The committed checkpoint predates the stored signature: checked by keys and shapes, every weight copied
+    (spconv kernels included, which MMEngine permutes for state dicts without module versions)."""
+    cfg = load_config(str(REPO_ROOT / 'configs' / 'drivepi' / 'drivepi_mini_long.py'))
+    model = MODELS.build(cfg.model)
+    assert SIGNATURE_KEY not in torch.load(ZOO_CHECKPOINT, weights_only=True)['meta']
+    loaded = load_model_checkpoint(model, ZOO_CHECKPOINT)['state_dict']
+    state = model.state_dict()
+    assert set(state) == set(loaded) and all(torch.equal(state[k], v) for k, v in loaded.items())
+
+
+def test_checkpoint_trained_with_another_tokenizer_fails(mini_cfg, tiny_llm_dir, tmp_path):
+    """Two tiny LLMs of the same sizes whose tokenizers were trained on other text: every weight has the
+    same shape, only the stored signature tells that token ids mean other words."""
+    model = _mini_model(mini_cfg)
+    path = tmp_path / 'signed.pth'
+    torch.save(dict(state_dict=model.state_dict(), meta={SIGNATURE_KEY: model_signature(model)}), path)
+    other = _mini_model(mini_cfg, make_tiny_llm(tmp_path / 'other_llm', seed=1))
+    assert {k: v.shape for k, v in other.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError, match=rf'checkpoint {path} does not match the model:\n  another LLM '
+                                              r'tokenizer: \d+ tokens in the checkpoint, \d+ for the model'):
+        load_model_checkpoint(other, path)
+    load_model_checkpoint(_mini_model(mini_cfg), path)  # the model it was saved from
+
+
+class _Linear(BaseModel):
+    """A one-layer MMEngine model for Runner checkpoints."""
+
+    def __init__(self, in_features: int) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(in_features, 2)
+
+    def forward(self, *args, **kwargs) -> dict:
+        return {}
+
+
+def _runner(in_features: int, work_dir) -> Runner:
+    """An MMEngine Runner with the checkpoint check (as tools/train.py and tools/test.py build it)."""
+    cfg = dict(model=_Linear(in_features), work_dir=str(work_dir), train_dataloader=DataLoader([0]),
+               train_cfg=dict(by_epoch=False, max_iters=1), optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+               default_scope='drivepi', experiment_name=f'linear{in_features}')
+    add_checkpoint_check(cfg)
+    return Runner(**cfg)
+
+
+def test_runner_signs_saved_checkpoints_and_refuses_another_models(tmp_path):
+    runner = _runner(3, tmp_path)
+    runner.save_checkpoint(str(tmp_path), 'linear3.pth', save_optimizer=False, save_param_scheduler=False)
+    signature = torch.load(tmp_path / 'linear3.pth', weights_only=True)['meta'][SIGNATURE_KEY]
+    assert signature == model_signature(runner.model) and signature['num_tensors'] == 2
+    with pytest.raises(CheckpointError, match=rf"checkpoint {tmp_path / 'linear3.pth'} does not match the model:\n"
+                                              r'  1 shape mismatches: linear.weight \(2, 3\) in the checkpoint, '
+                                              r'\(2, 4\) in the model'):
+        _runner(4, tmp_path).load_checkpoint(str(tmp_path / 'linear3.pth'))
+
+
+def _write_code_pickle(path) -> None:
+    """A checkpoint whose unpickling would run a shell command creating ``<path>.ran``."""
+    class RunsCode:
+        def __reduce__(self):
+            return os.system, (f'touch {path}.ran',)
+    torch.save(dict(state_dict={}, meta=dict(note=RunsCode())), path)
+
+
+BAD_CHECKPOINTS = {
+    'empty': (lambda path: path.write_bytes(b''), 'is empty \\(0 bytes\\)'),
+    'truncated': (lambda path: path.write_bytes(ZOO_CHECKPOINT.read_bytes()[:100_000]),
+                  'is truncated or not a PyTorch checkpoint'),
+    'text file': (lambda path: path.write_text('model = dict()\n'), 'is truncated or not a PyTorch checkpoint'),
+    'code': (_write_code_pickle, 'holds objects other than tensors and plain data, refused by the safe loader: '
+                                 'Trying to load unsupported GLOBAL posix.system'),
+}
+
+
+@pytest.mark.parametrize('write, problem', BAD_CHECKPOINTS.values(), ids=BAD_CHECKPOINTS)
+def test_bad_checkpoint_file_is_an_error_naming_it(write, problem, tmp_path):
+    path = tmp_path / 'model.pth'
+    write(path)
+    with pytest.raises(CheckpointError, match=rf'checkpoint {path} {problem}'):
+        load_checkpoint_file(path)
+    assert not (tmp_path / 'model.pth.ran').exists()
+
+
+def _truncated_copy(path, tmp_path):
+    """A copy of ``path`` cut after half its bytes."""
+    cut = tmp_path / path.name
+    cut.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+    return cut
+
+
+INFO_READERS = {
+    'dataset': lambda ann_file: DATASETS.build(dict(type='DrivePIDataset', ann_file=str(ann_file), pipeline=[])),
+    'RayIoU poses': lambda ann_file: METRICS.build(dict(type='OccupancyMetric', ann_file=str(ann_file),
+                                                        class_names=OPENOCC_CLASSES)),
+}
+
+
+@pytest.mark.parametrize('read', INFO_READERS.values(), ids=INFO_READERS)
+def test_truncated_info_file_is_an_error_naming_it(read, mini_dataset, tmp_path):
+    cut = _truncated_copy(mini_dataset['val_info'], tmp_path)
+    with pytest.raises(ValueError, match=rf'info file {cut} is empty, truncated or malformed \((EOF|Unpickling)'):
+        read(cut)
+
+
+def test_truncated_nuscenes_table_is_an_error_naming_it(mini_dataset, tmp_path):
+    root, version = tmp_path / 'root', mini_dataset['version']
+    (root / version).mkdir(parents=True)
+    for entry in mini_dataset['root'].iterdir():
+        if entry.name != version:
+            (root / entry.name).symlink_to(entry)
+    for table in (mini_dataset['root'] / version).iterdir():
+        (root / version / table.name).symlink_to(table)
+    (root / version / 'sample.json').unlink()
+    cut = _truncated_copy(mini_dataset['root'] / version / 'sample.json', root / version)
+    with pytest.raises(ValueError, match=rf'nuScenes table {cut} is empty, truncated or malformed \(JSONDecodeError'):
+        create_drivepi_infos(root, tmp_path / 'infos', version)
+
+
+@pytest.mark.parametrize('broken', ['config', 'base'])
+def test_config_syntax_error_names_the_file(broken, tmp_path):
+    """MMEngine's own SyntaxError names no file; the error names the config or the _base_ file at fault."""
+    (tmp_path / 'base.py').write_text('size = (1, 2\n' if broken == 'base' else 'size = (1, 2)\n')
+    config = tmp_path / 'config.py'
+    config.write_text("_base_ = ['./base.py']\n" + ('scale = dict(a=1\n' if broken == 'config' else ''))
+    culprit = config if broken == 'config' else tmp_path / 'base.py'
+    with pytest.raises(SyntaxError, match=rf"config file {culprit} has a syntax error: '\(' was never closed"):
+        load_config(str(config))
 
 
 # ---------------------------------------------------------------------------------------------------------

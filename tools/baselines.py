@@ -8,7 +8,6 @@ constant-velocity planning, each QA type's most common training answer. Prints t
 """
 import argparse
 import os.path as osp
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from mmengine.utils import ProgressBar
 
 from drivepi.evaluation import format_metrics_table, save_metrics_json
 from drivepi.evaluation.baselines import constant_velocity_plan, most_common_answers, most_common_occupied_class
+from drivepi.fileio import read_pickle
 from drivepi.registry import DATASETS
 from drivepi.utils import load_config, register_all_modules
 
@@ -34,8 +34,7 @@ def parse_args() -> argparse.Namespace:
 def training_occ_files(train_cfg: dict) -> list:
     """Absolute occupancy GT paths of the training infos."""
     root = train_cfg['data_root']
-    with open(osp.join(root, train_cfg['ann_file']), 'rb') as f:
-        infos = pickle.load(f)['data_list']
+    infos = read_pickle(osp.join(root, train_cfg['ann_file']), 'info file')['data_list']
     return [osp.join(root, info['occ_path']) for info in infos if info.get('occ_path')]
 
 

@@ -12,13 +12,11 @@ import platform
 import time
 from pathlib import Path
 
-import mmengine
 import numpy as np
 import torch
-from mmengine.config import Config
 
 from drivepi.datasets.converters.nuscenes_converter import create_drivepi_infos
-from drivepi.fileio import atomic_write_json
+from drivepi.fileio import atomic_write_json, read_config, read_pickle
 from drivepi.registry import DATASETS
 from drivepi.utils import register_all_modules
 
@@ -37,7 +35,7 @@ def time_info_creation(root: Path, version: str) -> dict:
     start = time.perf_counter()
     paths = create_drivepi_infos(root, root, version)
     seconds = time.perf_counter() - start
-    num_keyframes = sum(len(mmengine.load(path)['data_list']) for path in paths.values())
+    num_keyframes = sum(len(read_pickle(path, 'info file')['data_list']) for path in paths.values())
     return dict(seconds=seconds, keyframes=num_keyframes, keyframes_per_s=num_keyframes / seconds)
 
 
@@ -63,7 +61,7 @@ def time_pipeline(dataset_cfg: dict, data_root: str, num_samples: int) -> dict:
 def main() -> None:
     args = parse_args()
     register_all_modules()
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)
     data_root = args.data_root or cfg.data_root
     result = dict(config=args.config, data_root=data_root, cpu=platform.processor() or platform.machine(),
                   torch_threads=torch.get_num_threads())

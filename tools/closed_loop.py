@@ -25,6 +25,7 @@ from drivepi.closed_loop.runner import (
     select_episodes,
     select_scenes,
 )
+from drivepi.engine.checkpoint_loading import ALLOW_PARTIAL_HELP
 
 
 def parse_args():
@@ -35,6 +36,7 @@ def parse_args():
                         help='planner to run (repeatable); default: all three')
     parser.add_argument('--out-dir', help='output folder (default: work_dirs/closed_loop/<config name>)')
     parser.add_argument('--device', default='cpu', help='device of the model planner (cpu, cuda, cuda:1)')
+    parser.add_argument('--allow-partial', action='store_true', help=ALLOW_PARTIAL_HELP)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings')
     return parser.parse_args()
 
@@ -54,7 +56,8 @@ def main():
         episodes, load_source = select_episodes(cfg, scenes)
     except (ValueError, FileNotFoundError) as err:  # bad settings or a missing info file: one clear line
         raise SystemExit(str(err)) from err
-    planners = build_planners(names, cfg, args.checkpoint, scenes, osp.join(out_dir, 'model_inputs'), args.device)
+    planners = build_planners(names, cfg, args.checkpoint, scenes, osp.join(out_dir, 'model_inputs'), args.device,
+                              args.allow_partial)
     cl_cfg = cfg.closed_loop.to_dict()
     runner = build_runner(cl_cfg, out_dir)
     summary = runner.run(episodes, load_source, planners, workers=int(cl_cfg.get('workers', 1)))

@@ -25,6 +25,7 @@ import mmdet3d
 import mmengine
 from nuscenes import NuScenes
 
+from drivepi.datasets.converters.nuscenes_converter import load_nuscenes
 from drivepi.fileio import atomic_directory
 from drivepi.geometry import CAMERA_NAMES
 
@@ -83,7 +84,7 @@ def extract_keyframe(nuscenes_root, out_dir, version: str = 'v1.0-mini', sample_
         version: nuScenes version of the tables.
         sample_token: the keyframe.
     """
-    nusc = NuScenes(version=version, dataroot=str(nuscenes_root), verbose=False)
+    nusc = load_nuscenes(nuscenes_root, version)
     sample = nusc.get('sample', sample_token)
     log = nusc.get('log', nusc.get('scene', sample['scene_token'])['log_token'])
     pkl_name = f"{log['logfile']}.pkl"

@@ -21,6 +21,7 @@ from mmengine.config import DictAction
 
 from drivepi.apis import DrivePIInferencer
 from drivepi.datasets.qa_schema import load_qa_file
+from drivepi.engine.checkpoint_loading import ALLOW_PARTIAL_HELP
 from drivepi.evaluation.qa_accuracy import format_waypoints
 from drivepi.geometry import COMMANDS
 from drivepi.utils import load_config
@@ -42,6 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--question', action='append', default=[], help='a question (repeatable)')
     parser.add_argument('--out-dir', default='work_dirs/infer', help='where predictions/ and pictures/ go')
     parser.add_argument('--device', help='cpu, cuda, ... (default: the available accelerator)')
+    parser.add_argument('--allow-partial', action='store_true', help=ALLOW_PARTIAL_HELP)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. model.llm.llm_path=DIR')
     args = parser.parse_args(argv)
@@ -62,7 +64,8 @@ def model_input(args: argparse.Namespace) -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    inferencer = DrivePIInferencer(load_config(args.config, args.cfg_options), args.checkpoint, device=args.device)
+    inferencer = DrivePIInferencer(load_config(args.config, args.cfg_options), args.checkpoint, device=args.device,
+                                   allow_partial=args.allow_partial)
     result = inferencer(model_input(args), out_dir=args.out_dir)
     prediction = result['predictions'][0]
     for turns, answers in zip(prediction['conversations'], prediction['answers']):

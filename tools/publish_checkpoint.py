@@ -2,8 +2,9 @@
 
     python tools/publish_checkpoint.py work_dirs/mini_long/iter_4000.pth checkpoints/drivepi_mini_long.pth
 
-Keeps the weights and the training meta (iteration, seed, config text), drops the optimizer and the
-message hub, and appends the first 8 hex digits of the file's SHA-256 to its name
+Keeps the weights and the training meta (iteration, seed, config text, model signature), drops the
+optimizer and the message hub (so the release loads with ``torch.load(weights_only=True)`` and no
+allow-list), and appends the first 8 hex digits of the file's SHA-256 to its name
 (``drivepi_mini_long-<sha8>.pth``), so a download can be checked.
 """
 import argparse
@@ -12,16 +13,18 @@ from pathlib import Path
 
 import torch
 
+from drivepi.engine.checkpoint_loading import SIGNATURE_KEY, load_checkpoint_file
 from drivepi.fileio import atomic_open
+
+RELEASE_META = ('iter', 'epoch', 'seed', 'cfg', 'mmengine_version', 'time', SIGNATURE_KEY)
 
 
 def publish(in_file, out_file) -> Path:
     """Write the stripped checkpoint; returns the final path (with the SHA-256 prefix in its name)."""
-    checkpoint = torch.load(in_file, map_location='cpu', weights_only=False)  # MMEngine meta holds non-tensors
-    if 'state_dict' not in checkpoint:
-        raise ValueError(f'{in_file}: not an MMEngine checkpoint (no state_dict)')
-    meta = {k: v for k, v in checkpoint.get('meta', {}).items() if k in ('iter', 'epoch', 'seed', 'cfg',
-                                                                           'mmengine_version', 'time')}
+    checkpoint = load_checkpoint_file(in_file, map_location='cpu')
+    if 'meta' not in checkpoint:
+        raise ValueError(f'{in_file}: not an MMEngine checkpoint (no meta: a bare state dict?)')
+    meta = {k: v for k, v in checkpoint['meta'].items() if k in RELEASE_META}
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(out_file, 'wb') as f:

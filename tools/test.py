@@ -1,13 +1,15 @@
 """Evaluate a DrivePI checkpoint: every metric in one table, saved as JSON.
 
-    python tools/test.py CONFIG CKPT [--out-dir DIR] [--work-dir DIR] [--blind] [--cfg-options k=v ...]
+    python tools/test.py CONFIG CKPT [--out-dir DIR] [--work-dir DIR] [--blind] [--allow-partial]
+        [--cfg-options k=v ...]
 
 ``--out-dir DIR`` also writes each sample's predictions to ``DIR/predictions/<token>.npz`` (read by
 ``visualization/render_occupancy.py``) and the metrics to ``DIR/metrics.json``, all or nothing: into
 ``.DIR.incomplete`` beside it, which replaces DIR (and what an earlier run left there) when the run ends.
 ``--blind`` adds a second, "blind" pass over the same samples with the spatial tokens replaced by zeros
 (everything else equal) and reports its QA accuracy as ``blind_qa/...`` beside the model's ``qa/...``: how
-much of the answers comes from the scene.
+much of the answers comes from the scene. The checkpoint must match the config's model (keys, shapes, LLM tokenizer);
+``--allow-partial`` loads the matching part of one that does not and lists the rest.
 """
 import argparse
 import contextlib
@@ -19,6 +21,7 @@ from mmengine.config import Config, DictAction
 from mmengine.dist import barrier, is_main_process
 from mmengine.runner import Runner, TestLoop
 
+from drivepi.engine.checkpoint_loading import ALLOW_PARTIAL_HELP
 from drivepi.evaluation import format_metrics_table, save_metrics_json
 from drivepi.fileio import replace_directory
 from drivepi.utils import load_run_config, register_all_modules
@@ -34,6 +37,7 @@ def parse_args() -> argparse.Namespace:
                         help='override config entries, e.g. test_dataloader.dataset.indices=10')
     parser.add_argument('--blind', action='store_true',
                         help='also answer the questions with the spatial tokens zeroed and report that QA accuracy')
+    parser.add_argument('--allow-partial', action='store_true', help=ALLOW_PARTIAL_HELP)
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
     return parser.parse_args()
@@ -47,7 +51,7 @@ def test_metric_cfgs(cfg: Config) -> list:
 def build_config(args: argparse.Namespace) -> Config:
     """Load the config, apply overrides, point it at the checkpoint, deploy the model (LoRA merged)
     before testing and add the prediction writer."""
-    cfg = load_run_config(args.config, args.launcher, args.cfg_options, args.work_dir)
+    cfg = load_run_config(args.config, args.launcher, args.cfg_options, args.work_dir, args.allow_partial)
     cfg.load_from = args.checkpoint
     cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='DeployModelHook')]  # LoRA merged for inference
     if args.out_dir:

@@ -1,15 +1,18 @@
 """Train a DrivePI model with the MMEngine Runner.
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--allow-partial]
+        [--cfg-options k=v ...]
 
 Multi-GPU / multi-node: ``bash tools/dist_train.sh CONFIG NGPUS`` (torchrun; NNODES, NODE_RANK,
-MASTER_ADDR, MASTER_PORT are honoured) or ``--launcher slurm`` under srun.
+MASTER_ADDR, MASTER_PORT are honoured) or ``--launcher slurm`` under srun. A ``load_from`` or resumed
+checkpoint must match the model; ``--allow-partial`` loads the matching part (e.g. to fine-tune a new head).
 """
 import argparse
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
+from drivepi.engine.checkpoint_loading import ALLOW_PARTIAL_HELP
 from drivepi.utils import load_run_config, register_all_modules
 
 
@@ -24,6 +27,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision (bf16 on CUDA)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. train_cfg.max_iters=100')
+    parser.add_argument('--allow-partial', action='store_true', help=ALLOW_PARTIAL_HELP)
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
     return parser.parse_args()
@@ -31,7 +35,7 @@ def parse_args() -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace) -> Config:
     """Load the config file and apply the command-line overrides."""
-    cfg = load_run_config(args.config, args.launcher, args.cfg_options, args.work_dir)
+    cfg = load_run_config(args.config, args.launcher, args.cfg_options, args.work_dir, args.allow_partial)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('dtype', 'bfloat16')

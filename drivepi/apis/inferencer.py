@@ -32,6 +32,7 @@ from mmengine.infer import BaseInferencer
 from drivepi.datasets.converters.nuscenes_converter import INFO_VERSION
 from drivepi.datasets.qa_schema import QAConversation, QATurn
 from drivepi.engine import PredictionWriter
+from drivepi.engine.checkpoint_loading import check_checkpoint
 from drivepi.registry import DATASETS
 from drivepi.utils import register_all_modules
 
@@ -57,17 +58,24 @@ class DrivePIInferencer(BaseInferencer):
         model: config file path or ``Config``.
         weights: checkpoint file (MMEngine ``.pth``); None runs the config's initial weights, with a warning.
         device: ``'cpu'``, ``'cuda'``, ...; None picks the available accelerator.
+        allow_partial: load a checkpoint that does not match the model, listing what was not loaded, instead
+            of failing (:func:`drivepi.engine.checkpoint_loading.check_checkpoint`).
     """
 
     visualize_kwargs: set = {'img_out_dir', 'no_save_vis'}
     postprocess_kwargs: set = {'pred_out_dir', 'no_save_pred'}
 
-    def __init__(self, model: Union[str, Config], weights: Optional[str] = None, device: Optional[str] = None):
+    def __init__(self, model: Union[str, Config], weights: Optional[str] = None, device: Optional[str] = None,
+                 allow_partial: bool = False):
         register_all_modules()
+        self.allow_partial = allow_partial
         super().__init__(model=model, weights=weights, device=device, scope='drivepi', show_progress=False)
 
     def _load_weights_to_model(self, model, checkpoint: Optional[dict], cfg) -> None:
-        """Load the checkpoint, then deploy the model as tools/test.py does (LoRA merged, eval mode)."""
+        """Check the checkpoint against the model and load it, then deploy the model as tools/test.py does (LoRA
+        merged, eval mode)."""
+        if checkpoint is not None:
+            check_checkpoint(model, checkpoint, self.allow_partial)
         super()._load_weights_to_model(model, checkpoint, cfg)
         model.deploy()
 

@@ -83,8 +83,11 @@ class ModelPlanner:
 
     @classmethod
     def from_config(cls, cfg, checkpoint: str, scene_infos: dict, metainfo: dict, work_dir,
-                    device: str = 'cpu') -> 'ModelPlanner':
+                    device: str = 'cpu', allow_partial: bool = False) -> 'ModelPlanner':
         """Build the model from ``cfg.model``, load ``checkpoint``, and the pipeline from ``cfg.test_dataloader``.
+
+        The checkpoint must match the model (:func:`drivepi.engine.checkpoint_loading.check_checkpoint`);
+        ``allow_partial`` loads the matching part of one that does not, listing the rest.
 
         ``metainfo`` is the info file's (``info_version``, ``occ_classes``, ...): the lazily initialised
         dataset never reads the file itself.
@@ -92,8 +95,7 @@ class ModelPlanner:
         ``cfg.closed_loop.model`` may set ``drop_transforms`` (default :data:`GT_TRANSFORMS`) and
         ``sweep_interval`` (s, default 0.1); ``num_sweeps`` is the test pipeline's ``sweeps_num``.
         """
-        from mmengine.runner import load_checkpoint
-
+        from drivepi.engine.checkpoint_loading import load_model_checkpoint
         from drivepi.registry import DATASETS, MODELS
         from drivepi.utils import register_all_modules
         register_all_modules()
@@ -105,12 +107,12 @@ class ModelPlanner:
         ds_cfg.update(data_root=str(work_dir), ann_file='', qa_file=None, pipeline=pipeline, test_mode=True,
                       lazy_init=True, metainfo=dict(ds_cfg.get('metainfo') or {}, **metainfo))
         model = MODELS.build(cfg.model)
-        load_checkpoint(model, str(checkpoint), map_location='cpu')
+        load_model_checkpoint(model, checkpoint, allow_partial)
         model.to(device).deploy()
         planner = cls(model, DATASETS.build(ds_cfg), scene_infos, work_dir, num_sweeps=sweeps[0] if sweeps else 0,
                       sweep_interval=options.get('sweep_interval', 0.1))
         planner.checkpoint_digest = file_digest(checkpoint)
-        planner.recipe = (cfg.to_dict(), str(checkpoint), scene_infos, metainfo, str(work_dir), device)
+        planner.recipe = (cfg.to_dict(), str(checkpoint), scene_infos, metainfo, str(work_dir), device, allow_partial)
         return planner
 
     def plan(self, ctx: PlanningContext) -> np.ndarray:

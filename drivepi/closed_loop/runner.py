@@ -248,8 +248,10 @@ def build_runner(cfg: dict, out_dir) -> ClosedLoopRunner:
 PLANNER_NAMES = ('expert', 'constant_velocity', 'model')
 
 
-def build_planners(names, cfg, checkpoint, scenes: 'SceneSelection', work_dir, device: str = 'cpu') -> dict:
-    """Planners by name (:data:`PLANNER_NAMES`); ``model`` is built from ``cfg`` and ``checkpoint``.
+def build_planners(names, cfg, checkpoint, scenes: 'SceneSelection', work_dir, device: str = 'cpu',
+                   allow_partial: bool = False) -> dict:
+    """Planners by name (:data:`PLANNER_NAMES`); ``model`` is built from ``cfg`` and ``checkpoint``
+    (``allow_partial``: see :meth:`~drivepi.closed_loop.model_planner.ModelPlanner.from_config`).
 
     Raises:
         ValueError: ``model`` is asked for without a checkpoint, or a name is unknown.
@@ -267,7 +269,7 @@ def build_planners(names, cfg, checkpoint, scenes: 'SceneSelection', work_dir, d
                                  'the baselines with --planner expert --planner constant_velocity)')
             from .model_planner import ModelPlanner
             planners[name] = ModelPlanner.from_config(cfg, checkpoint, scenes.infos, scenes.metainfo, work_dir,
-                                                      device)
+                                                      device, allow_partial)
         else:
             raise ValueError(f'unknown planner {name!r}; choose from {PLANNER_NAMES}')
     return planners

@@ -18,6 +18,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
+from drivepi.fileio import read_pickle
 from drivepi.sim.geometry import pose2d_matrix, transform_boxes, transform_points, wrap_angle
 from drivepi.sim.world import AgentStates
 
@@ -145,11 +146,10 @@ def load_scene_infos(info_file) -> Tuple[Dict[str, list], dict]:
     Raises:
         FileNotFoundError / ValueError naming ``info_file`` when it is missing or lacks the keys.
     """
-    import mmengine
     path = Path(info_file)
     if not path.is_file():
         raise FileNotFoundError(f'{path}: info file not found (create it with tools/create_data.py)')
-    data = mmengine.load(str(path))
+    data = read_pickle(path, 'info file')
     if not isinstance(data, dict) or 'data_list' not in data or 'metainfo' not in data:
         raise ValueError(f'{path}: not an mmdet3d v2 info file (no data_list / metainfo)')
     scenes: Dict[str, list] = {}

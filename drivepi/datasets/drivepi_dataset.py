@@ -10,6 +10,7 @@ from mmengine.logging import print_log
 
 from drivepi.datasets.converters.nuscenes_converter import INFO_VERSION
 from drivepi.datasets.qa_schema import QAConversation, load_qa_file
+from drivepi.fileio import naming_the_file
 from drivepi.geometry import CAMERA_NAMES, DETECTION_CLASSES
 from drivepi.registry import DATASETS
 
@@ -99,7 +100,8 @@ class DrivePIDataset(Det3DDataset):
         none of whose samples is in the info file (:func:`check_qa_coverage`; checked on the whole file,
         before ``indices`` picks a subset)."""
         configured = self._metainfo.pop('occ_classes', None)
-        data_list = super().load_data_list()  # fills self._metainfo with the file's metainfo
+        with naming_the_file(self.ann_file, 'info file'):
+            data_list = super().load_data_list()  # fills self._metainfo with the file's metainfo
         from_file = list(self._metainfo['occ_classes'])
         if configured is not None and list(configured) != from_file:
             raise ValueError(f'occ_classes of the config ({len(configured)}: {list(configured)[:3]}...) differ '

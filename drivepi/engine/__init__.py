@@ -1,7 +1,7 @@
-"""Runner-side pieces: checkpoint loading under torch >= 2.6, prediction dumping and model deployment
-for tools/test.py."""
-from . import checkpoint_loading  # noqa: F401  (registers the local checkpoint loader)
+"""Runner-side pieces: safe and checked checkpoint loading (the local checkpoint loader and
+``CheckpointCheckHook``), prediction dumping and model deployment for tools/test.py."""
+from .checkpoint_loading import CheckpointCheckHook  # also registers the local checkpoint loader
 from .deploy_hook import DeployModelHook
 from .prediction_writer import PredictionWriter
 
-__all__ = ['DeployModelHook', 'PredictionWriter']
+__all__ = ['CheckpointCheckHook', 'DeployModelHook', 'PredictionWriter']

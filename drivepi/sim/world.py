@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drivepi.fileio import atomic_write_text
+from drivepi.fileio import atomic_write_text, read_json
 from drivepi.geometry import OPENOCC_CLASSES as OCC_CLASSES  # noqa: F401  (the generator imports it from here)
 from drivepi.sim import layout, sensors
 from drivepi.sim.calibration import camera_calibs, lidar2ego
@@ -288,8 +288,4 @@ def load_scene_world(data_root, scene_name: str) -> SceneWorld:
     path = Path(data_root) / 'worlds' / f'{scene_name}.json'
     if not path.is_file():
         raise FileNotFoundError(f'{path}: world file of scene {scene_name!r} not found')
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f'{path}: truncated or invalid JSON ({err})') from err
-    return SceneWorld.from_dict(data, str(path))
+    return SceneWorld.from_dict(read_json(path, 'world file'), str(path))

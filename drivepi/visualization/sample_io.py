@@ -4,7 +4,6 @@ Every reader validates and raises an error naming the file and the problem (miss
 key, wrong shape, NaN) instead of drawing something wrong.
 """
 import json
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -13,6 +12,7 @@ import numpy as np
 
 from drivepi.datasets.drivepi_dataset import NUSCENES_DATA_PREFIX
 from drivepi.datasets.file_checks import check_exists, check_image_file
+from drivepi.fileio import read_pickle
 from drivepi.geometry import CAMERA_NAMES
 
 from .occ_grid import check_grid
@@ -52,11 +52,7 @@ class SampleView:
 def load_infos(info_path) -> dict:
     """Load an info ``.pkl`` (``{'metainfo', 'data_list'}``); ValueError naming the file if malformed."""
     info_path = check_exists(info_path, 'info file')
-    try:
-        with open(info_path, 'rb') as f:
-            infos = pickle.load(f)
-    except (pickle.UnpicklingError, EOFError) as err:
-        raise ValueError(f'info file {info_path} is truncated or not a pickle: {err}') from err
+    infos = read_pickle(info_path, 'info file')
     if not isinstance(infos, dict) or not isinstance(infos.get('data_list'), list):
         raise ValueError(f"info file {info_path} has no 'data_list' list (not an mmdet3d v2 info file)")
     return infos

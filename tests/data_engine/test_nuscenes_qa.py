@@ -50,7 +50,7 @@ def test_import_filters_by_tokens_and_cli_writes_schema(qa_json, tmp_path):
 
 
 @pytest.mark.parametrize('content, problem', [
-    ('{"questions": [', r'NuScenes_val_questions.json: invalid JSON'),
+    ('{"questions": [', r'NuScenes_val_questions.json is empty, truncated or malformed \(JSONDecodeError'),
     ('[]', r'expected an object with a "questions" list'),
     (json.dumps(dict(questions=[question('s', 'q?', 'yes', 'exist'), dict(sample_token='s', question='q?')])),
      r"questions\[1\]: question lacks \['answer', 'template_type'\]"),

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from data_engine.generate_qa import main as generate_qa
+from drivepi.engine.checkpoint_loading import SIGNATURE_KEY, load_checkpoint_file
 from drivepi.geometry import OCC_GRID
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,7 +46,11 @@ def run_tool(*args) -> str:
 
 
 def checkpoint_iter(path: Path) -> int:
-    return torch.load(path, map_location='cpu', weights_only=False)['meta']['iter']
+    """The iteration of a training checkpoint, read as every tool reads it: safely (``weights_only``, the
+    message hub under its allow-list), and checked to carry the model signature the Runner stored."""
+    meta = load_checkpoint_file(path)['meta']
+    assert set(meta[SIGNATURE_KEY]) == {'state_dict_sha256', 'num_tensors', 'llm_vocab_size', 'tokenizer_sha256'}
+    return meta['iter']
 
 
 def test_train_resume_and_test(mini_config, mini_dataset, tmp_path):

@@ -11,7 +11,6 @@ one-sample scenes: their planning label and ego status come from the ego poses o
 record (through the same functions as the keyframes'), their future boxes and annotation
 velocities from their parent keyframe; infos mark them ``recovery=True`` (``False`` everywhere else).
 """
-import json
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -26,7 +25,7 @@ from tqdm import tqdm
 
 from drivepi.datasets.converters.ego_motion import boxes_global_to_frame, driving_command, ego_status, future_trajectory
 from drivepi.datasets.file_checks import check_image_file, check_points_file
-from drivepi.fileio import atomic_write_pickles
+from drivepi.fileio import atomic_write_pickles, read_json
 from drivepi.geometry import DETECTION_CLASSES, OCC_CLASSES
 
 MINI_VERSION = 'v1.0-drivepi-mini'
@@ -61,8 +60,7 @@ def load_scene_splits(root_path: Path, version: str) -> dict:
     if not split_file.is_file():
         raise FileNotFoundError(f'split file {split_file} not found: version {version!r} is not an official '
                                 f'nuScenes version ({sorted(REAL_SPLITS)}), so its scene split must be there')
-    with open(split_file) as f:
-        splits = json.load(f)
+    splits = read_json(split_file, 'split file')
     if not isinstance(splits, dict) or not {'train', 'val'} <= set(splits):
         raise ValueError(f'split file {split_file} must map "train" and "val" to lists of scene names')
     return dict(train=list(splits['train']), val=list(splits['val']))
@@ -73,8 +71,18 @@ def load_recovery_table(root_path: Path, version: str) -> dict:
     path = Path(root_path) / version / RECOVERY_TABLE
     if not path.is_file():
         return {}
-    with open(path) as f:
-        return {rec['sample_token']: rec for rec in json.load(f)}
+    return {rec['sample_token']: rec for rec in read_json(path, 'recovery table')}
+
+
+def load_nuscenes(root_path, version: str) -> NuScenes:
+    """``NuScenes(version, dataroot=root_path)``; a truncated or malformed table raises a ValueError naming its
+    file (the devkit's JSON error names none)."""
+    try:
+        return NuScenes(version=version, dataroot=str(root_path), verbose=False)
+    except ValueError:  # json.JSONDecodeError or UnicodeDecodeError of one of the tables
+        for table in sorted((Path(root_path) / version).glob('*.json')):
+            read_json(table, 'nuScenes table')
+        raise
 
 
 class NuScenesInfoBuilder:
@@ -325,7 +333,7 @@ def create_drivepi_infos(root_path, out_dir, version: str, max_sweeps: int = 10,
         raise ValueError(f'occ_format must be one of {sorted(OCC_CLASSES)}, got {occ_format!r}')
     root_path, out_dir = Path(root_path), Path(out_dir)
     splits = load_scene_splits(root_path, version)
-    nusc = NuScenes(version=version, dataroot=str(root_path), verbose=False)
+    nusc = load_nuscenes(root_path, version)
     recovery = load_recovery_table(root_path, version)
     builder = NuScenesInfoBuilder(nusc, max_sweeps, resolve_occ_root(root_path, version, occ_format, occ_root),
                                   recovery)
