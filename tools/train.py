@@ -1,4 +1,4 @@
-"""Train a DrivePI model with the MMEngine Runner.
+"""Train a DrivePI model with the MMEngine Runner (the FlexibleRunner for the sharded FSDP configs).
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--allow-partial]
         [--cfg-options k=v ...]
@@ -10,9 +10,9 @@ checkpoint must match the model; ``--allow-partial`` loads the matching part (e.
 import argparse
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
 
 from drivepi.engine.checkpoint_loading import ALLOW_PARTIAL_HELP
+from drivepi.engine.distributed import build_runner
 from drivepi.utils import load_run_config, register_all_modules
 
 
@@ -49,7 +49,7 @@ def build_config(args: argparse.Namespace) -> Config:
 def main() -> None:
     args = parse_args()
     register_all_modules(init_default_scope=False)
-    runner = Runner.from_cfg(build_config(args))
+    runner = build_runner(build_config(args))
     runner.train()
 
 

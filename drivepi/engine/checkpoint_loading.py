@@ -25,6 +25,7 @@ import pickle
 import re
 import zipfile
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, List, Optional
 
@@ -35,6 +36,7 @@ from mmengine.logging import HistoryBuffer, print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner.checkpoint import CheckpointLoader, load_state_dict
 from numpy.core.multiarray import _reconstruct, scalar
+from torch.distributed.fsdp import FullyShardedDataParallel, StateDictType
 
 from drivepi.registry import HOOKS
 
@@ -225,8 +227,16 @@ def add_checkpoint_check(cfg, allow_partial: bool = False) -> None:
     cfg['custom_hooks'] = hooks
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if is_model_wrapper(model) else model
+@contextmanager
+def _plain_model(model: torch.nn.Module):
+    """The Runner's model as its checkpoints see it: ``state_dict()`` under the plain names and shapes. A DDP
+    wrapper is removed; an FSDP model (drivepi/engine/fsdp.py), whose inner modules hold flattened shards, keeps
+    its root and gives its sharded state dict meanwhile (the full shapes, nothing gathered)."""
+    if isinstance(model, FullyShardedDataParallel):
+        with FullyShardedDataParallel.state_dict_type(model, StateDictType.SHARDED_STATE_DICT):
+            yield model
+    else:
+        yield model.module if is_model_wrapper(model) else model
 
 
 @HOOKS.register_module()
@@ -242,7 +252,9 @@ class CheckpointCheckHook(Hook):
         self.allow_partial = allow_partial
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint['meta'][SIGNATURE_KEY] = model_signature(_unwrap(runner.model))
+        with _plain_model(runner.model) as model:
+            checkpoint['meta'][SIGNATURE_KEY] = model_signature(model)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        check_checkpoint(_unwrap(runner.model), checkpoint, self.allow_partial)
+        with _plain_model(runner.model) as model:
+            check_checkpoint(model, checkpoint, self.allow_partial)
