@@ -42,7 +42,8 @@ def test_full_size_training_config_values():
     assert cfg.optim_wrapper.optimizer.fused and cfg.env_cfg.cudnn_benchmark
     assert cfg.train_dataloader.batch_size == 4 and cfg.num_sweeps == 10 and cfg.img_size == (256, 704)
     llm = cfg.model.llm
-    assert llm.gradient_checkpointing and llm.dtype == 'bfloat16' and llm.train_mode == 'lora'
+    assert not llm.gradient_checkpointing and llm.dtype == 'bfloat16' and llm.train_mode == 'lora'
+    assert llm.lora_cfg.lora_dropout == 0.0
     assert cfg.model.lidar_branch.voxel_filter.keep_ratios == [0.3, 0.6, 0.9]
 
 

@@ -35,6 +35,7 @@ from drivepi.benchmarking import (
     median_ms,
     module_timing_hooks,
     stack_sweeps,
+    timed_runs,
 )
 from drivepi.fileio import atomic_write_json, atomic_write_text
 from drivepi.models.heads import stack_field
@@ -141,14 +142,27 @@ def count_gflops(model, inputs, samples) -> float:
     return counter.get_total_flops() / 1e9
 
 
+DECODE_VARIANTS = dict(  # name: (table label, compile_decoder, cuda_graphs)
+    compiled=('compiled CUDA graph', True, True), no_compile=('CUDA graph', False, True),
+    no_cuda_graphs=('eager', False, False))
+
+
 def bench_decode(model, inputs, samples, device, args) -> dict:
-    """Per-token greedy answer decoding after the frame's multimodal prefix (KV cache), with the CUDA-graph
-    step and eagerly."""
-    result = decode_latency(model, inputs, samples, device, args)
-    model.llm.cuda_graphs = False
-    eager = decode_latency(model, inputs, samples, device, args)
-    model.llm.cuda_graphs = True
-    result['decode_ms_per_token_no_cuda_graphs'] = eager['decode_ms_per_token']
+    """Per-token greedy answer decoding after the frame's multimodal prefix (KV cache) for each of
+    ``DECODE_VARIANTS`` (``decode_ms_per_token_<variant>`` and its ``_range``); ``decode_ms_per_token``,
+    ``prefill_ms`` and ``prefix_tokens`` are those of the LLM's configured variant."""
+    llm = model.llm
+    configured = (llm.compile_decoder, llm.cuda_graphs)
+    runs = {}
+    for name, (_, compile_decoder, graphs) in DECODE_VARIANTS.items():
+        llm.compile_decoder, llm.cuda_graphs = compile_decoder, graphs  # the setter drops the decoder
+        runs[name] = decode_latency(model, inputs, samples, device, args)
+    llm.compile_decoder, llm.cuda_graphs = configured
+    default = 'no_cuda_graphs' if not llm.cuda_graphs else 'compiled' if llm.compile_decoder else 'no_compile'
+    result = dict(runs[default])
+    for name, run in runs.items():
+        result[f'decode_ms_per_token_{name}'] = run['decode_ms_per_token']
+        result[f'decode_ms_per_token_{name}_range'] = run['decode_ms_per_token_range']
     return result
 
 
@@ -167,9 +181,15 @@ def decode_latency(model, inputs, samples, device, args) -> dict:
             return llm.decoder.generate(question, num_tokens, stop_ids=())
         assert len(answer(args.decode_tokens + 1)) == args.decode_tokens + 1
         one = median_ms(lambda: answer(1), device, args.iters, 3)
-        full = median_ms(lambda: answer(args.decode_tokens + 1), device, max(3, args.iters // 4), 2)
-    return dict(decode_ms_per_token=(full - one) / args.decode_tokens, prefill_ms=prefill,
-                prefix_tokens=prefix.shape[1])
+        full = timed_runs(lambda: answer(args.decode_tokens + 1), device, max(3, args.iters // 4), 2)
+    per_token = [(1e3 * t - one) / args.decode_tokens for t in full]
+    return dict(decode_ms_per_token=statistics.median(per_token), decode_ms_per_token_range=spread(per_token),
+                prefill_ms=prefill, prefix_tokens=prefix.shape[1])
+
+
+def spread(values: list) -> list:
+    """[min, max] of the timed runs behind a median."""
+    return [min(values), max(values)]
 
 
 def train_step_fn(model, optim_wrapper, inputs, samples):
@@ -190,10 +210,12 @@ def bench_training(model, cfg, inputs, samples, device, args) -> dict:
     step = train_step_fn(model, optim_wrapper, inputs, samples)
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
-    ms = median_ms(step, device, max(3, args.iters // 2), 3)
+    runs = [1e3 * t for t in timed_runs(step, device, max(3, args.iters // 2), 3)]
+    ms = statistics.median(runs)
     peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == 'cuda' else float('nan')
     params = [p for p in model.parameters() if p.requires_grad]
-    result = dict(step_ms=ms, batch_size=len(samples), samples_per_s=1e3 * len(samples) / ms, peak_mem_gib=peak,
+    result = dict(step_ms=ms, step_ms_range=spread(runs), batch_size=len(samples),
+                  samples_per_s=1e3 * len(samples) / ms, peak_mem_gib=peak,
                   trainable_params_m=sum(p.numel() for p in params) / 1e6, optim_wrapper=cfg.optim_wrapper.type)
     if args.profile:
         result['profile_table'] = write_profile('training', step, device, args.out)
@@ -298,10 +320,14 @@ SECTION_ROWS = dict(
          f"({s['lidar_ms_off'] / s['lidar_ms_on']:.2f}x)"),
         ('Ada3D all heads off / on, ms', f"{s['latency_ms_off']:.1f} / {s['latency_ms_on']:.1f}")],
     training=lambda s, r: [(f"training, samples/s (batch {s['batch_size']})", f"{s['samples_per_s']:.2f}"),
+                           ('  step, ms (median, min-max)', f"{s['step_ms']:.0f} ({s['step_ms_range'][0]:.0f}-"
+                            f"{s['step_ms_range'][1]:.0f})"),
                            ('  peak memory, GiB', f"{s['peak_mem_gib']:.2f}")],
-    decode=lambda s, r: [('answer decode, ms/token', f"{s['decode_ms_per_token']:.2f}"),
-                         ('  without CUDA graphs, ms/token', f"{s['decode_ms_per_token_no_cuda_graphs']:.2f}"),
-                         (f"  prefill of {s['prefix_tokens']} tokens, ms", f"{s['prefill_ms']:.1f}")],
+    decode=lambda s, r: [('answer decode, ms/token (median, min-max)', '')] + [
+        (f'  {label}', '{:.2f} ({:.2f}-{:.2f})'.format(s[f'decode_ms_per_token_{name}'],
+                                                      *s[f'decode_ms_per_token_{name}_range']))
+        for name, (label, _, _) in DECODE_VARIANTS.items()]
+    + [(f"  prefill of {s['prefix_tokens']} tokens, ms", f"{s['prefill_ms']:.1f}")],
 )
 
 

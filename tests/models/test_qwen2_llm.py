@@ -2,6 +2,7 @@
 import pytest
 import torch
 from mmengine.config import Config
+from peft.tuners.tuners_utils import BaseTunerLayer
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from drivepi.models.llm import IGNORE_INDEX, DrivePIPrompt, Qwen2LLM
@@ -186,6 +187,40 @@ def test_lora_trains_adapters_and_freezes_base_weights(tiny_llm_dir):
             assert param.grad is None, name
     # lora_B starts at zero, so its gradient is what moves the adapter
     assert any(p.grad.abs().sum() > 0 for n, p in llm.named_parameters() if 'lora_B' in n)
+
+
+def test_lora_input_cast_is_skipped_under_autocast_with_the_same_outputs_and_gradients(tiny_llm_dir):
+    """bf16 weights, float32 adapters: under autocast the adapters' input stays bf16 (peft would cast it to
+    float32 and autocast straight back), with identical hidden states and adapter gradients; without
+    autocast the cast still happens."""
+    llm = Qwen2LLM(str(tiny_llm_dir), train_mode='lora', lora_cfg=LORA, dtype='bfloat16').train()
+    torch.manual_seed(0)
+    for name, param in llm.named_parameters():
+        if 'lora_B' in name:
+            param.data.normal_(std=0.5)
+    batch = DrivePIPrompt(llm.tokenizer).batch([2], 2, 1, [conversation()])
+    embeds = llm.embed_ids(batch.input_ids)
+    adapters = [p for n, p in llm.named_parameters() if p.requires_grad]
+    assert adapters and all(p.dtype == torch.float32 for p in adapters)
+    input_dtypes = []
+    lora_a = next(m for n, m in llm.named_modules() if n.endswith('q_proj.lora_A.default'))
+    lora_a.register_forward_pre_hook(lambda m, args: input_dtypes.append(args[0].dtype))
+
+    def run(amp: bool):
+        llm.zero_grad()
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=amp):
+            hidden = llm.hidden_states(embeds, batch.attention_mask)
+        hidden.square().mean().backward()
+        return [hidden.detach()] + [p.grad.clone() for p in adapters]
+
+    ours, plain = run(amp=True), run(amp=False)
+    for layer in llm.modules():
+        if isinstance(layer, BaseTunerLayer):
+            del layer._cast_input_dtype  # back to peft's own cast
+    for a, b in zip(ours, run(amp=True)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert all(torch.isfinite(t).all() for t in plain)
+    assert input_dtypes == [torch.bfloat16, torch.float32, torch.float32]  # ours/amp, ours/no amp, peft/amp
 
 
 def test_merged_lora_gives_the_same_hidden_states(tiny_llm_dir):

@@ -35,6 +35,11 @@ def test_benchmark_trains_deploys_and_reports_every_section(tmp_path, tiny_llm_d
     decode = report['decode']
     # a timing, not asserted positive: on a loaded 2-core machine the per-token difference can be noise
     assert decode['prefix_tokens'] > 625 + 6 and math.isfinite(decode['decode_ms_per_token'])
+    for variant in ('compiled', 'no_compile', 'no_cuda_graphs'):  # on a CPU all three decode eagerly
+        low, high = decode[f'decode_ms_per_token_{variant}_range']
+        assert low <= decode[f'decode_ms_per_token_{variant}'] <= high
+    low, high = report['training']['step_ms_range']
+    assert low <= report['training']['step_ms'] <= high
     for name in ('training', 'inference'):
         table = (tmp_path / f'bench_profile_{name}.txt').read_text()
         assert 'aten::' in table and 'sorted by cpu_time_total' in table

@@ -6,6 +6,7 @@ tiny checkpoint of ``tools/make_tiny_llm.py``) and applies the training mode of 
 ``'full'`` (every weight trains); optional gradient checkpointing and bf16 weights. Answers are decoded
 greedily by :class:`GreedyDecoder` (static KV cache, CUDA-graph steps on a GPU).
 """
+import types
 import warnings
 from pathlib import Path
 from typing import List, Optional
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from peft import LoraConfig, get_peft_model
+from peft.tuners.tuners_utils import BaseTunerLayer
 from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
 from drivepi.models.cuda_graphs import GraphedFunction
@@ -55,6 +57,19 @@ def build_causal_lm(llm_path: Path, llm_config: Optional[dict], dtype: torch.dty
     warnings.warn(message)
     print_log(message, logger='current', level=30)
     return Qwen2ForCausalLM(Qwen2Config(**llm_config)).to(dtype)
+
+
+def cast_outside_autocast(layer: BaseTunerLayer, x: Optional[torch.Tensor], dtype: torch.dtype):
+    """peft's cast of a LoRA layer's input to its adapters' dtype, skipped under autocast.
+
+    With bf16 base weights and float32 adapters, peft casts every adapter input to float32, which the
+    adapters' autocast matmuls cast straight back to bf16: two casts of a whole activation per projection
+    (and again in the gradient-checkpointing recompute and backward) that change no value. Outside
+    autocast the cast still happens, as matmuls of mixed dtypes need it.
+    """
+    if x is None or x.dtype == dtype or torch.is_autocast_enabled(x.device.type):
+        return x
+    return x.to(dtype)
 
 
 def resolve_tokenizer_path(llm_path: Path, tokenizer_path: Optional[str],
@@ -110,13 +125,15 @@ class Qwen2LLM(BaseModule):
         decode_cache_len: positions of the decoding KV cache (prefix + question history + answer).
         cuda_graphs: on a GPU, replay inference passes from CUDA graphs: each decoded token's step and
             the no-grad forward of an unpadded sequence (``hidden_states`` outside training).
+        compile_decoder: ``torch.compile`` the decoding step before its CUDA graph is captured (fewer,
+            fused kernels per token; the first answer on a GPU then waits for the compilation).
     """
 
     def __init__(self, llm_path: str, tokenizer_path: Optional[str] = None,
                  fallback_tokenizer_path: Optional[str] = None, llm_config: Optional[dict] = None,
                  train_mode: str = 'lora', lora_cfg: Optional[dict] = None, gradient_checkpointing: bool = False,
                  dtype: str = 'float32', loss_weight: float = 1.0, loss_average: str = 'token',
-                 decode_cache_len: int = 4096, cuda_graphs: bool = True):
+                 decode_cache_len: int = 4096, cuda_graphs: bool = True, compile_decoder: bool = False):
         super().__init__()
         if train_mode not in TRAIN_MODES:
             raise ValueError(f'train_mode {train_mode!r} is not one of {TRAIN_MODES}')
@@ -140,8 +157,12 @@ class Qwen2LLM(BaseModule):
             causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(use_reentrant=False))
         self.model = get_peft_model(causal_lm, LoraConfig(**(lora_cfg or {}))) \
             if train_mode == 'lora' else causal_lm
+        for layer in self.model.modules():
+            if isinstance(layer, BaseTunerLayer):
+                layer._cast_input_dtype = types.MethodType(cast_outside_autocast, layer)
         self.stop_ids = [self.tokenizer.convert_tokens_to_ids(t) for t in (IM_END, ENDOFTEXT)]
         self.decode_cache_len = decode_cache_len
+        self.compile_decoder = compile_decoder
         self._decoder: Optional[GreedyDecoder] = None
         self._graphed_forward = GraphedFunction(self._last_hidden_state)
         self.cuda_graphs = cuda_graphs
@@ -249,7 +270,8 @@ class Qwen2LLM(BaseModule):
     def decoder(self) -> GreedyDecoder:
         """The greedy decoder of this LLM (built on first use)."""
         if self._decoder is None:
-            self._decoder = GreedyDecoder(self.causal_lm, self.decode_cache_len, self._cuda_graphs)
+            self._decoder = GreedyDecoder(self.causal_lm, self.decode_cache_len, self._cuda_graphs,
+                                          self.compile_decoder)
         return self._decoder
 
     def prefill(self, prefix_embeds: torch.Tensor) -> torch.Tensor:
