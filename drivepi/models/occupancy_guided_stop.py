@@ -12,9 +12,12 @@ the planned path:
    sample the ego footprint (``EGO_LENGTH`` x ``EGO_WIDTH`` plus margins, centred ``rear_axle_to_center``
    ahead of the rear axle, heading along the path) is tested against the obstacles at that time; cells in
    the footprint at t = 0 are ignored (the ego's own cell or a mislabelled neighbour would block everything);
-3. if at least ``min_cells`` obstacle cells fall inside the footprint at some sample, every waypoint is
-   moved back along the path to at most ``stop_distance`` m before that sample's arc length (the path's
-   geometry is kept, only the progress along it is limited).
+3. if at least ``min_cells`` obstacle cells fall inside the footprint at some sample, the ego must stop
+   ``stop_distance`` m of path before it, at ``s_stop``. The plan's progress becomes a constant-deceleration
+   stop from its first waypoint's speed ``v0`` (``a = v0^2 / (2 s_stop)``), where it is ahead of the plan's own
+   progress: waypoint ``k`` moves back along the path to ``min(s_k, v0 t_k - a t_k^2 / 2)`` (the path's geometry
+   is kept). Braking starts at once: cutting only the waypoints beyond ``s_stop`` leaves the first ones at full
+   speed, and a tracking controller then brakes too late (on the mini benchmark's stopped lead cars it did).
 
 Nothing is learned; it runs after the heads in ``DrivePI.predict`` when the model config has a
 ``plan_refiner``.
@@ -78,7 +81,7 @@ class OccupancyGuidedStop(BaseModule):
 
     def __init__(self, dt: float = 0.5, occ_range: Sequence[float] = OCC_RANGE, voxel_size: float = OCC_VOXEL_SIZE,
                  obstacle_classes: Sequence[int] = OBSTACLE_CLASSES, z_range: Sequence[float] = (0.2, 2.0),
-                 lateral_margin: float = 0.2, longitudinal_margin: float = 0.5, stop_distance: float = 1.0,
+                 lateral_margin: float = 0.0, longitudinal_margin: float = 0.5, stop_distance: float = 1.0,
                  samples_per_step: int = 5, min_cells: int = 2, use_flow: bool = True, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         for name, value in dict(dt=dt, voxel_size=voxel_size, samples_per_step=samples_per_step,
@@ -156,7 +159,17 @@ class OccupancyGuidedStop(BaseModule):
         s_path = arc_lengths(path)
         s_stop = (s_path[hit] - self.stop_distance).clamp(min=0.0)
         s_knots = s_path[::self.samples_per_step][1:]
-        return point_at_arc_length(path, s_path, torch.minimum(s_knots, s_stop)).to(traj.dtype)
+        s_braking = self.braking_progress(s_knots[0] / self.dt, s_stop, len(s_knots))
+        return point_at_arc_length(path, s_path, torch.minimum(s_knots, s_braking)).to(traj.dtype)
+
+    def braking_progress(self, v0: torch.Tensor, s_stop: torch.Tensor, num: int) -> torch.Tensor:
+        """(num,) distance (m) covered at ``t_k = dt (k + 1)`` by a constant-deceleration stop from speed ``v0``
+        (m/s) that ends exactly ``s_stop`` m ahead."""
+        if s_stop <= 0 or v0 <= 0:
+            return s_stop.expand(num)
+        decel = v0 ** 2 / (2 * s_stop)
+        t = self.dt * torch.arange(1, num + 1, device=s_stop.device, dtype=torch.float32)
+        return torch.where(t < v0 / decel, v0 * t - decel * t ** 2 / 2, s_stop)
 
 
 __all__ = ['OccupancyGuidedStop', 'OBSTACLE_CLASSES']
