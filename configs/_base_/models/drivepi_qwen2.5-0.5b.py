@@ -62,4 +62,7 @@ model = dict(
                   loss_plan=dict(type='mmdet.L1Loss', loss_weight=1.0),
                   loss_collision=dict(type='PlanCollisionLoss', ego_length=4.084, ego_width=1.85,
                                       margin=0.5, loss_weight=0.5))),
+    # at inference the plan brakes before the first collision with the model's own occupancy and flow
+    # (UniAD-style; drivepi/models/occupancy_guided_stop.py); plan_refiner=None gives the raw planning head
+    plan_refiner=dict(type='OccupancyGuidedStop'),
 )
