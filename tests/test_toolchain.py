@@ -1,6 +1,7 @@
 """The toolchain is real: mmdet3d structures and transforms, mmcv ops, spconv and open3d all work here,
 on the real nuScenes keyframe where data matters. Each check compares against an independent numpy
 computation."""
+import multiprocessing
 import pickle
 
 import numpy as np
@@ -114,7 +115,8 @@ def test_spconv_submanifold_conv_matches_dense_conv():
     torch.testing.assert_close(out.features[order], ref[ref_order], rtol=1e-4, atol=1e-4)
 
 
-def test_open3d_headless_render_draws_the_object():
+def render_red_box() -> np.ndarray:
+    """A red unit box on white, 160 x 120 pixels, through open3d's headless OffscreenRenderer."""
     import open3d as o3d
     from open3d.visualization import rendering
     renderer = rendering.OffscreenRenderer(160, 120)
@@ -127,7 +129,15 @@ def test_open3d_headless_render_draws_the_object():
     material.base_color = [1.0, 0.0, 0.0, 1.0]
     renderer.scene.add_geometry('box', box, material)
     renderer.setup_camera(60.0, [0, 0, 0], [0, 0, 4], [0, 1, 0])
-    image = np.asarray(renderer.render_to_image())
+    return np.asarray(renderer.render_to_image())
+
+
+def test_open3d_headless_render_draws_the_object():
+    """Rendered in a forked child, as drivepi.visualization.render does: a renderer made in the test process
+    itself would leave Filament's engine in every later fork, whose renders then take minutes (measured: the
+    inferencer's picture 4.7 s alone, 12 min after this test in one pytest process)."""
+    with multiprocessing.get_context('fork').Pool(1) as pool:
+        image = pool.apply(render_red_box)
     assert image.shape == (120, 160, 3)
     centre, corner = image[60, 80], image[2, 2]
     assert centre[0] > 150 and centre[1] < 50 and centre[2] < 50, f'centre pixel {centre} is not red'
