@@ -126,13 +126,13 @@ class OccupancyGuidedStop(BaseModule):
             path: (S, 2) rear-axle positions, m; ``path[0]`` is the ego now. times: (S,) s.
             centres, velocities: (N, 2) obstacle columns at t = 0 and their velocities.
         """
-        heading = torch.zeros(len(path), device=path.device)
         step = path[1:] - path[:-1]
         moving = step.norm(dim=-1) > 1e-3
-        angles = torch.atan2(step[:, 1], step[:, 0])
-        for k in range(1, len(path)):  # the heading of a standing sample is the previous one's
-            heading[k] = angles[k - 1] if moving[k - 1] else heading[k - 1]
-        heading[0] = heading[1] if len(path) > 1 else 0.0
+        angles = torch.cat([step.new_zeros(1), torch.atan2(step[:, 1], step[:, 0])])  # [0]: before any move
+        # index into ``angles`` of the last moving step so far: a standing sample keeps the last heading (no
+        # per-sample host sync, unlike a Python loop over the samples on a GPU); sample 0 takes sample 1's
+        last_move = torch.where(moving, torch.arange(1, len(path), device=path.device), 0).cummax(0).values
+        heading = angles[torch.cat([last_move[:1], last_move])]
         cos, sin = heading.cos()[:, None], heading.sin()[:, None]
         centre_x = path[:, 0:1] + EGO_REAR_AXLE_TO_CENTER * cos
         centre_y = path[:, 1:2] + EGO_REAR_AXLE_TO_CENTER * sin
