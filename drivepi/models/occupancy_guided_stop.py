@@ -1,4 +1,4 @@
-"""Occupancy-guided stop: the planned trajectory is cut short before the first predicted collision.
+"""Occupancy-guided stop: the planned trajectory brakes before the first predicted collision.
 
 The planning head regresses waypoints from the LLM's planning queries and has no hard notion of free
 space, so in closed loop it can drive into a stopped lead car that the occupancy head sees perfectly
