@@ -21,6 +21,9 @@ from drivepi.models.llm.prompt import DrivePIPrompt
 from drivepi.registry import MODELS
 
 SampleList = List[Det3DDataSample]
+FREEZABLE_MODULES = ('lidar_branch', 'camera_branch', 'fuser', 'token_filter', 'projector', 'back_projector',
+                     'spatial_position', 'heads')
+ENCODERS = ('lidar_branch', 'camera_branch', 'fuser')
 
 
 @MODELS.register_module()
@@ -50,6 +53,10 @@ class DrivePI(Base3DDetector):
             (the dataset checks it against its QA file when given the same limit and tokenizer).
         blind_spatial_tokens: replace the spatial tokens by zeros (everything else equal): the "blind"
             pass of ``tools/test.py --blind`` that measures how much the answers depend on the scene.
+        frozen_modules: names from :data:`FREEZABLE_MODULES` whose weights do not train and which stay in
+            eval mode, for staged training (e.g. the language stage of ``drivepi_mini_long_qa_stage.py``);
+            the losses of frozen parts are not computed and frozen encoders run without autograd. The
+            LLM's own weights follow its ``train_mode``.
         data_preprocessor: ``Det3DDataPreprocessor`` config.
     """
 
@@ -58,10 +65,15 @@ class DrivePI(Base3DDetector):
                  projector: dict = dict(type='MLPProjector'), spatial_position: Optional[dict] = None,
                  num_plan_queries: int = 6, instruction: Optional[str] = None, plan_refiner: Optional[dict] = None,
                  max_answer_tokens: int = 64,
-                 blind_spatial_tokens: bool = False, data_preprocessor: Optional[dict] = None, init_cfg=None):
+                 blind_spatial_tokens: bool = False, frozen_modules: Sequence[str] = (),
+                 data_preprocessor: Optional[dict] = None, init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if (camera_branch is None) != (fuser is None):
             raise ValueError('camera_branch and fuser go together: give both or neither')
+        unknown = sorted(set(frozen_modules) - set(FREEZABLE_MODULES))
+        if unknown:
+            raise ValueError(f'frozen_modules {unknown} are not parts of DrivePI that can be frozen '
+                             f'(one of {FREEZABLE_MODULES})')
         self.grid_size = tuple(grid_size)
         self.lidar_branch = MODELS.build(lidar_branch)
         self.camera_branch = MODELS.build(camera_branch) if camera_branch is not None else None
@@ -83,6 +95,17 @@ class DrivePI(Base3DDetector):
         self.prompt = DrivePIPrompt(self.llm.tokenizer, instruction)
         self.max_answer_tokens = max_answer_tokens
         self.blind_spatial_tokens = blind_spatial_tokens
+        self.frozen_modules = tuple(name for name in frozen_modules if getattr(self, name) is not None)
+        for name in self.frozen_modules:
+            getattr(self, name).requires_grad_(False)
+
+    def train(self, mode: bool = True) -> 'DrivePI':
+        """``nn.Module.train``, keeping the frozen modules in eval mode (their normalisation statistics
+        and filters behave as at test time)."""
+        super().train(mode)
+        for name in self.frozen_modules:
+            getattr(self, name).eval()
+        return self
 
     # ------------------------------------------------------------------ features
     def extract_feat(self, inputs: dict, data_samples: SampleList, gt_occ: Optional[torch.Tensor] = None):
@@ -138,10 +161,14 @@ class DrivePI(Base3DDetector):
         (LiDAR voxels), ``loss_token_importance``, plus the LiDAR branch's ``*_ratio`` statistics (no
         'loss' in the name: logged, not summed)."""
         gt_occ = stack_field(data_samples, 'gt_occ', self.grid_size, torch.long, inputs['points'][0].device)
-        bev, aux = self.extract_feat(inputs, data_samples, gt_occ=gt_occ)
+        encoders_frozen = all(name in self.frozen_modules for name in ENCODERS if getattr(self, name) is not None)
+        with torch.set_grad_enabled(not encoders_frozen):
+            bev, aux = self.extract_feat(inputs, data_samples,
+                                         gt_occ=None if 'lidar_branch' in self.frozen_modules else gt_occ)
         out = self._run_llm(bev, data_samples, [ds.get('conversations', []) for ds in data_samples])
         losses = dict(loss_text=self.llm.text_loss(out['hidden'], out['prompt'].labels))
-        for name, head in self.heads.items():
+        heads = {} if 'heads' in self.frozen_modules else self.heads
+        for name, head in heads.items():
             head_losses = head.loss(out['feats'], data_samples)
             clashes = set(head_losses) & set(losses)
             if clashes:
@@ -150,7 +177,8 @@ class DrivePI(Base3DDetector):
         if 'loss_importance' in aux:
             losses['loss_importance'] = aux['loss_importance']
         losses.update({k: v.detach().float() for k, v in aux.items() if k.endswith('_ratio')})  # logged only
-        losses['loss_token_importance'] = self.token_filter.loss(out['scores'], gt_occ, bev.shape[2:])
+        if 'token_filter' not in self.frozen_modules:
+            losses['loss_token_importance'] = self.token_filter.loss(out['scores'], gt_occ, bev.shape[2:])
         return losses
 
     @torch.no_grad()
