@@ -102,6 +102,34 @@ def test_loss_is_finite_and_every_trainable_parameter_gets_a_gradient(model, bat
     assert model.plan_queries.grad.abs().sum() > 0
 
 
+LANGUAGE_STAGE_FROZEN = ['lidar_branch', 'camera_branch', 'fuser', 'token_filter', 'back_projector', 'heads']
+
+
+def test_frozen_modules_train_only_the_language_side(mini_cfg, batch):
+    torch.manual_seed(0)
+    model = MODELS.build(dict(mini_cfg, frozen_modules=LANGUAGE_STAGE_FROZEN))
+    model.init_weights()
+    model.train()
+    for name in LANGUAGE_STAGE_FROZEN:  # frozen parts keep test-time behaviour (BN statistics, filters)
+        assert not any(m.training for m in model.get_submodule(name).modules()), name
+    assert model.llm.training and model.projector.training
+    bn_stats = {n: b.clone() for n, b in model.named_buffers() if n.startswith('lidar_branch') and 'running' in n}
+    data = model.data_preprocessor(copy.deepcopy(batch), training=True)
+    losses = model(**data, mode='loss')
+    assert {k for k in losses if k.startswith('loss')} == {'loss_text'}  # frozen parts' losses are skipped
+    losses['loss_text'].backward()
+    for name in LANGUAGE_STAGE_FROZEN:
+        assert all(p.grad is None and not p.requires_grad for p in model.get_submodule(name).parameters()), name
+    for name in ('llm', 'projector', 'spatial_position'):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.get_submodule(name).parameters())
+    assert bn_stats and all(torch.equal(b, dict(model.named_buffers())[n]) for n, b in bn_stats.items())
+
+
+def test_frozen_modules_must_name_freezable_parts(mini_cfg):
+    with pytest.raises(ValueError, match="'llm'.*can be frozen"):
+        MODELS.build(dict(mini_cfg, frozen_modules=['llm']))
+
+
 def test_predict_outputs_follow_the_contract(model, batch):
     model.eval()
     data = model.data_preprocessor(copy.deepcopy(batch), training=False)
