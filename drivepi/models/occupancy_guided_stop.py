@@ -1,4 +1,4 @@
-"""Occupancy-guided stop: the planned trajectory brakes before the first predicted collision.
+"""Occupancy-guided stop: the planned trajectory swerves around, or brakes before, the first predicted collision.
 
 The planning head regresses waypoints from the LLM's planning queries and has no hard notion of free
 space, so in closed loop it can drive into a stopped lead car that the occupancy head sees perfectly
@@ -18,6 +18,11 @@ the planned path:
    progress: waypoint ``k`` moves back along the path to ``min(s_k, v0 t_k - a t_k^2 / 2)`` (the path's geometry
    is kept). Braking starts at once: cutting only the waypoints beyond ``s_stop`` leaves the first ones at full
    speed, and a tracking controller then brakes too late (on the mini benchmark's stopped lead cars it did).
+4. before braking, the path shifted sideways by each of ``lateral_offsets`` in turn (m, left positive, eased in
+   over ``offset_ramp`` m of path with a half-cosine so the steering stays smooth) is tested the same way; the
+   first shifted path that is free of obstacles and whose footprint centres never stand on a column that the
+   occupancy labels as non-driveable ground (sidewalk, terrain, other flat) replaces the plan, with the plan's
+   own progress. This goes around a parked car where braking would wait behind it for ever.
 
 Nothing is learned; it runs after the heads in ``DrivePI.predict`` when the model config has a
 ``plan_refiner``.
@@ -41,6 +46,19 @@ from drivepi.registry import MODELS
 
 OBSTACLE_CLASSES = tuple(i for i, name in enumerate(OPENOCC_CLASSES)
                          if name not in GROUND_CLASSES and i != FREE_INDEX)
+OFFROAD_CLASSES = tuple(OPENOCC_CLASSES.index(name) for name in GROUND_CLASSES if name != 'driveable_surface')
+DRIVEABLE_INDEX = OPENOCC_CLASSES.index('driveable_surface')
+
+
+def path_headings(path: torch.Tensor):
+    """cos and sin (S, 1) of the heading at each sample of an (S, 2) path: the direction of the last step that
+    moved (a standing sample keeps the last heading; sample 0 takes sample 1's), without a per-sample host sync."""
+    step = path[1:] - path[:-1]
+    moving = step.norm(dim=-1) > 1e-3
+    angles = torch.cat([step.new_zeros(1), torch.atan2(step[:, 1], step[:, 0])])  # [0]: before any move
+    last_move = torch.where(moving, torch.arange(1, len(path), device=path.device), 0).cummax(0).values
+    heading = angles[torch.cat([last_move[:1], last_move])]
+    return heading.cos()[:, None], heading.sin()[:, None]
 
 
 def arc_lengths(path: torch.Tensor) -> torch.Tensor:
@@ -77,15 +95,18 @@ class OccupancyGuidedStop(BaseModule):
             could be missed otherwise).
         min_cells: obstacle cells inside the footprint that make a collision.
         use_flow: move obstacle cells with the predicted flow.
+        lateral_offsets: sideways shifts (m, left positive) tried in this order before braking; () only brakes.
+        offset_ramp: path length (m) over which a shift eases in.
     """
 
     def __init__(self, dt: float = 0.5, occ_range: Sequence[float] = OCC_RANGE, voxel_size: float = OCC_VOXEL_SIZE,
                  obstacle_classes: Sequence[int] = OBSTACLE_CLASSES, z_range: Sequence[float] = (0.2, 2.0),
                  lateral_margin: float = 0.0, longitudinal_margin: float = 0.5, stop_distance: float = 1.0,
-                 samples_per_step: int = 5, min_cells: int = 2, use_flow: bool = True, init_cfg=None):
+                 samples_per_step: int = 5, min_cells: int = 2, use_flow: bool = True,
+                 lateral_offsets: Sequence[float] = (), offset_ramp: float = 10.0, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         for name, value in dict(dt=dt, voxel_size=voxel_size, samples_per_step=samples_per_step,
-                                min_cells=min_cells).items():
+                                min_cells=min_cells, offset_ramp=offset_ramp).items():
             if not value > 0:
                 raise ValueError(f'OccupancyGuidedStop: {name} must be positive, got {value}')
         self.dt, self.voxel_size = float(dt), float(voxel_size)
@@ -96,6 +117,8 @@ class OccupancyGuidedStop(BaseModule):
         self.half_width = EGO_WIDTH / 2 + lateral_margin
         self.stop_distance = float(stop_distance)
         self.samples_per_step, self.min_cells, self.use_flow = int(samples_per_step), int(min_cells), use_flow
+        self.lateral_offsets = [float(v) for v in lateral_offsets]
+        self.offset_ramp = float(offset_ramp)
 
     def obstacle_cells(self, occ: torch.Tensor, flow: Optional[torch.Tensor]):
         """Obstacle columns of one sample.
@@ -126,14 +149,7 @@ class OccupancyGuidedStop(BaseModule):
             path: (S, 2) rear-axle positions, m; ``path[0]`` is the ego now. times: (S,) s.
             centres, velocities: (N, 2) obstacle columns at t = 0 and their velocities.
         """
-        step = path[1:] - path[:-1]
-        moving = step.norm(dim=-1) > 1e-3
-        angles = torch.cat([step.new_zeros(1), torch.atan2(step[:, 1], step[:, 0])])  # [0]: before any move
-        # index into ``angles`` of the last moving step so far: a standing sample keeps the last heading (no
-        # per-sample host sync, unlike a Python loop over the samples on a GPU); sample 0 takes sample 1's
-        last_move = torch.where(moving, torch.arange(1, len(path), device=path.device), 0).cummax(0).values
-        heading = angles[torch.cat([last_move[:1], last_move])]
-        cos, sin = heading.cos()[:, None], heading.sin()[:, None]
+        cos, sin = path_headings(path)
         centre_x = path[:, 0:1] + EGO_REAR_AXLE_TO_CENTER * cos
         centre_y = path[:, 1:2] + EGO_REAR_AXLE_TO_CENTER * sin
         px = centres[None, :, 0] + velocities[None, :, 0] * times[:, None] - centre_x  # (S, N)
@@ -144,8 +160,8 @@ class OccupancyGuidedStop(BaseModule):
         return int(hits[0]) if len(hits) else None
 
     def forward(self, traj: torch.Tensor, occ: torch.Tensor, flow: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The (T, 2) waypoints (m, ego frame, rear axle) with their progress limited; unchanged without a
-        predicted collision."""
+        """The (T, 2) waypoints (m, ego frame, rear axle): unchanged without a predicted collision, else shifted
+        sideways onto the first free offset path, else with their progress limited."""
         traj32 = traj.float()
         knots = torch.cat([traj32.new_zeros(1, 2), traj32])  # (T + 1, 2): the ego now, then the waypoints
         frac = torch.arange(self.samples_per_step, device=traj.device) / self.samples_per_step
@@ -157,10 +173,34 @@ class OccupancyGuidedStop(BaseModule):
         if hit is None:
             return traj
         s_path = arc_lengths(path)
+        for offset in self.lateral_offsets:
+            shifted = self.shifted_path(path, s_path, offset)
+            if self.first_collision(shifted, times, centres, velocities) is None and self.stays_on_road(shifted, occ):
+                return shifted[self.samples_per_step::self.samples_per_step].to(traj.dtype)
         s_stop = (s_path[hit] - self.stop_distance).clamp(min=0.0)
         s_knots = s_path[::self.samples_per_step][1:]
         s_braking = self.braking_progress(s_knots[0] / self.dt, s_stop, len(s_knots))
         return point_at_arc_length(path, s_path, torch.minimum(s_knots, s_braking)).to(traj.dtype)
+
+    def shifted_path(self, path: torch.Tensor, s_path: torch.Tensor, offset: float) -> torch.Tensor:
+        """(S, 2) ``path`` moved ``offset`` m to its left (right if negative), eased in with a half-cosine over the
+        first ``offset_ramp`` m of arc length ``s_path`` (S,)."""
+        cos, sin = path_headings(path)
+        ease = (1 - torch.cos(torch.pi * (s_path / self.offset_ramp).clamp(max=1.0))) / 2
+        return path + offset * ease[:, None] * torch.cat([-sin, cos], dim=1)
+
+    def stays_on_road(self, path: torch.Tensor, occ: torch.Tensor) -> bool:
+        """Whether no footprint centre of the (S, 2) rear-axle ``path`` lies over a column of ``occ`` (X, Y, Z)
+        labelled non-driveable ground (sidewalk, terrain, other flat) without driveable surface; columns the
+        occupancy leaves unlabelled count as road."""
+        cos, sin = path_headings(path)
+        centre = path + EGO_REAR_AXLE_TO_CENTER * torch.cat([cos, sin], dim=1)
+        x_min, y_min = self.occ_range[:2]
+        ix = ((centre[:, 0] - x_min) / self.voxel_size).long().clamp(0, occ.shape[0] - 1)
+        iy = ((centre[:, 1] - y_min) / self.voxel_size).long().clamp(0, occ.shape[1] - 1)
+        columns = occ[ix, iy]  # (S, Z)
+        offroad = torch.isin(columns, torch.tensor(OFFROAD_CLASSES, device=occ.device)).any(1)
+        return not bool((offroad & ~(columns == DRIVEABLE_INDEX).any(1)).any())
 
     def braking_progress(self, v0: torch.Tensor, s_stop: torch.Tensor, num: int) -> torch.Tensor:
         """(num,) distance (m) covered at ``t_k = dt (k + 1)`` by a constant-deceleration stop from speed ``v0``

@@ -77,6 +77,39 @@ def test_curved_path_uses_the_heading_along_the_path():
     assert torch.equal(OccupancyGuidedStop()(STRAIGHT, occ), STRAIGHT)  # the straight path never meets that car
 
 
+SIDEWALK = OPENOCC_CLASSES.index('sidewalk')
+
+
+def parked_car_grid(sidewalk_left_of: float = None) -> torch.Tensor:
+    """A car parked from x = 20 to 24 m whose cells reach y = 0 (centres up to -0.2 m), into the straight path's
+    footprint (its right edge is at y = -0.925 m), road under everything, and optionally sidewalk on the ground
+    left of ``sidewalk_left_of`` m."""
+    occ = grid_with_block(CAR, 20.0, 24.0, -2.0, 0.0)
+    occ[:, :, 1] = ROAD
+    if sidewalk_left_of is not None:
+        occ[:, cell(0.0, sidewalk_left_of)[1]:, 1] = SIDEWALK
+    return occ
+
+
+def test_swerves_onto_the_first_free_offset_path():
+    """Offsets (0.5, -0.5, 1.0): +0.5 m still touches the car (footprint right edge -0.425 m vs its cell centres
+    up to -0.2 m), -0.5 m hits it harder, +1.0 m clears it (edge at +0.075 m). The plan keeps its progress and moves 1.0 m left, eased in
+    with a half-cosine over 10 m of path: 0.5 m at x = 5 m, the full metre from 10 m on."""
+    guided = OccupancyGuidedStop(lateral_offsets=(0.5, -0.5, 1.0))
+    out = guided(STRAIGHT, parked_car_grid())
+    torch.testing.assert_close(out, torch.tensor([[5.0, 0.5]] + [[5.0 * (k + 1), 1.0] for k in range(1, 6)]))
+    assert OccupancyGuidedStop()(STRAIGHT, parked_car_grid())[-1, 0] < 20.0  # without offsets it brakes
+
+
+def test_does_not_swerve_off_the_road():
+    """Sidewalk left of y = 0.8 m: the 1 m shift would put the ego's centre over it, so the plan brakes instead
+    (the same waypoints as without offsets)."""
+    occ = parked_car_grid(sidewalk_left_of=0.8)
+    out = OccupancyGuidedStop(lateral_offsets=(1.0,))(STRAIGHT, occ)
+    torch.testing.assert_close(out, OccupancyGuidedStop()(STRAIGHT, occ))
+    assert out[-1, 0] < 20.0
+
+
 @pytest.mark.parametrize('case', ['ground', 'below_ground', 'beside', 'under_the_ego_now', 'too_high', 'single_cell'])
 def test_what_does_not_block(case):
     occ = dict(
