@@ -19,9 +19,9 @@ from typing import List
 
 import numpy as np
 
-from drivepi.evaluation.qa_accuracy import format_number
+from drivepi.evaluation.qa_accuracy import format_number, format_place
 
-from .phrasing import make_turn, pick, place, yes_no
+from .phrasing import make_turn, pick, yes_no
 from .scene import SceneGT, display_name
 
 HEADINGS = ('forward', 'forward-left', 'left', 'backward-left', 'backward', 'backward-right', 'right',
@@ -77,7 +77,7 @@ def _object_turns(scene: SceneGT, rng: np.random.Generator, cfg: FlowQAConfig, i
     v = scene.objects.velocities[i]
     moving = bool(np.linalg.norm(v) > cfg.moving_speed)
     ref = dict(token=scene.objects.tokens[i])
-    turns = [make_turn(pick(rng, Q_STATUS, cls=display_name(scene.objects.names[i]), place=place(x, y)),
+    turns = [make_turn(pick(rng, Q_STATUS, cls=display_name(scene.objects.names[i]), place=format_place(x, y)),
                        'moving' if moving else 'static', 'status', 'object_status', **ref)]
     if moving:
         turns += [make_turn(pick(rng, Q_SPEED), format_number(np.linalg.norm(v), 'm/s'), 'speed',

@@ -24,10 +24,10 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from drivepi.evaluation.qa_accuracy import format_number
+from drivepi.evaluation.qa_accuracy import format_number, format_place
 from drivepi.geometry import GROUND_CLASSES
 
-from .phrasing import make_turn, pick, place, plural, yes_no
+from .phrasing import make_turn, pick, plural, yes_no
 from .scene import SceneGT, display_name
 
 DIRECTIONS = ('ahead', 'behind', 'left', 'right')
@@ -164,7 +164,7 @@ def _place_turns(view: OccupancyView, scene: SceneGT, rng: np.random.Generator) 
     cells = np.argwhere(columns & (view.top_label == label))
     ix, iy = cells[int(rng.integers(len(cells)))]
     x, y = round(float(view.x_c[ix]), 1), round(float(view.y_c[iy]), 1)
-    turns = [make_turn(pick(rng, Q_PLACE_EXIST, place=place(x, y)), yes_no(want), 'exist',
+    turns = [make_turn(pick(rng, Q_PLACE_EXIST, place=format_place(x, y)), yes_no(want), 'exist',
                        'place_exist', x=x, y=y),
              make_turn(pick(rng, Q_PLACE_OBJECT), display_name(scene.occ_classes[label]), 'object',
                        'place_object', x=x, y=y)]

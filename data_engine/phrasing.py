@@ -2,7 +2,6 @@
 import numpy as np
 
 from drivepi.datasets.qa_schema import QATurn
-from drivepi.evaluation.qa_accuracy import format_number
 
 
 def pick(rng: np.random.Generator, phrasings: tuple, **fields) -> str:
@@ -13,11 +12,6 @@ def pick(rng: np.random.Generator, phrasings: tuple, **fields) -> str:
 def make_turn(question: str, answer: str, qa_type: str, check: str, **params) -> QATurn:
     """A turn whose ``meta`` names the verifier rule (``check``) and its parameters."""
     return QATurn(question=question, answer=answer, type=qa_type, meta=dict(check=check, **params))
-
-
-def place(x: float, y: float) -> str:
-    """An ego-frame BEV position in words: ``x = 12.2 m, y = -3.4 m``."""
-    return f'x = {format_number(x, "m")}, y = {format_number(y, "m")}'
 
 
 def plural(name: str) -> str:

@@ -19,7 +19,7 @@ The scores are 0/1 except ``caption``; accuracy is their mean.
 """
 import re
 from collections import Counter, defaultdict
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
@@ -52,6 +52,21 @@ def format_number(value: float, unit: str = '', decimals: int = 1) -> str:
     if float(text) == 0:
         text = text.lstrip('-')
     return f'{text} {unit}' if unit else text
+
+
+PLACE_PATTERN = re.compile(r'x = (-?\d+(?:\.\d+)?) m, y = (-?\d+(?:\.\d+)?) m')
+
+
+def format_place(x: float, y: float) -> str:
+    """An ego-frame BEV position (m) as questions name it: ``x = 12.2 m, y = -3.4 m`` (the model finds these
+    places again with :func:`find_places` and gives their tokens the scene token of the place)."""
+    return f'x = {format_number(x, "m")}, y = {format_number(y, "m")}'
+
+
+def find_places(text: str) -> List[Tuple[int, int, float, float]]:
+    """Every place of ``text`` written as :func:`format_place` writes it: ``(start, end, x, y)``, the character
+    span and the position in metres."""
+    return [(m.start(), m.end(), float(m.group(1)), float(m.group(2))) for m in PLACE_PATTERN.finditer(text)]
 
 
 def format_waypoints(xy: np.ndarray) -> str:

@@ -15,9 +15,10 @@ import torch
 from mmdet3d.models.detectors import Base3DDetector
 from mmdet3d.structures import Det3DDataSample
 
-from drivepi.models.ada3d.token_filter import scatter_tokens
+from drivepi.models.ada3d.token_filter import gather_tokens, scatter_tokens
 from drivepi.models.heads import HeadInputs, stack_field
 from drivepi.models.llm.prompt import DrivePIPrompt
+from drivepi.models.llm.spatial_position import place_cells
 from drivepi.registry import MODELS
 
 SampleList = List[Det3DDataSample]
@@ -45,6 +46,10 @@ class DrivePI(Base3DDetector):
             the same type maps hidden states back to BEV channels.
         spatial_position: config of the embedding of each spatial token's BEV cell centre, added to the
             projected token (``BEVPositionEmbedding``; ``out_channels`` filled in), or None.
+        place_tokens: add to the tokens of every place that a question names (``x = 12.2 m, y = -3.4 m``) the
+            spatial token of the BEV cell holding it (projected feature + position embedding, whether or not
+            the token filter kept that cell), as Ferret / GPT4RoI hand a referred region's feature to the LLM;
+            needs ``spatial_position`` (its range locates the cell).
         num_plan_queries: Q, learned query tokens whose hidden states feed the ``'plan_states'`` heads.
         instruction: system text of the prompt with a ``{command}`` field (None: the default).
         plan_refiner: config of a module ``(traj (T, 2), occ (X, Y, Z), flow (X, Y, Z, 2)) -> traj`` run on
@@ -63,7 +68,7 @@ class DrivePI(Base3DDetector):
     def __init__(self, lidar_branch: dict, llm: dict, token_filter: dict, heads: dict, grid_size: Sequence[int],
                  camera_branch: Optional[dict] = None, fuser: Optional[dict] = None,
                  projector: dict = dict(type='MLPProjector'), spatial_position: Optional[dict] = None,
-                 num_plan_queries: int = 6, instruction: Optional[str] = None, plan_refiner: Optional[dict] = None,
+                 place_tokens: bool = False, num_plan_queries: int = 6, instruction: Optional[str] = None, plan_refiner: Optional[dict] = None,
                  max_answer_tokens: int = 64,
                  blind_spatial_tokens: bool = False, frozen_modules: Sequence[str] = (),
                  data_preprocessor: Optional[dict] = None, init_cfg=None):
@@ -86,6 +91,9 @@ class DrivePI(Base3DDetector):
         self.back_projector = MODELS.build(dict(projector, in_channels=hidden, out_channels=bev_channels))
         self.spatial_position = (MODELS.build(dict(spatial_position, out_channels=hidden))
                                  if spatial_position is not None else None)
+        if place_tokens and spatial_position is None:
+            raise ValueError('place_tokens needs a spatial_position embedding (its range locates the cells)')
+        self.place_tokens = place_tokens
         self.plan_queries = torch.nn.Parameter(torch.randn(num_plan_queries, hidden) * 0.02)
         widths = dict(bev=dict(in_channels=bev_channels),
                       plan_states=dict(in_channels=hidden, num_queries=num_plan_queries))
@@ -137,6 +145,7 @@ class DrivePI(Base3DDetector):
         b = bev.shape[0]
         embeds = self.llm.embed(prompt.input_ids, prompt.spatial_mask, self._spatial_tokens(selected, bev),
                                 prompt.plan_mask, self.plan_queries.expand(b, -1, -1))
+        embeds = self._add_place_tokens(embeds, prompt.places, bev)
         if prefill_decoder:
             hidden = self.llm.prefill(embeds)
         else:
@@ -147,12 +156,27 @@ class DrivePI(Base3DDetector):
         return dict(scores=selected['scores'], hidden=hidden, embeds=embeds, prompt=prompt, feats=feats)
 
     def _spatial_tokens(self, selected: dict, bev: torch.Tensor) -> torch.Tensor:
-        """(B, K, D) LLM inputs of the kept BEV tokens: projected features plus the embedding of where
-        each token lies (zeros in the blind pass)."""
-        tokens = self.projector(selected['tokens'])
+        """(B, K, D) LLM inputs of the kept BEV tokens (:meth:`_scene_tokens`)."""
+        return self._scene_tokens(selected['tokens'], selected['keep_idx'], bev.shape[2:])
+
+    def _scene_tokens(self, features: torch.Tensor, cells: torch.Tensor, bev_shape) -> torch.Tensor:
+        """(B, N, D) LLM inputs of BEV cells: projected features (B, N, C) plus the embedding of where each
+        cell (B, N) lies (zeros in the blind pass)."""
+        tokens = self.projector(features)
         if self.spatial_position is not None:
-            tokens = tokens + self.spatial_position(selected['keep_idx'], bev.shape[2:])
+            tokens = tokens + self.spatial_position(cells, bev_shape)
         return torch.zeros_like(tokens) if self.blind_spatial_tokens else tokens
+
+    def _add_place_tokens(self, embeds: torch.Tensor, places: torch.Tensor, bev: torch.Tensor) -> torch.Tensor:
+        """``embeds`` (B, L, D) with the scene token of its place added to every token inside a named place
+        (``places`` (B, L, 2) m, NaN elsewhere); unchanged without ``place_tokens``."""
+        if not self.place_tokens:
+            return embeds
+        cells, valid = place_cells(places.to(bev.device), bev.shape[2:], self.spatial_position.point_cloud_range)
+        if not bool(valid.any()):
+            return embeds
+        tokens = self._scene_tokens(gather_tokens(bev, cells), cells, bev.shape[2:])
+        return embeds + (tokens * valid[..., None]).to(embeds.dtype)
 
     # ------------------------------------------------------------------ modes
     def loss(self, inputs: dict, data_samples: SampleList) -> dict:
@@ -200,17 +224,18 @@ class DrivePI(Base3DDetector):
             conversations = ds.get('conversations', [])
             if conversations and not prefilled:
                 self.llm.prefill(out['embeds'][i:i + 1, :lengths[i]])
-            ds.pred_answers = [self._answer_conversation(conv) for conv in conversations]
+            ds.pred_answers = [self._answer_conversation(conv, bev[i:i + 1]) for conv in conversations]
         return data_samples
 
-    def _answer_conversation(self, conversation: list) -> List[str]:
+    def _answer_conversation(self, conversation: list, bev: torch.Tensor) -> List[str]:
         """Answer each turn greedily, with the earlier questions and the model's own answers as context,
         continuing the sample's prefix (instruction, spatial tokens, queries) that ``llm.prefill`` encoded
-        once into the decoder's KV cache."""
+        once into the decoder's KV cache; ``bev`` (1, C, Hb, Wb) gives the place tokens."""
         history, answers = [], []
         for turn in conversation:
             ids = history + self.prompt.question_ids(turn['question'])
-            new_ids = self.llm.generate(self.llm.embed_ids(ids)[None], self.max_answer_tokens, after_prefix=True)
+            embeds = self._add_place_tokens(self.llm.embed_ids(ids)[None], self.prompt.token_places(ids)[None], bev)
+            new_ids = self.llm.generate(embeds, self.max_answer_tokens, after_prefix=True)
             answers.append(self.llm.decode(new_ids))
             history += self.prompt.turn_ids(turn['question'], answers[-1])[0]
         return answers

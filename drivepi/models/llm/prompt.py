@@ -9,12 +9,18 @@ One sequence per sample, in the Qwen2 chat format::
 Only answer tokens and the ``<|im_end|>`` closing each answer carry a label (answer-only loss);
 every other label is ``IGNORE_INDEX``. Labels are aligned with ``input_ids`` (not shifted), the
 Hugging Face convention: the logit at position t is trained on ``labels[t + 1]``.
+
+Places named in the text (``x = 12.2 m, y = -3.4 m``, :func:`drivepi.evaluation.qa_accuracy.format_place`)
+are found again in the token ids (:meth:`DrivePIPrompt.token_places`): the model gives their tokens the scene
+token of that place, as Ferret / GPT4RoI give a referred region its visual feature, so a question about a
+place does not have to be grounded by reading digits.
 """
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 
+from drivepi.evaluation.qa_accuracy import find_places
 from drivepi.geometry import COMMANDS
 
 from .special_tokens import IM_END, IM_START, PLAN_TOKEN, SPATIAL_TOKEN
@@ -35,12 +41,14 @@ class PromptBatch:
         labels: long (B, L), token id on answer tokens, ``IGNORE_INDEX`` elsewhere.
         spatial_mask: bool (B, L), True at the K ``<|spatial|>`` positions of each row.
         plan_mask: bool (B, L), True at the Q ``<|plan|>`` positions of each row.
+        places: float (B, L, 2), the place ``(x, y)`` (m, ego frame) that a token is part of; NaN elsewhere.
     """
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     labels: torch.Tensor
     spatial_mask: torch.Tensor
     plan_mask: torch.Tensor
+    places: torch.Tensor
 
     def to(self, device) -> 'PromptBatch':
         """The same batch on ``device``."""
@@ -72,6 +80,17 @@ class DrivePIPrompt:
 
     def _encode(self, text: str) -> List[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def token_places(self, ids: Sequence[int]) -> torch.Tensor:
+        """(N, 2) float: for each of the N token ids the place ``(x, y)`` (m) whose text it is part of, NaN for
+        tokens outside every place."""
+        pieces = self.tokenizer.batch_decode([[i] for i in ids])
+        ends = torch.tensor([len(piece) for piece in pieces]).cumsum(0)
+        starts = ends - torch.tensor([len(piece) for piece in pieces])
+        places = torch.full((len(ids), 2), float('nan'))
+        for start, end, x, y in find_places(''.join(pieces)):
+            places[(starts < end) & (ends > start)] = torch.tensor([x, y])
+        return places
 
     def prefix_ids(self, command: int, num_spatial: int, num_plan: int) -> List[int]:
         """The system message holding the instruction, K spatial and Q planning placeholders."""
@@ -120,9 +139,11 @@ class DrivePIPrompt:
         input_ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
         labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
+        places = torch.full((len(rows), length, 2), float('nan'))
         for i, (ids, lab) in enumerate(rows):
             input_ids[i, :len(ids)] = torch.tensor(ids)
             labels[i, :len(lab)] = torch.tensor(lab)
             attention_mask[i, :len(ids)] = 1
-        return PromptBatch(input_ids, attention_mask, labels,
-                           spatial_mask=input_ids == self.spatial_id, plan_mask=input_ids == self.plan_id)
+            places[i, :len(ids)] = self.token_places(ids)
+        return PromptBatch(input_ids, attention_mask, labels, spatial_mask=input_ids == self.spatial_id,
+                           plan_mask=input_ids == self.plan_id, places=places)

@@ -36,6 +36,25 @@ def token_cell_centers(keep_idx: torch.Tensor, bev_shape: Sequence[int],
     return torch.stack([x, y], dim=-1)
 
 
+def place_cells(places: torch.Tensor, bev_shape: Sequence[int], point_cloud_range: Sequence[float]):
+    """The flattened BEV position (``ix * Wb + iy``) of the cell holding each place, the inverse of
+    :func:`token_cell_centers`.
+
+    Args:
+        places: float (..., 2) ``(x, y)`` in metres, ego frame; NaN for none.
+        bev_shape: ``(Hb, Wb)``. point_cloud_range: ``[x_min, y_min, z_min, x_max, y_max, z_max]``, m.
+
+    Returns:
+        long (...) positions (0 where not valid) and bool (...) valid: the place is given and inside the range.
+    """
+    hb, wb = bev_shape
+    x_min, y_min, _, x_max, y_max, _ = point_cloud_range
+    ix = torch.floor((places[..., 0] - x_min) / ((x_max - x_min) / hb))
+    iy = torch.floor((places[..., 1] - y_min) / ((y_max - y_min) / wb))
+    valid = (ix >= 0) & (ix < hb) & (iy >= 0) & (iy < wb)  # False for NaN
+    return torch.where(valid, ix * wb + iy, 0).long(), valid
+
+
 @MODELS.register_module()
 class BEVPositionEmbedding(BaseModule):
     """``(B, K)`` kept BEV positions -> ``(B, K, out_channels)`` embeddings of their metric centres.
@@ -75,4 +94,4 @@ class BEVPositionEmbedding(BaseModule):
         return self.mlp(feats)
 
 
-__all__ = ['BEVPositionEmbedding', 'token_cell_centers']
+__all__ = ['BEVPositionEmbedding', 'place_cells', 'token_cell_centers']
