@@ -130,6 +130,38 @@ def test_frozen_modules_must_name_freezable_parts(mini_cfg):
         MODELS.build(dict(mini_cfg, frozen_modules=['llm']))
 
 
+def test_place_tokens_reach_training_and_answers(mini_cfg):
+    """With ``place_tokens`` a question naming a place trains the projector through its place tokens, and
+    ``predict`` decodes from embeddings that hold them (the decoder's inputs differ from the plain token
+    embeddings exactly at the place's tokens)."""
+    torch.manual_seed(0)
+    model = MODELS.build(dict(mini_cfg, place_tokens=True))
+    model.init_weights()
+    question = dict(question='What is at x = 6.0 m, y = -1.0 m?', answer='car', type='object', family='occupancy')
+    place_batch = collate([make_sample(0, [[question]])])
+    model.train()
+    grads = []
+    for place_tokens in (True, False):
+        model.place_tokens = place_tokens
+        model.zero_grad()
+        torch.manual_seed(1)
+        model(**model.data_preprocessor(copy.deepcopy(place_batch), training=True), mode='loss')['loss_text'].backward()
+        grads.append(model.projector.mlp[0].weight.grad.clone())
+    assert not torch.allclose(grads[0], grads[1])  # the place tokens pass their gradient to the projector
+    model.place_tokens = True
+    model.eval()
+    seen = []
+    generate = model.llm.generate
+    model.llm.generate = lambda embeds, *args, **kwargs: seen.append(embeds) or generate(embeds, *args, **kwargs)
+    data = model.data_preprocessor(copy.deepcopy(place_batch), training=False)
+    out = model(**data, mode='predict')
+    assert len(out[0].pred_answers) == 1 and isinstance(out[0].pred_answers[0][0], str)
+    ids = model.prompt.question_ids(question['question'])
+    in_place = ~model.prompt.token_places(ids)[:, 0].isnan()
+    changed = (seen[0][0] - model.llm.embed_ids(ids)).abs().sum(-1) > 0
+    assert in_place.any() and torch.equal(changed, in_place)
+
+
 def test_predict_outputs_follow_the_contract(model, batch):
     model.eval()
     data = model.data_preprocessor(copy.deepcopy(batch), training=False)
