@@ -16,10 +16,11 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from drivepi.evaluation.baselines import most_common_answers
+from drivepi.evaluation.bootstrap import bootstrap_ci
 from drivepi.evaluation.metric_table import format_metrics_table
 from drivepi.evaluation.occ_miou import confusion_matrix, miou_from_confusion
 from drivepi.evaluation.planning_metrics import HORIZONS_S, STEP_S, collision_per_step, l2_per_step, summarize_planning
-from drivepi.evaluation.qa_accuracy import qa_accuracy
+from drivepi.evaluation.qa_accuracy import answer_score, qa_accuracy
 from drivepi.evaluation.ray_casting import lidar_ray_directions, scene_ray_origins
 from drivepi.evaluation.ray_iou import (
     AVE_THRESHOLD_M,
@@ -251,7 +252,9 @@ class QAMetric(BaseMetric):
     Args:
         majority_qa_file: a training QA file; when given, the accuracy of always answering each question
             type's most common training answer is reported on the same turns (``majority_accuracy...``),
-            the baseline a model must beat to show it reads the scene.
+            the baseline a model must beat to show it reads the scene, and the model's gain over it in points
+            with a 95 % bootstrap interval over samples (``gain_over_majority``, ``..._low``, ``..._high``,
+            overall and ``/<type>``): a gain whose interval holds 0 is not told apart from the baseline.
     """
     default_prefix = 'qa'
 
@@ -280,5 +283,27 @@ class QAMetric(BaseMetric):
         if self.majority_answers is not None:
             majority = [self.majority_answers.get(t, '') for t in types]
             metrics.update(accuracy_metrics(qa_accuracy(majority, gts, types), 'majority_accuracy'))
+            metrics.update(self.gain_over_majority(results))
         _log_table(metrics, 'QA metrics')
+        return metrics
+
+    def gain_over_majority(self, results: list) -> dict:
+        """Model minus most-common-answer accuracy (points), overall and per type, each with its 95 % interval
+        from the bootstrap over samples (a sample's turns are resampled together).
+
+        Args:
+            results: per sample, the ``(prediction, answer, type)`` of its turns.
+        """
+        per_turn = [[(answer_score(pred, gt, qa_type) - answer_score(self.majority_answers.get(qa_type, ''), gt,
+                                                                      qa_type), qa_type)
+                     for pred, gt, qa_type in sample_turns] for sample_turns in results]
+        types = sorted({qa_type for sample in per_turn for _, qa_type in sample})
+        metrics = {}
+        for qa_type in [None] + types:
+            kept = [[gain for gain, t in sample if qa_type in (None, t)] for sample in per_turn]
+            estimate, low, high = bootstrap_ci([sum(g) for g in kept], [len(g) for g in kept])
+            suffix = '' if qa_type is None else f'/{qa_type}'
+            metrics.update({f'gain_over_majority{suffix}': 100 * estimate,
+                            f'gain_over_majority_low{suffix}': 100 * low,
+                            f'gain_over_majority_high{suffix}': 100 * high})
         return metrics

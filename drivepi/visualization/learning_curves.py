@@ -3,7 +3,7 @@
 Reads MMEngine's ``LocalVisBackend`` log (``<work_dir>/<timestamp>/vis_data/scalars.json``: one JSON object
 per line with a ``step``; training lines carry the losses, validation lines the metrics) and draws one
 panel per group: the losses, QA accuracy per question type (with the overall most-common-answer baseline
-dashed where the metric reports it), occupancy (RayIoU, mIoU), flow (mAVE) and planning (L2, collision).
+dashed where the metric reports it), the QA gain over that baseline per type, occupancy (RayIoU, mIoU), flow (mAVE) and planning (L2, collision).
 """
 import io
 import json
@@ -16,6 +16,8 @@ PANELS = (
     ('training losses', lambda k: k.startswith('loss') and '/' not in k, 'loss'),
     ('QA accuracy per type (dashed: most common answer)',
      lambda k: k.startswith('qa/accuracy') or k == 'qa/majority_accuracy', '%'),
+    ('QA gain over the most common answer, per type (points)',
+     lambda k: k == 'qa/gain_over_majority' or k.startswith('qa/gain_over_majority/'), 'points'),
     ('occupancy', lambda k: k in ('occ/RayIoU', 'occ/mIoU', 'occ/RayIoU@1', 'occ/RayIoU@2', 'occ/RayIoU@4'), '%'),
     ('flow', lambda k: k == 'occ/mAVE', 'm/s'),
     ('planning: 1-3 s averages', lambda k: k.startswith('plan/') and '@avg/' in k, 'm / %'),

@@ -153,6 +153,25 @@ def test_qa_metric_reports_the_most_common_training_answer_on_the_same_turns(tmp
     assert metrics['qa/majority_accuracy'] == pytest.approx(50.0)   # 'no' right once, '2' right once
     assert metrics['qa/majority_accuracy/exist'] == pytest.approx(50.0)
     assert metrics['qa/majority_accuracy/count'] == pytest.approx(50.0)
+    # one sample: every bootstrap resample is that sample, so the interval is the estimate itself
+    assert [metrics[f'qa/gain_over_majority{k}'] for k in ('', '_low', '_high')] == pytest.approx([25.0] * 3)
+    assert metrics['qa/gain_over_majority/exist'] == pytest.approx(0.0)
+    assert metrics['qa/gain_over_majority/count'] == pytest.approx(50.0)
+
+
+def test_qa_gain_interval_resamples_whole_samples(tmp_path):
+    """Sample A: one turn the model gets and the majority answer misses (+1); sample B: three turns both get
+    (0). Gain 1 / 4 turns = 25 points; resamples AA (100), AB (25) and BB (0) bound the interval."""
+    write_qa_file([QARecord('t', [QAConversation('c', 'occupancy', [QATurn('?', 'no', 'exist')])])],
+                  tmp_path / 'train.jsonl')  # majority answer: 'no'
+
+    metric = METRICS.build(dict(type='QAMetric', majority_qa_file=str(tmp_path / 'train.jsonl')))
+    sample_a = [('yes', 'yes', 'exist')]  # (prediction, answer, type) of each turn
+    sample_b = [('no', 'no', 'exist')] * 3
+    gains = metric.gain_over_majority([sample_a, sample_b])
+    assert gains['gain_over_majority'] == pytest.approx(25.0)
+    assert (gains['gain_over_majority_low'], gains['gain_over_majority_high']) == pytest.approx((0.0, 100.0))
+    assert gains['gain_over_majority/exist'] == pytest.approx(25.0)
 
 
 def test_qa_metric_rejects_answers_not_parallel_to_conversations():

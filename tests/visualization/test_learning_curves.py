@@ -55,3 +55,13 @@ def test_errors_name_the_file(tmp_path):
         read_scalars([bad])
     with pytest.raises(ValueError, match='no loss or metric'):
         plot_learning_curves({'lr': [(1, 0.1)]}, tmp_path / 'x.png')
+
+
+def test_gain_panel_draws_the_gains_but_not_their_interval_bounds(tmp_path):
+    series = {'qa/gain_over_majority': [(20, 2.0), (40, 9.0)], 'qa/gain_over_majority/exist': [(20, 5.0), (40, 20.0)],
+              'qa/gain_over_majority_low': [(20, -1.0), (40, 4.0)], 'qa/gain_over_majority_high/exist': [(40, 30.0)]}
+    panels = plot_learning_curves(series, tmp_path / 'gain.png')
+    assert panels == ['QA gain over the most common answer, per type (points)']
+    from drivepi.visualization.learning_curves import PANELS
+    drawn = [name for name in series if PANELS[2][1](name)]
+    assert drawn == ['qa/gain_over_majority', 'qa/gain_over_majority/exist']
