@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from drivepi.visualization.learning_curves import find_scalar_files, plot_learning_curves, read_scalars
+from drivepi.visualization.learning_curves import PANELS, find_scalar_files, plot_learning_curves, read_scalars
 
 
 def write_lines(path, records):
@@ -62,6 +62,5 @@ def test_gain_panel_draws_the_gains_but_not_their_interval_bounds(tmp_path):
               'qa/gain_over_majority_low': [(20, -1.0), (40, 4.0)], 'qa/gain_over_majority_high/exist': [(40, 30.0)]}
     panels = plot_learning_curves(series, tmp_path / 'gain.png')
     assert panels == ['QA gain over the most common answer, per type (points)']
-    from drivepi.visualization.learning_curves import PANELS
     drawn = [name for name in series if PANELS[2][1](name)]
     assert drawn == ['qa/gain_over_majority', 'qa/gain_over_majority/exist']
