@@ -68,7 +68,8 @@ class DrivePI(Base3DDetector):
     def __init__(self, lidar_branch: dict, llm: dict, token_filter: dict, heads: dict, grid_size: Sequence[int],
                  camera_branch: Optional[dict] = None, fuser: Optional[dict] = None,
                  projector: dict = dict(type='MLPProjector'), spatial_position: Optional[dict] = None,
-                 place_tokens: bool = False, num_plan_queries: int = 6, instruction: Optional[str] = None, plan_refiner: Optional[dict] = None,
+                 place_tokens: bool = False, num_plan_queries: int = 6, instruction: Optional[str] = None,
+                 plan_refiner: Optional[dict] = None,
                  max_answer_tokens: int = 64,
                  blind_spatial_tokens: bool = False, frozen_modules: Sequence[str] = (),
                  data_preprocessor: Optional[dict] = None, init_cfg=None):

@@ -3,7 +3,8 @@
 Reads MMEngine's ``LocalVisBackend`` log (``<work_dir>/<timestamp>/vis_data/scalars.json``: one JSON object
 per line with a ``step``; training lines carry the losses, validation lines the metrics) and draws one
 panel per group: the losses, QA accuracy per question type (with the overall most-common-answer baseline
-dashed where the metric reports it), the QA gain over that baseline per type, occupancy (RayIoU, mIoU), flow (mAVE) and planning (L2, collision).
+dashed where the metric reports it), the QA gain over that baseline per type, occupancy (RayIoU, mIoU), flow
+(mAVE) and planning (L2, collision).
 """
 import io
 import json

@@ -93,8 +93,9 @@ def parked_car_grid(sidewalk_left_of: float = None) -> torch.Tensor:
 
 def test_swerves_onto_the_first_free_offset_path():
     """Offsets (0.5, -0.5, 1.0): +0.5 m still touches the car (footprint right edge -0.425 m vs its cell centres
-    up to -0.2 m), -0.5 m hits it harder, +1.0 m clears it (edge at +0.075 m). The plan keeps its progress and moves 1.0 m left, eased in
-    with a half-cosine over 10 m of path: 0.5 m at x = 5 m, the full metre from 10 m on."""
+    up to -0.2 m), -0.5 m hits it harder, +1.0 m clears it (edge at +0.075 m). The plan keeps its progress and
+    moves 1.0 m left, eased in with a half-cosine over 10 m of path: 0.5 m at x = 5 m, the full metre from
+    10 m on."""
     guided = OccupancyGuidedStop(lateral_offsets=(0.5, -0.5, 1.0))
     out = guided(STRAIGHT, parked_car_grid())
     torch.testing.assert_close(out, torch.tensor([[5.0, 0.5]] + [[5.0 * (k + 1), 1.0] for k in range(1, 6)]))
