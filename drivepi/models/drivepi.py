@@ -146,7 +146,7 @@ class DrivePI(Base3DDetector):
         b = bev.shape[0]
         embeds = self.llm.embed(prompt.input_ids, prompt.spatial_mask, self._spatial_tokens(selected, bev),
                                 prompt.plan_mask, self.plan_queries.expand(b, -1, -1))
-        embeds = self._add_place_tokens(embeds, prompt.places, bev)
+        embeds = self._add_place_tokens(embeds, prompt.input_ids, bev)
         if prefill_decoder:
             hidden = self.llm.prefill(embeds)
         else:
@@ -168,11 +168,13 @@ class DrivePI(Base3DDetector):
             tokens = tokens + self.spatial_position(cells, bev_shape)
         return torch.zeros_like(tokens) if self.blind_spatial_tokens else tokens
 
-    def _add_place_tokens(self, embeds: torch.Tensor, places: torch.Tensor, bev: torch.Tensor) -> torch.Tensor:
-        """``embeds`` (B, L, D) with the scene token of its place added to every token inside a named place
-        (``places`` (B, L, 2) m, NaN elsewhere); unchanged without ``place_tokens``."""
+    def _add_place_tokens(self, embeds: torch.Tensor, input_ids: torch.Tensor, bev: torch.Tensor) -> torch.Tensor:
+        """``embeds`` (B, L, D) of ``input_ids`` (B, L) with the scene token of its place added to every token
+        inside a named place (:meth:`DrivePIPrompt.token_places`); unchanged, and the ids not read, without
+        ``place_tokens``."""
         if not self.place_tokens:
             return embeds
+        places = torch.stack([self.prompt.token_places(row.tolist()) for row in input_ids])
         cells, valid = place_cells(places.to(bev.device), bev.shape[2:], self.spatial_position.point_cloud_range)
         if not bool(valid.any()):
             return embeds
@@ -235,7 +237,7 @@ class DrivePI(Base3DDetector):
         history, answers = [], []
         for turn in conversation:
             ids = history + self.prompt.question_ids(turn['question'])
-            embeds = self._add_place_tokens(self.llm.embed_ids(ids)[None], self.prompt.token_places(ids)[None], bev)
+            embeds = self._add_place_tokens(self.llm.embed_ids(ids)[None], torch.tensor([ids]), bev)
             new_ids = self.llm.generate(embeds, self.max_answer_tokens, after_prefix=True)
             answers.append(self.llm.decode(new_ids))
             history += self.prompt.turn_ids(turn['question'], answers[-1])[0]

@@ -42,13 +42,14 @@ def test_token_places_mark_exactly_the_tokens_of_each_place(prompt):
     assert 'Is the car at' in unmarked and 'moving, and is' in unmarked and '17' not in unmarked
 
 
-def test_prompt_batch_carries_the_places_row_by_row(prompt):
+def test_places_of_padded_batch_rows(prompt):
     turn = dict(question=f'What is at {format_place(5.0, -2.0)}?', answer='car')
     batch = prompt.batch([0, 1], 3, 2, [[[turn]], []])
-    assert batch.places.shape == batch.input_ids.shape + (2,)
-    row0 = batch.places[0][~batch.places[0, :, 0].isnan()]
+    places = torch.stack([prompt.token_places(row.tolist()) for row in batch.input_ids])
+    assert places.shape == batch.input_ids.shape + (2,)
+    row0 = places[0][~places[0, :, 0].isnan()]
     assert len(row0) > 0 and (row0 == torch.tensor([5.0, -2.0])).all()
-    assert batch.places[1].isnan().all()  # no questions, padding: no place
+    assert places[1].isnan().all()  # no questions, padding: no place
 
 
 def test_place_cells_invert_the_cell_centres():
@@ -71,7 +72,7 @@ def test_model_adds_the_scene_token_of_the_cell_to_the_place_tokens_only(mini_cf
     places = model.prompt.token_places(ids)[None]
     embeds = model.llm.embed_ids(ids)[None]
     with torch.no_grad():
-        out = model._add_place_tokens(embeds, places, bev) - embeds
+        out = model._add_place_tokens(embeds, torch.tensor([ids]), bev) - embeds
         cell = torch.tensor([[36 * 50 + 7]])
         expected = model.projector(bev[:, :, 36, 7][:, None]) + model.spatial_position(cell, (50, 50))
     first = places[0, :, 0] == 17.6
@@ -82,7 +83,8 @@ def test_model_adds_the_scene_token_of_the_cell_to_the_place_tokens_only(mini_cf
     torch.testing.assert_close(gather_tokens(bev, cell)[0, 0], bev[0, :, 36, 7])
     model.blind_spatial_tokens = True
     with torch.no_grad():
-        assert (model._add_place_tokens(embeds, places, bev) == embeds).all()  # the blind pass hides them too
+        blind = model._add_place_tokens(embeds, torch.tensor([ids]), bev)
+        assert (blind == embeds).all()  # the blind pass hides them too
 
 
 def test_place_tokens_need_the_position_embedding(mini_cfg):

@@ -41,14 +41,12 @@ class PromptBatch:
         labels: long (B, L), token id on answer tokens, ``IGNORE_INDEX`` elsewhere.
         spatial_mask: bool (B, L), True at the K ``<|spatial|>`` positions of each row.
         plan_mask: bool (B, L), True at the Q ``<|plan|>`` positions of each row.
-        places: float (B, L, 2), the place ``(x, y)`` (m, ego frame) that a token is part of; NaN elsewhere.
     """
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     labels: torch.Tensor
     spatial_mask: torch.Tensor
     plan_mask: torch.Tensor
-    places: torch.Tensor
 
     def to(self, device) -> 'PromptBatch':
         """The same batch on ``device``."""
@@ -85,8 +83,9 @@ class DrivePIPrompt:
         """(N, 2) float: for each of the N token ids the place ``(x, y)`` (m) whose text it is part of, NaN for
         tokens outside every place."""
         pieces = self.tokenizer.batch_decode([[i] for i in ids])
-        ends = torch.tensor([len(piece) for piece in pieces]).cumsum(0)
-        starts = ends - torch.tensor([len(piece) for piece in pieces])
+        lengths = torch.tensor([len(piece) for piece in pieces])
+        ends = lengths.cumsum(0)
+        starts = ends - lengths
         places = torch.full((len(ids), 2), float('nan'))
         for start, end, x, y in find_places(''.join(pieces)):
             places[(starts < end) & (ends > start)] = torch.tensor([x, y])
@@ -139,11 +138,9 @@ class DrivePIPrompt:
         input_ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
         labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
-        places = torch.full((len(rows), length, 2), float('nan'))
         for i, (ids, lab) in enumerate(rows):
             input_ids[i, :len(ids)] = torch.tensor(ids)
             labels[i, :len(lab)] = torch.tensor(lab)
             attention_mask[i, :len(ids)] = 1
-            places[i, :len(ids)] = self.token_places(ids)
-        return PromptBatch(input_ids, attention_mask, labels, spatial_mask=input_ids == self.spatial_id,
-                           plan_mask=input_ids == self.plan_id, places=places)
+        return PromptBatch(input_ids, attention_mask, labels,
+                           spatial_mask=input_ids == self.spatial_id, plan_mask=input_ids == self.plan_id)
