@@ -20,6 +20,21 @@ from drivepi.sim.calibration import camera_calibs
 DEFAULT_DEMO_DIR = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'nuscenes_demo'
 SWEEP_INTERVAL_S, EGO_SPEED_MPS = 0.05, 5.0
 
+# Redundancy-filter settings of the accuracy-vs-speed table (docs/benchmarks.md), as 'TOKEN/V_NEAR,V_MID,V_FAR':
+# the BEV token keep ratio and the Ada3D voxel keep ratios of the three range rings. The token sweep holds the
+# mini configs' voxel ratios, the voxel sweep their token ratio (0.25); the last setting filters nothing.
+FILTER_SETTINGS = ('0.1/0.4,0.7,1', '0.2/0.4,0.7,1', '0.25/0.4,0.7,1', '0.5/0.4,0.7,1', '1/0.4,0.7,1',
+                   '0.25/1,1,1', '0.25/0.3,0.6,0.9', '0.25/0.2,0.4,0.6', '1/1,1,1')
+
+
+def parse_filter_setting(setting: str) -> tuple:
+    """``'0.25/0.4,0.7,1'`` -> ``(0.25, [0.4, 0.7, 1.0])`` (token keep ratio, voxel keep ratio per ring)."""
+    try:
+        token, voxels = setting.split('/')
+        return float(token), [float(r) for r in voxels.split(',')]
+    except ValueError as exc:
+        raise ValueError(f"filter setting {setting!r} is not 'TOKEN_RATIO/V1,V2,V3' (e.g. '0.25/0.4,0.7,1')") from exc
+
 
 def load_demo_sweep(demo_dir: Path) -> np.ndarray:
     """The demo LIDAR_TOP sweep in the ego frame, ``(N, 5)`` ``[x, y, z, intensity, 0]``."""

@@ -15,11 +15,13 @@ all inference figures are taken on it, with the LLM's CUDA graphs on and, for co
 Prints a table and writes JSON atomically.
 """
 import argparse
+import collections
 import contextlib
 import operator
 import platform
 import statistics
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -29,11 +31,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from drivepi.benchmarking import (
     DEFAULT_DEMO_DIR,
+    FILTER_SETTINGS,
     build_model,
     load_demo_sweep,
     make_batch,
     median_ms,
     module_timing_hooks,
+    parse_filter_setting,
     stack_sweeps,
     timed_runs,
 )
@@ -42,7 +46,7 @@ from drivepi.models.heads import stack_field
 from drivepi.utils import load_config, register_all_modules
 
 DEFAULT_CONFIG = 'configs/drivepi/drivepi_qwen2.5-0.5b_8xb4-24e_nuscenes-openocc.py'
-SECTIONS = ('training', 'inference', 'keep_ratio_sweep', 'ada3d', 'decode')
+SECTIONS = ('training', 'inference', 'filter_sweep', 'ada3d', 'decode')
 MODULES = ('lidar_branch', 'camera_branch', 'fuser', 'token_filter', 'projector', 'llm.causal_lm.model',
            'back_projector', 'heads.occ', 'heads.flow', 'heads.plan')
 
@@ -54,7 +58,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--num-sweeps', type=int, default=10)
     parser.add_argument('--img-size', type=int, nargs=2, default=[256, 704], help='H W')
     parser.add_argument('--train-batch', type=int, default=4, help='samples per training step')
-    parser.add_argument('--keep-ratios', type=float, nargs='+', default=[0.1, 0.2, 0.5, 1.0])
+    parser.add_argument('--filter-settings', nargs='+', default=list(FILTER_SETTINGS),
+                        help="token keep ratio / Ada3D voxel keep ratios per range ring of the filter_sweep "
+                             "section, e.g. 0.25/0.4,0.7,1")
     parser.add_argument('--decode-tokens', type=int, default=64)
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--warmup', type=int, default=5)
@@ -103,9 +109,9 @@ def bench_inference(model, inputs, samples, device, args) -> dict:
             torch.cuda.reset_peak_memory_stats(device)
         total = median_ms(lambda: model._forward(inputs, samples), device, args.iters, args.warmup)
         peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == 'cuda' else float('nan')
-        model.llm.cuda_graphs = False
+        set_cuda_graphs(model, False)
         eager = median_ms(lambda: model._forward(inputs, samples), device, args.iters, args.warmup)
-        model.llm.cuda_graphs = True
+        set_cuda_graphs(model, True)
         lidar = median_ms(lambda: model.lidar_branch(inputs['points']), device, args.iters, args.warmup)
         _, aux = model.lidar_branch(inputs['points'])
         camera = float('nan')
@@ -118,6 +124,10 @@ def bench_inference(model, inputs, samples, device, args) -> dict:
         result = dict(latency_ms=total, latency_ms_no_cuda_graphs=eager, lidar_ms=lidar, camera_ms=camera,
                       peak_mem_gib=peak, gflops=gflops, num_voxels=int(aux['num_voxels']),
                       num_kept_voxels=int(aux['num_kept_voxels']))
+        if device.type == 'cuda':
+            result.update(host_syncs(lambda: model._forward(inputs, samples)))
+            result['gpu_kernel_ms'] = gpu_kernel_ms(lambda: model._forward(inputs, samples))
+            result['gpu_busy_share'] = result['gpu_kernel_ms'] / total
         if args.profile:
             result['profile_table'] = write_profile('inference', lambda: model._forward(inputs, samples),
                                                     device, args.out)
@@ -126,19 +136,55 @@ def bench_inference(model, inputs, samples, device, args) -> dict:
     return result
 
 
+def set_cuda_graphs(model, enabled: bool) -> None:
+    """CUDA graphs of the LLM and, if any, of the camera branch on or off (dropping captured graphs)."""
+    model.llm.cuda_graphs = enabled
+    if model.camera_branch is not None:
+        model.camera_branch.cuda_graphs = enabled
+
+
+def host_syncs(fn) -> dict:
+    """Host synchronisations torch counts in one ``fn()`` (``torch.cuda.set_sync_debug_mode``; syncs inside
+    extensions such as spconv are not seen) and the 8 most frequent calling lines."""
+    fn()
+    torch.cuda.set_sync_debug_mode('warn')
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            fn()
+    finally:
+        torch.cuda.set_sync_debug_mode('default')
+    sites = collections.Counter(f'{Path(w.filename).name}:{w.lineno}' for w in caught
+                                if 'synchroniz' in str(w.message))
+    return dict(host_syncs_per_frame=sum(sites.values()), host_sync_sites=dict(sites.most_common(8)))
+
+
+def gpu_kernel_ms(fn, runs: int = 5) -> float:
+    """GPU kernel time per ``fn()`` (ms, summed over kernels, so kernels of two streams that overlap count
+    twice), from torch.profiler over ``runs`` calls after one untimed call."""
+    from torch.profiler import ProfilerActivity, profile
+    fn()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(runs):
+            fn()
+        torch.cuda.synchronize()
+    kernel_us = sum(getattr(e, 'self_device_time_total', 0) for e in prof.key_averages())
+    return kernel_us / 1e3 / runs
+
+
 def count_gflops(model, inputs, samples) -> float:
     """GFLOPs of one all-heads forward counted by torch's FlopCounterMode (matmuls, convolutions,
     attention; spconv's sparse convolutions are custom ops and are not counted). Attention is counted
     in its eager form: the counter cannot read grouped-query SDPA shapes."""
     config = model.llm.causal_lm.config
     attn_implementation, config._attn_implementation = config._attn_implementation, 'eager'
-    graphs, model.llm.cuda_graphs = model.llm.cuda_graphs, False  # a graph replay hides its kernels
+    set_cuda_graphs(model, False)  # a graph replay hides its kernels
     try:
         with FlopCounterMode(display=False) as counter:
             model._forward(inputs, samples)
     finally:
         config._attn_implementation = attn_implementation
-        model.llm.cuda_graphs = graphs
+        set_cuda_graphs(model, True)
     return counter.get_total_flops() / 1e9
 
 
@@ -222,16 +268,28 @@ def bench_training(model, cfg, inputs, samples, device, args) -> dict:
     return result
 
 
-def keep_ratio_sweep(model, inputs, samples, device, args) -> dict:
-    """All-heads latency and LLM spatial-token count per token keep ratio."""
-    sweep, configured = {}, model.token_filter.keep_ratio
-    for ratio in args.keep_ratios:
-        model.token_filter.keep_ratio = ratio
-        with torch.no_grad(), autocast(device):
-            latency = median_ms(lambda: model._forward(inputs, samples), device, args.iters, args.warmup)
-            tokens = int(model.token_filter(model.extract_feat(inputs, samples)[0])['keep_idx'].shape[1])
-        sweep[str(ratio)] = dict(latency_ms=latency, tokens=tokens)
-    model.token_filter.keep_ratio = configured
+def filter_sweep(model, inputs, samples, device, args) -> dict:
+    """Per redundancy-filter setting (``'TOKEN/V1,V2,V3'``, set in place on the deployed model): all-heads and
+    LiDAR-branch latency, LLM spatial tokens, non-empty and kept voxels."""
+    token_filter, voxel_filter = model.token_filter, model.lidar_branch.voxel_filter
+    if voxel_filter is None:
+        raise ValueError('the config has no Ada3D voxel filter to sweep')
+    configured = (token_filter.keep_ratio, voxel_filter.keep_ratios.clone())
+    sweep = {}
+    try:
+        for setting in args.filter_settings:
+            token_filter.keep_ratio, voxel_ratios = parse_filter_setting(setting)
+            voxel_filter.keep_ratios.copy_(torch.tensor(voxel_ratios))
+            with torch.no_grad(), autocast(device):
+                latency = median_ms(lambda: model._forward(inputs, samples), device, args.iters, args.warmup)
+                lidar = median_ms(lambda: model.lidar_branch(inputs['points']), device, args.iters, args.warmup)
+                bev, aux = model.extract_feat(inputs, samples)
+                tokens = int(model.token_filter(bev)['keep_idx'].shape[1])
+            sweep[setting] = dict(latency_ms=latency, lidar_ms=lidar, tokens=tokens, num_voxels=int(aux['num_voxels']),
+                                  num_kept_voxels=int(aux['num_kept_voxels']))
+    finally:
+        token_filter.keep_ratio = configured[0]
+        voxel_filter.keep_ratios.copy_(configured[1])
     return sweep
 
 
@@ -309,10 +367,14 @@ SECTION_ROWS = dict(
         ('  without CUDA graphs, ms/frame', f"{s['latency_ms_no_cuda_graphs']:.1f}"),
         ('  LiDAR branch, ms', f"{s['lidar_ms']:.1f}"), ('  camera branch, ms', f"{s['camera_ms']:.1f}"),
         ('  peak memory, GiB', f"{s['peak_mem_gib']:.2f}"), ('  GFLOPs/frame (counted)', f"{s['gflops']:.0f}"),
-        ('  achieved fraction of matmul peak', f"{r.get('achieved_fraction_of_peak', float('nan')):.3f}")]
+        ('  achieved fraction of matmul peak', f"{r.get('achieved_fraction_of_peak', float('nan')):.3f}"),
+        ('  GPU kernel ms/frame, share of wall time', f"{s.get('gpu_kernel_ms', float('nan')):.1f}, "
+                                                       f"{s.get('gpu_busy_share', float('nan')):.2f}"),
+        ('  host synchronisations/frame (torch-visible)', f"{s.get('host_syncs_per_frame', 'n/a')}")]
     + [(f'  {name}, ms', f'{ms:.1f}') for name, ms in s.get('module_ms', {}).items()],
-    keep_ratio_sweep=lambda s, r: [(f'keep ratio {k}: ms/frame, tokens', f"{v['latency_ms']:.1f}, {v['tokens']}")
-                                   for k, v in s.items() if isinstance(v, dict)],
+    filter_sweep=lambda s, r: [(f'filters {k}: ms/frame, LiDAR ms, tokens, voxels kept',
+                                f"{v['latency_ms']:.1f}, {v['lidar_ms']:.1f}, {v['tokens']}, {v['num_kept_voxels']} / "
+                                f"{v['num_voxels']}") for k, v in s.items() if isinstance(v, dict)],
     ada3d=lambda s, r: [
         ('Ada3D voxels kept / all', f"{s['num_kept_voxels']} / {s['num_voxels']} "
          f"({100 * (1 - s['num_kept_voxels'] / s['num_voxels']):.0f}% removed)"),
@@ -363,7 +425,7 @@ def main() -> None:
         sections = dict(
             training=lambda: bench_training(model, cfg, train_inputs, train_samples, device, args),
             inference=lambda: bench_inference(model.deploy(), inputs, samples, device, args),
-            keep_ratio_sweep=lambda: keep_ratio_sweep(model.deploy(), inputs, samples, device, args),
+            filter_sweep=lambda: filter_sweep(model.deploy(), inputs, samples, device, args),
             ada3d=lambda: ada3d_on_off(cfg, tokenizer, report.get('inference', {'error': 'not run'}), inputs,
                                        samples, device, args),
             decode=lambda: bench_decode(model.deploy(), inputs, samples, device, args))

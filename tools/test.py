@@ -4,7 +4,8 @@
         [--cfg-options k=v ...]
 
 ``--out-dir DIR`` also writes each sample's predictions to ``DIR/predictions/<token>.npz`` (read by
-``visualization/render_occupancy.py``) and the metrics to ``DIR/metrics.json``, all or nothing: into
+``visualization/render_occupancy.py``), the metrics to ``DIR/metrics.json`` and the test loop's wall time and
+frames/s to ``DIR/timing.json``, all or nothing: into
 ``.DIR.incomplete`` beside it, which replaces DIR (and what an earlier run left there) when the run ends.
 ``--blind`` adds a second, "blind" pass over the same samples with the spatial tokens replaced by zeros
 (everything else equal) and reports its QA accuracy as ``blind_qa/...`` beside the model's ``qa/...``: how
@@ -14,6 +15,7 @@ much of the answers comes from the scene. The checkpoint must match the config's
 import argparse
 import contextlib
 import shutil
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -23,7 +25,7 @@ from mmengine.runner import Runner, TestLoop
 
 from drivepi.engine.checkpoint_loading import ALLOW_PARTIAL_HELP
 from drivepi.evaluation import format_metrics_table, save_metrics_json
-from drivepi.fileio import replace_directory
+from drivepi.fileio import atomic_write_json, replace_directory
 from drivepi.utils import load_run_config, register_all_modules
 
 
@@ -100,17 +102,27 @@ def blind_qa_metrics(runner: Runner) -> dict:
     return blind
 
 
+def evaluation_timing(frames: int, seconds: float) -> dict:
+    """Wall time of the test loop (the blind pass not included) and its throughput."""
+    return dict(frames=frames, seconds=seconds, frames_per_s=frames / seconds)
+
+
 def main() -> None:
     args = parse_args()
     register_all_modules(init_default_scope=False)
     runner = Runner.from_cfg(build_config(args))
     with fresh_output_dir(args.out_dir) if args.out_dir else contextlib.nullcontext() as out_dir:
+        start = time.perf_counter()
         metrics = runner.test()
+        timing = evaluation_timing(len(runner.test_dataloader.dataset), time.perf_counter() - start)
         if args.blind:
             metrics.update(blind_qa_metrics(runner))
         if out_dir and is_main_process():
             save_metrics_json(metrics, out_dir / 'metrics.json')
+            atomic_write_json(out_dir / 'timing.json', timing)
     print(format_metrics_table(metrics))
+    print(f"evaluated {timing['frames']} frames in {timing['seconds']:.1f} s: {timing['frames_per_s']:.2f} frames/s "
+          '(data loading, model, answers if the samples have questions, metrics)')
     if args.out_dir:
         print(f'predictions and metrics.json written to {args.out_dir}')
 

@@ -1,10 +1,11 @@
-"""CUDA graphs for fixed-shape inference steps whose cost is kernel launches, not arithmetic.
+"""CUDA graphs and a second stream for inference steps whose cost is kernel launches, not arithmetic.
 
 A captured graph replays all of a step's kernels with one launch, so Python and launch overhead
 (hundreds of small kernels per LLM layer stack) disappear. Inputs and outputs live in static buffers:
-a replay reads the input buffers and overwrites the output buffers in place.
+a replay reads the input buffers and overwrites the output buffers in place. :func:`run_overlapped`
+lets such a replay run on the GPU while the host works through a branch that cannot be captured.
 """
-from typing import Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
@@ -67,3 +68,28 @@ class GraphedFunction:
     def reset(self) -> None:
         """Drop every graph (after the function's weights were replaced, e.g. by a LoRA merge)."""
         self.graphs.clear()
+
+
+_SIDE_STREAMS: Dict[torch.device, torch.cuda.Stream] = {}
+
+
+def run_overlapped(side_fn: Callable[[], torch.Tensor], main_fn: Callable[[], Any],
+                   device: torch.device) -> Tuple[torch.Tensor, Any]:
+    """``(side_fn(), main_fn())``, on a GPU at inference with ``side_fn`` on a second CUDA stream.
+
+    ``side_fn`` is queued first, so its kernels (e.g. the camera branch's graph replay) run while the host
+    works through ``main_fn`` (e.g. the LiDAR branch, whose synchronisations then wait for the current
+    stream only); the current stream waits for the side stream before it uses the result. On the CPU or
+    with autograd recording, the two simply run one after the other.
+    """
+    if device.type != 'cuda' or torch.is_grad_enabled():
+        return side_fn(), main_fn()
+    main = torch.cuda.current_stream(device)
+    side = _SIDE_STREAMS.setdefault(device, torch.cuda.Stream(device))
+    side.wait_stream(main)  # the side work reads tensors the current stream made
+    with torch.cuda.stream(side):
+        side_out = side_fn()
+    main_out = main_fn()
+    main.wait_stream(side)
+    side_out.record_stream(main)  # its memory is not reused before the current stream is done with it
+    return side_out, main_out

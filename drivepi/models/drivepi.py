@@ -16,6 +16,7 @@ from mmdet3d.models.detectors import Base3DDetector
 from mmdet3d.structures import Det3DDataSample
 
 from drivepi.models.ada3d.token_filter import gather_tokens, scatter_tokens
+from drivepi.models.cuda_graphs import run_overlapped
 from drivepi.models.heads import HeadInputs, stack_field
 from drivepi.models.llm.prompt import DrivePIPrompt
 from drivepi.models.llm.spatial_position import place_cells
@@ -25,6 +26,14 @@ SampleList = List[Det3DDataSample]
 FREEZABLE_MODULES = ('lidar_branch', 'camera_branch', 'fuser', 'token_filter', 'projector', 'back_projector',
                      'spatial_position', 'heads')
 ENCODERS = ('lidar_branch', 'camera_branch', 'fuser')
+
+
+def rows_at(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``hidden`` (B, L, D) at the True positions of ``mask`` (B, L), the same number N in every row ->
+    (B, N, D). The positions are found on the mask's device, so a CPU mask (as the prompt builds it) costs
+    the GPU no host synchronisation, unlike boolean indexing of a GPU tensor."""
+    rows, cols = mask.nonzero(as_tuple=True)
+    return hidden[rows.to(hidden.device), cols.to(hidden.device)].view(mask.shape[0], -1, hidden.shape[-1])
 
 
 @MODELS.register_module()
@@ -118,16 +127,21 @@ class DrivePI(Base3DDetector):
 
     # ------------------------------------------------------------------ features
     def extract_feat(self, inputs: dict, data_samples: SampleList, gt_occ: Optional[torch.Tensor] = None):
-        """Fused BEV (B, C, Hb, Wb) and the LiDAR branch's aux dict."""
-        bev, aux = self.lidar_branch(inputs['points'], gt_occ=gt_occ)
-        if self.camera_branch is not None:
-            if 'imgs' not in inputs:
-                raise ValueError('this DrivePI config has a camera branch but the batch holds no `imgs`')
-            device = inputs['imgs'].device
-            ego2img = stack_field(data_samples, 'ego2img', None, torch.float32, device, metainfo=True)
-            cam_valid = stack_field(data_samples, 'cam_valid', None, torch.bool, device, metainfo=True)
-            bev = self.fuser(bev, self.camera_branch(inputs['imgs'].float(), ego2img, cam_valid))
-        return bev, aux
+        """Fused BEV (B, C, Hb, Wb) and the LiDAR branch's aux dict. On a GPU at inference the camera branch
+        runs on a second stream while the host works through the LiDAR branch (:func:`run_overlapped`)."""
+        def lidar():
+            return self.lidar_branch(inputs['points'], gt_occ=gt_occ)
+
+        if self.camera_branch is None:
+            return lidar()
+        if 'imgs' not in inputs:
+            raise ValueError('this DrivePI config has a camera branch but the batch holds no `imgs`')
+        device = inputs['imgs'].device
+        ego2img = stack_field(data_samples, 'ego2img', None, torch.float32, device, metainfo=True)
+        cam_valid = stack_field(data_samples, 'cam_valid', None, torch.bool, device, metainfo=True)
+        camera_bev, (bev, aux) = run_overlapped(
+            lambda: self.camera_branch(inputs['imgs'].float(), ego2img, cam_valid), lidar, device)
+        return self.fuser(bev, camera_bev), aux
 
     def _run_llm(self, bev: torch.Tensor, data_samples: SampleList, conversations: list,
                  prefill_decoder: bool = False) -> dict:
@@ -135,26 +149,28 @@ class DrivePI(Base3DDetector):
         the answer decoder's prefill, which also keeps the prefix's KV cache for the answers.
 
         Returns:
-            dict with ``scores`` (B, Hb*Wb), ``hidden`` and ``embeds`` (B, L, D), ``prompt`` (PromptBatch)
+            dict with ``scores`` (B, Hb*Wb), ``hidden`` and ``embeds`` (B, L, D), ``prompt`` (PromptBatch on the
+            BEV's device), ``host_prompt`` (the same on the CPU)
             and ``feats`` (:class:`HeadInputs` for the heads).
         """
         selected = self.token_filter(bev)
         keep_idx = selected['keep_idx']
         commands = stack_field(data_samples, 'ego_fut_cmd', (), torch.long, metainfo=True)
-        prompt = self.prompt.batch(commands.tolist(), keep_idx.shape[1], len(self.plan_queries), conversations)
-        prompt = prompt.to(bev.device)
+        host_prompt = self.prompt.batch(commands.tolist(), keep_idx.shape[1], len(self.plan_queries), conversations)
+        prompt = host_prompt.to(bev.device)
         b = bev.shape[0]
         embeds = self.llm.embed(prompt.input_ids, prompt.spatial_mask, self._spatial_tokens(selected, bev),
                                 prompt.plan_mask, self.plan_queries.expand(b, -1, -1))
-        embeds = self._add_place_tokens(embeds, prompt.input_ids, bev)
+        embeds = self._add_place_tokens(embeds, host_prompt.input_ids, bev)
         if prefill_decoder:
             hidden = self.llm.prefill(embeds)
         else:
-            hidden = self.llm.hidden_states(embeds, prompt.attention_mask)
-        spatial_states = hidden[prompt.spatial_mask].view(b, keep_idx.shape[1], -1)
+            hidden = self.llm.hidden_states(embeds, host_prompt.attention_mask)
+        spatial_states = rows_at(hidden, host_prompt.spatial_mask)
         feats = HeadInputs(bev=scatter_tokens(self.back_projector(spatial_states), keep_idx, bev),
-                           plan_states=hidden[prompt.plan_mask].view(b, len(self.plan_queries), -1))
-        return dict(scores=selected['scores'], hidden=hidden, embeds=embeds, prompt=prompt, feats=feats)
+                           plan_states=rows_at(hidden, host_prompt.plan_mask))
+        return dict(scores=selected['scores'], hidden=hidden, embeds=embeds, prompt=prompt, host_prompt=host_prompt,
+                    feats=feats)
 
     def _spatial_tokens(self, selected: dict, bev: torch.Tensor) -> torch.Tensor:
         """(B, K, D) LLM inputs of the kept BEV tokens (:meth:`_scene_tokens`)."""
@@ -174,10 +190,11 @@ class DrivePI(Base3DDetector):
         ``place_tokens``."""
         if not self.place_tokens:
             return embeds
-        places = torch.stack([self.prompt.token_places(row.tolist()) for row in input_ids])
-        cells, valid = place_cells(places.to(bev.device), bev.shape[2:], self.spatial_position.point_cloud_range)
+        places = torch.stack([self.prompt.token_places(row.tolist()) for row in input_ids.cpu()])
+        cells, valid = place_cells(places, bev.shape[2:], self.spatial_position.point_cloud_range)  # on the CPU
         if not bool(valid.any()):
             return embeds
+        cells, valid = cells.to(bev.device), valid.to(bev.device)
         tokens = self._scene_tokens(gather_tokens(bev, cells), cells, bev.shape[2:])
         return embeds + (tokens * valid[..., None]).to(embeds.dtype)
 
@@ -222,7 +239,7 @@ class DrivePI(Base3DDetector):
         if self.plan_refiner is not None:
             for ds in data_samples:
                 ds.pred_traj = self.plan_refiner(ds.pred_traj, ds.pred_occ, ds.get('pred_flow'))
-        lengths = out['prompt'].attention_mask.sum(1).tolist()
+        lengths = out['host_prompt'].attention_mask.sum(1).tolist()
         for i, ds in enumerate(data_samples):
             conversations = ds.get('conversations', [])
             if conversations and not prefilled:

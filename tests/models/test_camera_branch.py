@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from drivepi.models.camera import LSSViewTransform, frustum_points
+from drivepi.models.camera.lss_view_transform import splat
+from drivepi.models.cuda_graphs import run_overlapped
 from drivepi.registry import MODELS
 
 DEMO_LOG = 'n015-2018-07-24-11-22-45+0800'
@@ -77,6 +79,62 @@ def test_lss_splat_matches_independent_projection(demo_calib):
     assert expected.sum() > 50
     np.testing.assert_allclose(bev[0, 0].numpy(), expected, atol=1e-4)
     np.testing.assert_allclose(bev[0, 2].numpy(), expected, atol=1e-4)
+
+
+def test_sync_free_splat_equals_splat_of_the_selected_samples():
+    torch.manual_seed(0)
+    lifted = torch.randn(2, 5, 4, 6, 3)
+    inside = torch.rand(2, 5, 4, 6) < 0.6
+    cells = torch.where(inside, torch.randint(0, 7, (2, 5, 4, 6)), torch.randint(7, 10 ** 6, (2, 5, 4, 6)))
+    selected = splat(lifted, cells, inside, 7, sync_free=False)
+    torch.testing.assert_close(splat(lifted, cells, inside, 7, sync_free=True), selected)
+    expected = torch.zeros(7, 3)
+    for c, f in zip(cells[inside].tolist(), lifted[inside]):
+        expected[c] += f
+    torch.testing.assert_close(selected, expected)
+
+
+def test_all_views_path_keeps_each_sample_its_own_views(demo_calib):
+    """The fixed-shape path (every view valid, what the CUDA graph captures) = each sample alone."""
+    torch.manual_seed(0)
+    branch = MODELS.build(camera_branch_cfg()).eval()
+    imgs = torch.randn(2, 6, 3, *IMG_HW)
+    ego2img = demo_calib['ego2img'].expand(2, 6, 4, 4).clone()
+    with torch.no_grad():
+        both = branch.all_views_bev(imgs, ego2img)
+        alone = [branch(imgs[i:i + 1], ego2img[i:i + 1], torch.ones(1, 6, dtype=torch.bool)) for i in range(2)]
+        first_view_missing = torch.ones(2, 6, dtype=torch.bool)
+        first_view_missing[0, 0] = False
+        selected = branch(imgs, ego2img, first_view_missing)  # the eager path with views selected
+    torch.testing.assert_close(both, torch.cat(alone), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(selected[1], both[1], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(selected[0], both[0], atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA graphs and streams need a GPU')
+def test_cuda_graph_camera_branch_on_a_side_stream_equals_eager(demo_calib):
+    torch.manual_seed(0)
+    branch = MODELS.build(camera_branch_cfg()).cuda().eval()
+    ego2img = demo_calib['ego2img'].expand(2, 6, 4, 4).cuda()
+    valid = torch.ones(2, 6, dtype=torch.bool, device='cuda')
+    with torch.no_grad():
+        for _ in range(2):  # the second input replays the graph captured for the first
+            imgs = torch.randn(2, 6, 3, *IMG_HW, device='cuda')
+            graphed, doubled = run_overlapped(lambda: branch(imgs, ego2img, valid), lambda: imgs * 2,
+                                              torch.device('cuda'))
+            branch.cuda_graphs = False
+            eager = branch(imgs, ego2img, valid)
+            branch.cuda_graphs = True
+            torch.testing.assert_close(graphed, eager, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(doubled, imgs * 2)
+    assert len(branch._graphed_all_views.graphs) == 1
+
+
+def test_run_overlapped_on_cpu_runs_both_in_order():
+    calls = []
+    side, main = run_overlapped(lambda: calls.append('side') or torch.ones(1), lambda: calls.append('main') or 2,
+                                torch.device('cpu'))
+    assert calls == ['side', 'main'] and side.item() == 1 and main == 2
 
 
 def test_camera_branch_shapes_missing_camera_and_gradients(demo_calib):

@@ -293,3 +293,13 @@ def test_single_sample_predict_reuses_its_llm_pass_for_the_answers(model, batch)
     torch.testing.assert_close(single.pred_traj, pair.pred_traj, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(single.pred_flow, pair.pred_flow, rtol=1e-4, atol=1e-4)
     assert (single.pred_occ == pair.pred_occ).float().mean() > 0.999
+
+
+def test_rows_at_gathers_the_masked_positions_in_order():
+    from drivepi.models.drivepi import rows_at
+    hidden = torch.arange(2 * 5 * 3, dtype=torch.float32).view(2, 5, 3)
+    mask = torch.tensor([[False, True, False, True, False], [True, False, False, False, True]])
+    out = rows_at(hidden, mask)
+    assert out.shape == (2, 2, 3)
+    torch.testing.assert_close(out, hidden[mask].view(2, 2, 3))
+    torch.testing.assert_close(out[1, 1], hidden[1, 4])

@@ -273,3 +273,23 @@ def test_only_the_fx_tracing_note_of_spconv_tensors_is_dropped():
     logger = logging.getLogger('torch.fx._symbolic_trace')
     assert not logger.filter(logging.makeLogRecord(dict(msg=FX_TRACING_NOTE + '. Please use ...')))
     assert logger.filter(logging.makeLogRecord(dict(msg='another torch.fx warning')))
+
+
+def test_full_resolution_first_stage_reuses_the_stems_rulebook():
+    """The stem and stage 0's submanifold convs share one rulebook; the output is what separate ones give."""
+    torch.manual_seed(0)
+    backbone = MODELS.build(dict(type='SparseBEVBackbone', in_channels=3, grid_shape=(16, 16, 8),
+                                 stage_channels=[4, 8], stage_strides=[1, 2], out_channels=6)).eval()
+    coords = torch.unique(torch.stack([torch.randint(0, n, (300,)) for n in (1, 16, 16, 8)], 1), dim=0).int()
+    feats = torch.randn(len(coords), 3)
+
+    def encode():
+        return backbone.encoder(spconv.SparseConvTensor(feats, coords, [16, 16, 8], 1))
+    with torch.no_grad():
+        shared = encode()
+        backbone.encoder[0][0].indice_key = 'stem'  # the stem builds its own rulebook again
+        separate = encode()
+    assert 'stem' not in shared.indice_dict and 'stem' in separate.indice_dict
+    assert {'subm0', 'down1', 'subm1'} <= set(shared.indice_dict)
+    torch.testing.assert_close(shared.features, separate.features)
+    assert torch.equal(shared.indices, separate.indices)

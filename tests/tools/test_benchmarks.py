@@ -18,11 +18,12 @@ def test_benchmark_trains_deploys_and_reports_every_section(tmp_path, tiny_llm_d
     out = tmp_path / 'bench.json'
     run_tool('tools/benchmark.py', 'configs/drivepi/drivepi_mini.py', '--device', 'cpu', '--demo-dir', str(demo_dir),
              '--iters', '1', '--warmup', '0', '--num-sweeps', '2', '--img-size', '64', '176', '--train-batch', '1',
-             '--keep-ratios', '0.25', '--decode-tokens', '3', '--profile', '--out', str(out),
+             '--filter-settings', '0.25/0.4,0.7,1', '0.5/1,1,1', '--decode-tokens', '3',
+             '--profile', '--out', str(out),
              '--tokenizer', str(tiny_llm_dir),
              '--cfg-options', f'model.llm.llm_path={tiny_llm_dir}', 'model.llm.train_mode=lora')
     report = json.loads(out.read_text())
-    for section in ('training', 'inference', 'keep_ratio_sweep', 'ada3d', 'decode'):
+    for section in ('training', 'inference', 'filter_sweep', 'ada3d', 'decode'):
         assert 'error' not in report[section], (section, report[section])
     assert report['training']['samples_per_s'] > 0 and report['training']['optim_wrapper'] == 'OptimWrapper'
     assert report['training']['trainable_params_m'] > 0
@@ -30,8 +31,11 @@ def test_benchmark_trains_deploys_and_reports_every_section(tmp_path, tiny_llm_d
     assert inference['latency_ms'] > 0 and inference['gflops'] > 0
     assert 0 < inference['num_kept_voxels'] < inference['num_voxels']  # the Ada3D filter ran
     assert set(inference['module_ms']) >= {'lidar_branch', 'camera_branch', 'llm.causal_lm.model', 'heads.occ'}
-    assert report['keep_ratio_sweep']['0.25']['tokens'] == 625  # a quarter of the 50 x 50 mini BEV
     assert report['ada3d']['num_voxels'] == inference['num_voxels']
+    default, unfiltered = report['filter_sweep']['0.25/0.4,0.7,1'], report['filter_sweep']['0.5/1,1,1']
+    assert default['tokens'] == 625 and unfiltered['tokens'] == 1250  # a quarter / half of the 50 x 50 mini BEV
+    assert default['num_kept_voxels'] == inference['num_kept_voxels']  # the config's own ratios
+    assert unfiltered['num_kept_voxels'] == unfiltered['num_voxels'] == inference['num_voxels']
     decode = report['decode']
     # a timing, not asserted positive: on a loaded 2-core machine the per-token difference can be noise
     assert decode['prefix_tokens'] > 625 + 6 and math.isfinite(decode['decode_ms_per_token'])
@@ -59,3 +63,22 @@ def test_benchmark_lidar_reports_filter_on_and_off(tmp_path, demo_dir, predictor
     assert off['encoder_layer_voxels'][0] == off['num_voxels']
     assert all(a >= b for a, b in zip(off['encoder_layer_voxels'], on['encoder_layer_voxels']))
     assert set(on['stage_ms_median']) == {'voxelizer', 'importance_predictor', 'voxel_filter', 'backbone'}
+
+
+def test_pack_eval_subset_carries_every_file_of_its_samples(tmp_path, mini_dataset):
+    import pickle
+    root = mini_dataset['root']
+    for name in ('qa_val.jsonl', 'qa_train.jsonl'):  # the pack carries the QA files beside the infos
+        (root / name).write_text('{}\n')
+    out = tmp_path / 'pack'
+    run_tool('tools/gpu/pack_eval_subset.py', str(root), str(out), '--num-samples', '2')
+    packed = pickle.loads((out / 'drivepi_infos_val.pkl').read_bytes())
+    original = pickle.loads(mini_dataset['val_info'].read_bytes())
+    assert packed['data_list'] == original['data_list'][:2] and packed['metainfo'] == original['metainfo']
+    info = packed['data_list'][0]
+    wanted = [f"samples/LIDAR_TOP/{info['lidar_points']['lidar_path']}"]
+    wanted += [f'samples/{cam}/{img["img_path"]}' for cam, img in info['images'].items()]
+    wanted += [f"sweeps/LIDAR_TOP/{s['lidar_points']['lidar_path']}" for s in info['lidar_sweeps']]
+    for rel in wanted:
+        assert (out / rel).read_bytes() == (root / rel).read_bytes(), rel
+    assert {p.name for p in out.iterdir()} >= {'qa_val.jsonl', 'qa_train.jsonl', 'samples'}

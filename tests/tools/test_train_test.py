@@ -88,6 +88,10 @@ def test_train_resume_and_test(mini_config, mini_dataset, tmp_path):
     assert set(predictions) == val_tokens
     sample = next(iter(predictions.values()))
     assert sample['occ'].shape == OCC_GRID and sample['occ'].max() <= 16 and sample['traj'].shape == (6, 2)
+    timing = json.loads((results / 'timing.json').read_text())
+    assert timing['frames'] == len(val_tokens) and timing['seconds'] > 0
+    assert timing['frames_per_s'] == pytest.approx(timing['frames'] / timing['seconds'])
+    assert f"evaluated {timing['frames']} frames in" in out
 
 
 def test_benchmark_model_times_a_train_and_a_test_step(mini_config, tmp_path):

@@ -34,8 +34,30 @@ def frustum_points(ego2img: torch.Tensor, feat_hw: Tuple[int, int], img_hw: Tupl
     d = depths.to(device=device, dtype=torch.float32)
     grid_d, grid_v, grid_u = torch.meshgrid(d, v, u, indexing='ij')  # (D, h, w)
     homogeneous = torch.stack([grid_u * grid_d, grid_v * grid_d, grid_d, torch.ones_like(grid_d)], dim=-1)
-    img2ego = torch.linalg.inv(ego2img.float())  # (N, 4, 4)
+    img2ego = torch.linalg.inv_ex(ego2img.float()).inverse  # (N, 4, 4); inv_ex: no host sync for an error check
     return torch.einsum('nij,dhwj->ndhwi', img2ego, homogeneous)[..., :3]
+
+
+def splat(lifted: torch.Tensor, cells: torch.Tensor, inside: torch.Tensor, num_cells: int,
+          sync_free: bool) -> torch.Tensor:
+    """Sum-pool lifted features onto BEV cells.
+
+    Args:
+        lifted: ``(..., C)`` features; cells: long ``(...)`` flat BEV cell of each; inside: bool ``(...)``,
+            False for samples outside the BEV (their cells are out of bounds).
+        num_cells: number of BEV cells (over the batch).
+        sync_free: add every sample, those outside with weight 0 at cell 0 (fixed shapes, no host
+            synchronisation: what a CUDA graph needs), instead of selecting the inside ones first (less work,
+            but boolean indexing waits for the GPU). The two give the same sums.
+
+    Returns:
+        ``(num_cells, C)`` sums.
+    """
+    bev = lifted.new_zeros((num_cells, lifted.shape[-1]))
+    if sync_free:
+        weights = inside.unsqueeze(-1).to(lifted.dtype)
+        return bev.index_add(0, torch.where(inside, cells, 0).flatten(), (lifted * weights).flatten(0, -2))
+    return bev.index_add(0, cells[inside], lifted[inside])
 
 
 @MODELS.register_module()
@@ -62,6 +84,10 @@ class LSSViewTransform(BaseModule):
         self.point_cloud_range = list(point_cloud_range)
         self.bev_cell_size = list(bev_cell_size)
         self.bev_shape = grid_shape(point_cloud_range, bev_cell_size)
+        # on the module's device: no host-to-device copy in the forward pass (a CUDA graph cannot capture one)
+        for name, values in (('range_lower', point_cloud_range[:3]), ('range_upper', point_cloud_range[3:]),
+                             ('cell_size', bev_cell_size)):
+            self.register_buffer(name, torch.tensor(values, dtype=torch.float32), persistent=False)
         self.depth_net = nn.Sequential(
             nn.Conv2d(in_channels, in_channels, 3, padding=1, bias=False), nn.BatchNorm2d(in_channels),
             nn.ReLU(inplace=True), nn.Conv2d(in_channels, len(self.depths) + out_channels, 1))
@@ -84,14 +110,11 @@ class LSSViewTransform(BaseModule):
         context = out[:, num_depths:]  # (N, C, h, w)
         lifted = depth_prob.unsqueeze(-1) * context.permute(0, 2, 3, 1).unsqueeze(1)  # (N, D, h, w, C)
         points = frustum_points(ego2img, feats.shape[2:], img_hw, self.depths)
-        lower = points.new_tensor(self.point_cloud_range[:3])
-        upper = points.new_tensor(self.point_cloud_range[3:])
-        cell = points.new_tensor(self.bev_cell_size)
+        lower, upper, cell = self.range_lower, self.range_upper, self.cell_size
         inside = ((points >= lower) & (points < upper)).all(dim=-1)
         ixy = torch.floor((points[..., :2] - lower[:2]) / cell).long()
         Hb, Wb = self.bev_shape
         inside &= (ixy[..., 0] < Hb) & (ixy[..., 1] < Wb)
         flat = (batch_idx.view(-1, 1, 1, 1) * Hb + ixy[..., 0]) * Wb + ixy[..., 1]
-        bev = lifted.new_zeros((batch_size * Hb * Wb, self.out_channels))
-        bev = bev.index_add(0, flat[inside], lifted[inside])
+        bev = splat(lifted, flat, inside, batch_size * Hb * Wb, sync_free=lifted.is_cuda)
         return bev.view(batch_size, Hb, Wb, -1).permute(0, 3, 1, 2).contiguous()

@@ -56,8 +56,10 @@ class SparseBEVBackbone(BaseModule):
                              'differ in length')
         self.grid_shape = tuple(grid_shape)
         self.out_channels = out_channels
+        # a full-resolution first stage shares the stem's rulebook (same active voxels, same 3x3x3 kernel)
+        stem_key = 'subm0' if stage_strides[0] == 1 else 'stem'
         layers = [_sparse_block(spconv.SubMConv3d(in_channels, stage_channels[0], 3, padding=1, bias=False,
-                                                  indice_key='stem'), stage_channels[0])]
+                                                  indice_key=stem_key), stage_channels[0])]
         shape, prev = list(grid_shape), stage_channels[0]
         for i, (channels, stride) in enumerate(zip(stage_channels, stage_strides)):
             if stride > 1:

@@ -231,11 +231,15 @@ class Qwen2LLM(BaseModule):
         return embeds.masked_scatter(plan_mask[..., None], plan_embeds.to(embeds.dtype))
 
     def hidden_states(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Last-layer (final-norm) hidden states (B, L, D) as float32."""
+        """Last-layer (final-norm) hidden states (B, L, D) as float32.
+
+        ``attention_mask`` (B, L) may live on any device: a CPU mask (as the prompt builds it) is checked
+        for padding without a host synchronisation with the GPU.
+        """
         if self._cuda_graphs and inputs_embeds.is_cuda and not torch.is_grad_enabled() and not self.training \
                 and bool(attention_mask.all()):
             return self._graphed_forward(inputs_embeds).float()
-        return self._last_hidden_state(inputs_embeds, attention_mask).float()
+        return self._last_hidden_state(inputs_embeds, attention_mask.to(inputs_embeds.device)).float()
 
     def _last_hidden_state(self, inputs_embeds: torch.Tensor, attention_mask: Optional[torch.Tensor] = None):
         """(B, L, D) final-norm hidden states in the LLM dtype (the function the CUDA graph captures)."""
