@@ -59,8 +59,9 @@ def markdown_table(rows: Sequence[dict]) -> str:
     lines = ['| token keep | voxel keep (near, mid, far) | LLM tokens | voxels kept | all heads, ms (GPU) | '
              'LiDAR branch, ms | RayIoU | mAVE | L2, m | QA, % |', '|' + '---|' * 10]
     for r in rows:
+        kept = None if r['voxel_kept_share'] is None else 100 * r['voxel_kept_share']
         lines.append(f"| {r['token_keep_ratio']:g} | {', '.join(f'{v:g}' for v in r['voxel_keep_ratios'])} | "
-                     f"{fmt(r['tokens'], 'd')} | {fmt(r['voxel_kept_share'] and 100 * r['voxel_kept_share'], '.0f')} % | "
+                     f"{fmt(r['tokens'], 'd')} | {fmt(kept, '.0f')} % | "
                      f"{fmt(r['latency_ms'], '.1f')} | {fmt(r['lidar_ms'], '.1f')} | {fmt(r['occ/RayIoU'], '.1f')} | "
                      f"{fmt(r['occ/mAVE'], '.3f')} | {fmt(r['plan/L2@avg/per_step'], '.2f')} | "
                      f"{fmt(r['qa/accuracy'], '.1f')} |")
