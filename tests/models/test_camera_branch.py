@@ -81,6 +81,13 @@ def test_lss_splat_matches_independent_projection(demo_calib):
     np.testing.assert_allclose(bev[0, 2].numpy(), expected, atol=1e-4)
 
 
+def test_affine_inverse_equals_the_general_inverse(demo_calib):
+    from drivepi.models.camera.lss_view_transform import affine_inverse
+    matrices = demo_calib['ego2img'].double()
+    torch.testing.assert_close(affine_inverse(matrices), torch.linalg.inv(matrices))
+    assert torch.equal(affine_inverse(matrices)[:, 3], matrices[:, 3])
+
+
 def test_sync_free_splat_equals_splat_of_the_selected_samples():
     torch.manual_seed(0)
     lifted = torch.randn(2, 5, 4, 6, 3)
@@ -180,6 +187,9 @@ def test_camera_branch_shapes_missing_camera_and_gradients(demo_calib):
     (lambda i, e, v: (i, e, v.float()), 'cam_valid must be bool'),
     (lambda i, e, v: (i.index_put((torch.tensor([0]), torch.tensor([2])), torch.tensor(float('nan'))), e, v),
      r'non-finite values in valid views: imgs at \(b, v\) \[\[0, 2\]\]'),
+    (lambda i, e, v: (i, e.index_put((torch.tensor([0]), torch.tensor([4]), torch.tensor([3]), torch.tensor([2])),
+                                     torch.tensor(0.5)), v),
+     r'ego2img not finite and affine \(last row 0, 0, 0, 1\) at \(b, v\) \[\[0, 4\]\]'),
 ])
 def test_camera_branch_rejects_bad_inputs(demo_calib, change, message):
     branch = MODELS.build(camera_branch_cfg())

@@ -1,8 +1,9 @@
 """Pack the first N held-out samples of a mini set into a small folder that a GPU machine can carry (it has
-no open3d to generate one): their info entries (a reduced ``drivepi_infos_val.pkl``), every file those entries
-name (LiDAR sweeps, camera images, occupancy GT), and the QA files. ``tools/gpu/benchmark_eval.sh`` evaluates on it.
+no open3d to generate one): their info entries (a reduced ``drivepi_infos_val.pkl``, with only the LiDAR
+sweeps the configs load), every file those entries name (LiDAR sweeps, camera images, occupancy GT), and the
+QA files. ``tools/gpu/benchmark_eval.sh`` evaluates on it.
 
-    python tools/gpu/pack_eval_subset.py data/drivepi-mini .bench/drivepi-mini --num-samples 24
+    python tools/gpu/pack_eval_subset.py data/drivepi-mini .bench/drivepi-mini --num-samples 40
 """
 import argparse
 import shutil
@@ -44,9 +45,12 @@ def main() -> None:
     parser.add_argument('data_root', type=Path, help='mini set (holds drivepi_infos_val.pkl and the QA files)')
     parser.add_argument('out_dir', type=Path)
     parser.add_argument('--num-samples', type=int, default=24)
+    parser.add_argument('--num-sweeps', type=int, default=3,
+                        help="earlier LiDAR sweeps kept per sample (the mini configs' num_sweeps), the rest dropped")
     args = parser.parse_args()
     infos = read_pickle(args.data_root / INFO_FILE)
-    subset = infos['data_list'][:args.num_samples]
+    subset = [dict(info, lidar_sweeps=info.get('lidar_sweeps', [])[:args.num_sweeps])
+              for info in infos['data_list'][:args.num_samples]]
     files = set().union(*(referenced_files(info, args.data_root) for info in subset))
     if not any(f.parts[0] == 'samples' for f in files):
         raise SystemExit(f'{args.data_root / INFO_FILE}: its entries name no file under {args.data_root}/samples')

@@ -9,6 +9,18 @@ from drivepi.geometry import OCC_RANGE, grid_shape
 from drivepi.registry import MODELS
 
 
+def affine_inverse(matrices: torch.Tensor) -> torch.Tensor:
+    """Inverse of affine ``(..., 4, 4)`` matrices ``[[A, b], [0, 0, 0, 1]]`` in closed form: ``A^-1`` from cross
+    products of ``A``'s columns over its determinant. Elementwise kernels only, unlike ``torch.linalg.inv``, whose
+    batched GPU solver a CUDA graph cannot replay safely."""
+    a, b = matrices[..., :3, :3], matrices[..., :3, 3:]
+    c0, c1, c2 = a[..., :, 0], a[..., :, 1], a[..., :, 2]
+    rows = torch.stack([torch.cross(c1, c2, dim=-1), torch.cross(c2, c0, dim=-1), torch.cross(c0, c1, dim=-1)], dim=-2)
+    a_inv = rows / (c0 * rows[..., 0, :]).sum(-1)[..., None, None]
+    top = torch.cat([a_inv, -a_inv @ b], dim=-1)
+    return torch.cat([top, matrices[..., 3:, :]], dim=-2)
+
+
 def frustum_points(ego2img: torch.Tensor, feat_hw: Tuple[int, int], img_hw: Tuple[int, int],
                    depths: torch.Tensor) -> torch.Tensor:
     """Ego-frame positions of the frustum samples of every feature-map cell.
@@ -18,7 +30,8 @@ def frustum_points(ego2img: torch.Tensor, feat_hw: Tuple[int, int], img_hw: Tupl
     the mmdet3d/OpenCV convention of ``cam2img``) at each depth.
 
     Args:
-        ego2img: ``(N, 4, 4)`` matrices mapping ego ``[x, y, z, 1]`` to ``[u*d, v*d, d, 1]`` (pixels, metres).
+        ego2img: ``(N, 4, 4)`` affine matrices (last row ``[0, 0, 0, 1]``) mapping ego ``[x, y, z, 1]`` to
+            ``[u*d, v*d, d, 1]`` (pixels, metres).
         feat_hw: feature map ``(h, w)``.
         img_hw: image ``(H, W)`` in pixels (the space ``ego2img`` projects to).
         depths: ``(D,)`` depths in metres along the camera axis.
@@ -34,7 +47,7 @@ def frustum_points(ego2img: torch.Tensor, feat_hw: Tuple[int, int], img_hw: Tupl
     d = depths.to(device=device, dtype=torch.float32)
     grid_d, grid_v, grid_u = torch.meshgrid(d, v, u, indexing='ij')  # (D, h, w)
     homogeneous = torch.stack([grid_u * grid_d, grid_v * grid_d, grid_d, torch.ones_like(grid_d)], dim=-1)
-    img2ego = torch.linalg.inv_ex(ego2img.float()).inverse  # (N, 4, 4); inv_ex: no host sync for an error check
+    img2ego = affine_inverse(ego2img.float())  # (N, 4, 4)
     return torch.einsum('nij,dhwj->ndhwi', img2ego, homogeneous)[..., :3]
 
 
