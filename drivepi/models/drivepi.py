@@ -71,6 +71,8 @@ class DrivePI(Base3DDetector):
             eval mode, for staged training (e.g. the language stage of ``drivepi_mini_long_qa_stage.py``);
             the losses of frozen parts are not computed and frozen encoders run without autograd. The
             LLM's own weights follow its ``train_mode``.
+        overlap_branches: on a GPU at inference, run the camera branch on a second CUDA stream while the host works
+            through the LiDAR branch (:meth:`extract_feat`); False runs them one after the other.
         data_preprocessor: ``Det3DDataPreprocessor`` config.
     """
 
@@ -80,7 +82,7 @@ class DrivePI(Base3DDetector):
                  place_tokens: bool = False, num_plan_queries: int = 6, instruction: Optional[str] = None,
                  plan_refiner: Optional[dict] = None,
                  max_answer_tokens: int = 64,
-                 blind_spatial_tokens: bool = False, frozen_modules: Sequence[str] = (),
+                 blind_spatial_tokens: bool = False, frozen_modules: Sequence[str] = (), overlap_branches: bool = True,
                  data_preprocessor: Optional[dict] = None, init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if (camera_branch is None) != (fuser is None):
@@ -113,6 +115,7 @@ class DrivePI(Base3DDetector):
         self.prompt = DrivePIPrompt(self.llm.tokenizer, instruction)
         self.max_answer_tokens = max_answer_tokens
         self.blind_spatial_tokens = blind_spatial_tokens
+        self.overlap_branches = overlap_branches
         self.frozen_modules = tuple(name for name in frozen_modules if getattr(self, name) is not None)
         for name in self.frozen_modules:
             getattr(self, name).requires_grad_(False)
@@ -140,7 +143,8 @@ class DrivePI(Base3DDetector):
         ego2img = stack_field(data_samples, 'ego2img', None, torch.float32, device, metainfo=True)
         cam_valid = stack_field(data_samples, 'cam_valid', None, torch.bool, device, metainfo=True)
         camera_bev, (bev, aux) = run_overlapped(
-            lambda: self.camera_branch(inputs['imgs'].float(), ego2img, cam_valid), lidar, device)
+            lambda: self.camera_branch(inputs['imgs'].float(), ego2img, cam_valid), lidar,
+            device if self.overlap_branches else torch.device('cpu'))  # a CPU device runs them one after the other
         return self.fuser(bev, camera_bev), aux
 
     def _run_llm(self, bev: torch.Tensor, data_samples: SampleList, conversations: list,

@@ -129,9 +129,7 @@ def test_cuda_graph_camera_branch_on_a_side_stream_equals_eager(demo_calib):
             imgs = torch.randn(2, 6, 3, *IMG_HW, device='cuda')
             graphed, doubled = run_overlapped(lambda: branch(imgs, ego2img, valid), lambda: imgs * 2,
                                               torch.device('cuda'))
-            branch.cuda_graphs = False
-            eager = branch(imgs, ego2img, valid)
-            branch.cuda_graphs = True
+            eager = branch.all_views_bev(imgs, ego2img)  # the captured function, run eagerly
             torch.testing.assert_close(graphed, eager, atol=1e-4, rtol=1e-4)
             torch.testing.assert_close(doubled, imgs * 2)
     assert len(branch._graphed_all_views.graphs) == 1
