@@ -109,9 +109,8 @@ def bench_inference(model, inputs, samples, device, args) -> dict:
             torch.cuda.reset_peak_memory_stats(device)
         total = median_ms(lambda: model._forward(inputs, samples), device, args.iters, args.warmup)
         peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == 'cuda' else float('nan')
-        set_cuda_graphs(model, False)
-        eager = median_ms(lambda: model._forward(inputs, samples), device, args.iters, args.warmup)
-        set_cuda_graphs(model, True)
+        with cuda_graphs_off(model):
+            eager = median_ms(lambda: model._forward(inputs, samples), device, args.iters, args.warmup)
         lidar = median_ms(lambda: model.lidar_branch(inputs['points']), device, args.iters, args.warmup)
         _, aux = model.lidar_branch(inputs['points'])
         camera = float('nan')
@@ -136,11 +135,19 @@ def bench_inference(model, inputs, samples, device, args) -> dict:
     return result
 
 
-def set_cuda_graphs(model, enabled: bool) -> None:
-    """CUDA graphs of the LLM and, if any, of the camera branch on or off (dropping captured graphs)."""
-    model.llm.cuda_graphs = enabled
-    if model.camera_branch is not None:
-        model.camera_branch.cuda_graphs = enabled
+@contextlib.contextmanager
+def cuda_graphs_off(model):
+    """The CUDA graphs of the LLM and of the camera branch (if any) off inside the block and as configured
+    after it; either change drops the captured graphs."""
+    modules = [m for m in (model.llm, model.camera_branch) if m is not None]
+    configured = [m.cuda_graphs for m in modules]
+    for module in modules:
+        module.cuda_graphs = False
+    try:
+        yield
+    finally:
+        for module, enabled in zip(modules, configured):
+            module.cuda_graphs = enabled
 
 
 def host_syncs(fn) -> dict:
@@ -178,13 +185,11 @@ def count_gflops(model, inputs, samples) -> float:
     in its eager form: the counter cannot read grouped-query SDPA shapes."""
     config = model.llm.causal_lm.config
     attn_implementation, config._attn_implementation = config._attn_implementation, 'eager'
-    set_cuda_graphs(model, False)  # a graph replay hides its kernels
     try:
-        with FlopCounterMode(display=False) as counter:
+        with cuda_graphs_off(model), FlopCounterMode(display=False) as counter:  # a graph replay hides its kernels
             model._forward(inputs, samples)
     finally:
         config._attn_implementation = attn_implementation
-        set_cuda_graphs(model, True)
     return counter.get_total_flops() / 1e9
 
 

@@ -121,7 +121,7 @@ def test_all_views_path_keeps_each_sample_its_own_views(demo_calib):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA graphs and streams need a GPU')
 def test_cuda_graph_camera_branch_on_a_side_stream_equals_eager(demo_calib):
     torch.manual_seed(0)
-    branch = MODELS.build(camera_branch_cfg()).cuda().eval()
+    branch = MODELS.build(dict(camera_branch_cfg(), cuda_graphs=True)).cuda().eval()
     ego2img = demo_calib['ego2img'].expand(2, 6, 4, 4).cuda()
     valid = torch.ones(2, 6, dtype=torch.bool, device='cuda')
     with torch.no_grad():

@@ -71,14 +71,19 @@ def test_pack_eval_subset_carries_every_file_of_its_samples(tmp_path, mini_datas
     for name in ('qa_val.jsonl', 'qa_train.jsonl'):  # the pack carries the QA files beside the infos
         (root / name).write_text('{}\n')
     out = tmp_path / 'pack'
-    run_tool('tools/gpu/pack_eval_subset.py', str(root), str(out), '--num-samples', '2')
+    run_tool('tools/gpu/pack_eval_subset.py', str(root), str(out), '--num-samples', '3', '--num-sweeps', '1')
     packed = pickle.loads((out / 'drivepi_infos_val.pkl').read_bytes())
     original = pickle.loads(mini_dataset['val_info'].read_bytes())
-    assert packed['data_list'] == original['data_list'][:2] and packed['metainfo'] == original['metainfo']
-    info = packed['data_list'][0]
-    wanted = [f"samples/LIDAR_TOP/{info['lidar_points']['lidar_path']}"]
-    wanted += [f'samples/{cam}/{img["img_path"]}' for cam, img in info['images'].items()]
-    wanted += [f"sweeps/LIDAR_TOP/{s['lidar_points']['lidar_path']}" for s in info['lidar_sweeps']]
+    assert packed['metainfo'] == original['metainfo']
+    expected = [dict(info, lidar_sweeps=info['lidar_sweeps'][:1]) for info in original['data_list'][:3]]
+    assert pickle.dumps(packed['data_list']) == pickle.dumps(expected)  # only the sweeps the configs load (NaN-safe)
+    wanted = []
+    for info in packed['data_list']:
+        wanted += [f"samples/LIDAR_TOP/{info['lidar_points']['lidar_path']}", info['occ_path']]
+        wanted += [f'samples/{cam}/{img["img_path"]}' for cam, img in info['images'].items()]
+        wanted += [s['lidar_points']['lidar_path'] for s in info['lidar_sweeps']]
+    assert any(info['lidar_sweeps'] for info in packed['data_list'])
     for rel in wanted:
         assert (out / rel).read_bytes() == (root / rel).read_bytes(), rel
+    assert any(len(info['lidar_sweeps']) > 1 for info in original['data_list'][:3])  # so the trimming was tested
     assert {p.name for p in out.iterdir()} >= {'qa_val.jsonl', 'qa_train.jsonl', 'samples'}
