@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from drivepi.benchmarking import FILTER_SETTINGS, parse_filter_setting
-from drivepi.fileio import atomic_write_json, atomic_write_text
+from drivepi.fileio import atomic_write_json
 from drivepi.visualization.accuracy_speed import join_rows, markdown_table, plot_accuracy_speed, setting_dir_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ def evaluate(args: argparse.Namespace) -> None:
 
 
 def report(args: argparse.Namespace) -> None:
-    """Table (printed, and ``<out>.md``), joined rows (``<out>.json``) and the Pareto plot (``<out>``)."""
+    """Table (printed, markdown), joined rows (``<out>.json``) and the Pareto plot (``<out>``)."""
     metrics = {}
     for setting in args.settings:
         path = args.eval_dir / setting_dir_name(setting) / 'metrics.json'
@@ -57,7 +57,6 @@ def report(args: argparse.Namespace) -> None:
     rows = join_rows(args.settings, metrics, latency)
     table = markdown_table(rows)
     print(table)
-    atomic_write_text(args.out.with_suffix('.md'), table + '\n')
     atomic_write_json(args.out.with_suffix('.json'), rows)
     if latency is not None:
         plot_accuracy_speed(rows, args.out)

@@ -56,4 +56,4 @@ def test_report_writes_table_json_and_plot(tmp_path):
     assert out.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and out.stat().st_size > 10_000
     rows = json.loads(out.with_suffix('.json').read_text())
     assert [r['setting'] for r in rows] == settings and rows[2]['latency_ms'] == 40.0 and rows[2]['qa/accuracy'] == 46.0
-    assert '| 1 | 1, 1, 1 | 300 | 50 % | 40.0 |' in out.with_suffix('.md').read_text()
+    assert '| 1 | 1, 1, 1 | 300 | 50 % | 40.0 |' in result.stdout
