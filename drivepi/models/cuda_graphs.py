@@ -74,15 +74,15 @@ _SIDE_STREAMS: Dict[torch.device, torch.cuda.Stream] = {}
 
 
 def run_overlapped(side_fn: Callable[[], torch.Tensor], main_fn: Callable[[], Any],
-                   device: torch.device) -> Tuple[torch.Tensor, Any]:
+                   device: torch.device, overlap: bool = True) -> Tuple[torch.Tensor, Any]:
     """``(side_fn(), main_fn())``, on a GPU at inference with ``side_fn`` on a second CUDA stream.
 
     ``side_fn`` is queued first, so its kernels (e.g. the camera branch's graph replay) run while the host
     works through ``main_fn`` (e.g. the LiDAR branch, whose synchronisations then wait for the current
-    stream only); the current stream waits for the side stream before it uses the result. On the CPU or
-    with autograd recording, the two simply run one after the other.
+    stream only); the current stream waits for the side stream before it uses the result. On the CPU, with
+    autograd recording or without ``overlap``, the two simply run one after the other.
     """
-    if device.type != 'cuda' or torch.is_grad_enabled():
+    if not overlap or device.type != 'cuda' or torch.is_grad_enabled():
         return side_fn(), main_fn()
     main = torch.cuda.current_stream(device)
     side = _SIDE_STREAMS.setdefault(device, torch.cuda.Stream(device))

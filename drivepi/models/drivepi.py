@@ -143,8 +143,8 @@ class DrivePI(Base3DDetector):
         ego2img = stack_field(data_samples, 'ego2img', None, torch.float32, device, metainfo=True)
         cam_valid = stack_field(data_samples, 'cam_valid', None, torch.bool, device, metainfo=True)
         camera_bev, (bev, aux) = run_overlapped(
-            lambda: self.camera_branch(inputs['imgs'].float(), ego2img, cam_valid), lidar,
-            device if self.overlap_branches else torch.device('cpu'))  # a CPU device runs them one after the other
+            lambda: self.camera_branch(inputs['imgs'].float(), ego2img, cam_valid), lidar, device,
+            overlap=self.overlap_branches)
         return self.fuser(bev, camera_bev), aux
 
     def _run_llm(self, bev: torch.Tensor, data_samples: SampleList, conversations: list,
