@@ -11,6 +11,8 @@ from typing import Sequence
 
 import torch
 
+from drivepi.models.device_copies import device_tensor
+
 
 def cell_centers(indices: torch.Tensor, point_cloud_range: Sequence[float],
                  cell_size: Sequence[float]) -> torch.Tensor:
@@ -25,6 +27,6 @@ def cell_centers(indices: torch.Tensor, point_cloud_range: Sequence[float],
         float32 ``(M, D)`` centres in metres.
     """
     dims = len(cell_size)
-    lower = torch.tensor(point_cloud_range[:dims], dtype=torch.float32, device=indices.device)
-    size = torch.tensor(cell_size, dtype=torch.float32, device=indices.device)
+    lower = device_tensor(point_cloud_range[:dims], torch.float32, indices.device)
+    size = device_tensor(cell_size, torch.float32, indices.device)
     return lower + (indices.float() + 0.5) * size

@@ -5,9 +5,28 @@ A captured graph replays all of a step's kernels with one launch, so Python and 
 a replay reads the input buffers and overwrites the output buffers in place. :func:`run_overlapped`
 lets such a replay run on the GPU while the host works through a branch that cannot be captured.
 """
-from typing import Any, Callable, Dict, Optional, Tuple
+import contextlib
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import torch
+
+
+@contextlib.contextmanager
+def autocast_cache_disabled() -> Iterator[None]:
+    """Autocast without its weight-cast cache (autocast state otherwise unchanged).
+
+    Under autocast, the low-precision copy of a weight is cached until the outermost autocast region
+    exits, and then freed. A graph captured while the cache is on replays reads of those copies: after the
+    region ends their memory is reused or released (``torch.cuda.graph`` empties the allocator's cache before
+    each capture), and a replay reads garbage or faults with an illegal memory access. With the cache off,
+    the casts are captured inside the graph, whose private memory pool keeps them.
+    """
+    previous = torch.is_autocast_cache_enabled()
+    torch.set_autocast_cache_enabled(False)
+    try:
+        yield
+    finally:
+        torch.set_autocast_cache_enabled(previous)
 
 
 def capture(fn: Callable[..., torch.Tensor], static_inputs: Tuple[torch.Tensor, ...],
@@ -16,21 +35,23 @@ def capture(fn: Callable[..., torch.Tensor], static_inputs: Tuple[torch.Tensor, 
 
     ``fn`` runs once eagerly on a side stream first (cuBLAS/cuDNN set-up must not happen during
     capture); ``undo_warmup`` then reverts that run's side effects (e.g. a KV cache write). Capture
-    records without executing: the first replay is the first graph execution.
+    records without executing: the first replay is the first graph execution. Both run with autocast's
+    weight-cast cache off (:func:`autocast_cache_disabled`), so the graph reads no memory outside its pool.
 
     Returns:
         (graph, output tensor that every ``graph.replay()`` overwrites).
     """
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        fn(*static_inputs)
-    torch.cuda.current_stream().wait_stream(stream)
-    if undo_warmup is not None:
-        undo_warmup()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        output = fn(*static_inputs)
+    with autocast_cache_disabled():
+        with torch.cuda.stream(stream):
+            fn(*static_inputs)
+        torch.cuda.current_stream().wait_stream(stream)
+        if undo_warmup is not None:
+            undo_warmup()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            output = fn(*static_inputs)
     return graph, output
 
 

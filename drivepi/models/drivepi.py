@@ -17,6 +17,7 @@ from mmdet3d.structures import Det3DDataSample
 
 from drivepi.models.ada3d.token_filter import gather_tokens, scatter_tokens
 from drivepi.models.cuda_graphs import run_overlapped
+from drivepi.models.device_copies import to_device
 from drivepi.models.heads import HeadInputs, stack_field
 from drivepi.models.llm.prompt import DrivePIPrompt
 from drivepi.models.llm.spatial_position import place_cells
@@ -33,7 +34,8 @@ def rows_at(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     (B, N, D). The positions are found on the mask's device, so a CPU mask (as the prompt builds it) costs
     the GPU no host synchronisation, unlike boolean indexing of a GPU tensor."""
     rows, cols = mask.nonzero(as_tuple=True)
-    return hidden[rows.to(hidden.device), cols.to(hidden.device)].view(mask.shape[0], -1, hidden.shape[-1])
+    return hidden[to_device(rows, hidden.device), to_device(cols, hidden.device)].view(mask.shape[0], -1,
+                                                                                      hidden.shape[-1])
 
 
 @MODELS.register_module()
@@ -198,7 +200,7 @@ class DrivePI(Base3DDetector):
         cells, valid = place_cells(places, bev.shape[2:], self.spatial_position.point_cloud_range)  # on the CPU
         if not bool(valid.any()):
             return embeds
-        cells, valid = cells.to(bev.device), valid.to(bev.device)
+        cells, valid = to_device(cells, bev.device), to_device(valid, bev.device)
         tokens = self._scene_tokens(gather_tokens(bev, cells), cells, bev.shape[2:])
         return embeds + (tokens * valid[..., None]).to(embeds.dtype)
 

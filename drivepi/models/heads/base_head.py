@@ -20,6 +20,8 @@ from typing import Optional, Sequence
 import torch
 from mmengine.model import BaseModule
 
+from drivepi.models.device_copies import to_device
+
 HEAD_FEATURES = ('bev', 'plan_states')
 
 
@@ -60,7 +62,7 @@ def stack_field(batch_data_samples: Sequence, key: str, shape: Optional[Sequence
         values.append(value if dtype is None else value.to(dtype))
     if len({tuple(v.shape) for v in values}) > 1:
         raise ValueError(f'`{key}` differs in shape across the batch: {[tuple(v.shape) for v in values]}')
-    return torch.stack(values).to(device)
+    return to_device(torch.stack(values), device)
 
 
 class BaseDrivePIHead(BaseModule):

@@ -68,7 +68,7 @@ class LiDARBranch(BaseModule):
         vox = self.voxelizer(points)
         feats, coords, batch_size = vox['feats'], vox['coords'], vox['batch_size']
         batch_idx = coords[:, 0].long()
-        aux = dict(num_voxels=torch.tensor(len(coords), device=feats.device))
+        aux = dict(num_voxels=torch.full((), len(coords), device=feats.device))
         if self.importance_predictor is not None:
             logits = self.importance_predictor(feats, coords, self.voxelizer.grid_shape, batch_size)
             if gt_occ is not None:
@@ -76,7 +76,7 @@ class LiDARBranch(BaseModule):
             if self.voxel_filter is not None:
                 feats, coords = filter_and_gate_voxels(self.voxel_filter, logits, feats, coords, vox['centers'],
                                                        batch_idx, batch_size)
-        aux['num_kept_voxels'] = torch.tensor(len(coords), device=feats.device)
+        aux['num_kept_voxels'] = torch.full((), len(coords), device=feats.device)
         aux['voxel_keep_ratio'] = aux['num_kept_voxels'].float() / aux['num_voxels'].float()
         bev, active = self.backbone(feats, coords, batch_size)
         aux['bev_active_ratio'] = active.float().mean()

@@ -13,7 +13,8 @@ from drivepi.registry import MODELS
 
 
 def check_points(points: List[torch.Tensor], num_features: int) -> None:
-    """Raise a ``ValueError`` naming the batch element for malformed point clouds.
+    """Raise a ``ValueError`` naming the batch element for malformed point clouds (shapes, empty clouds;
+    NaN/inf values are checked by :func:`check_values`, in the voxelizer's one read-back of its checks).
 
     Args:
         points: list of B tensors ``(N_i, num_features)`` ``[x, y, z, intensity, time_lag]``, ego frame.
@@ -28,9 +29,21 @@ def check_points(points: List[torch.Tensor], num_features: int) -> None:
                              f'got {shape}')
         if pts.shape[0] == 0:
             raise ValueError(f'points[{i}] is an empty point cloud')
-    if not all(bool(torch.isfinite(pts).all()) for pts in points):
-        bad = [i for i, pts in enumerate(points) if not torch.isfinite(pts).all()]
+
+
+def check_values(finite: List[bool], num_inside: List[int], point_cloud_range: Sequence[float]) -> None:
+    """Raise a ``ValueError`` naming the batch elements with NaN/inf values or no point inside the range.
+
+    Args:
+        finite: per batch element, whether all its values are finite.
+        num_inside: per batch element, its number of points inside ``point_cloud_range``.
+    """
+    bad = [i for i, ok in enumerate(finite) if not ok]
+    if bad:
         raise ValueError(f'points{bad} contain NaN/inf values')
+    empty = [i for i, n in enumerate(num_inside) if n == 0]
+    if empty:
+        raise ValueError(f'points{empty} have no point inside point_cloud_range {list(point_cloud_range)}')
 
 
 @MODELS.register_module()
@@ -40,6 +53,8 @@ class DynamicVoxelizer(nn.Module):
     Voxel features (``out_channels`` = 9): point-mean ``x, y, z`` normalised to [0, 1] over the range,
     mean intensity / ``intensity_scale``, mean time lag (s), offset of the point mean from the voxel
     centre in voxel units (3), ``log1p(number of points)``.
+
+    On a GPU the host waits for it twice: once to read the input checks, once for ``torch.unique``.
 
     Args:
         point_cloud_range: ``[x_min, y_min, z_min, x_max, y_max, z_max]`` metres, ego frame.
@@ -58,6 +73,10 @@ class DynamicVoxelizer(nn.Module):
         self.grid_shape = grid_shape(point_cloud_range, voxel_size)  # (nx, ny, nz)
         self.num_point_features = num_point_features
         self.intensity_scale = intensity_scale
+        # on the module's device: no host-to-device copy per forward pass
+        for name, values in (('range_lower', point_cloud_range[:3]), ('range_upper', point_cloud_range[3:]),
+                             ('voxel_size_m', voxel_size), ('grid_shape_cells', self.grid_shape)):
+            self.register_buffer(name, torch.tensor(values, dtype=torch.float32), persistent=False)
 
     def forward(self, points: List[torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Voxelize a batch.
@@ -71,37 +90,35 @@ class DynamicVoxelizer(nn.Module):
             ``(M, 3)`` voxel centres in metres, ``batch_size`` int.
         """
         check_points(points, self.num_point_features)
-        device = points[0].device
-        counts = torch.tensor([len(p) for p in points], device=device)
-        batch_idx = torch.repeat_interleave(torch.arange(len(points), device=device), counts)
+        B, device = len(points), points[0].device
         pts = torch.cat(points).float()
-        lower = pts.new_tensor(self.point_cloud_range[:3])
-        size = pts.new_tensor(self.voxel_size)
-        shape = torch.tensor(self.grid_shape, device=device)
+        batch_idx = torch.cat([torch.full((len(p),), i, dtype=torch.long, device=device) for i, p in enumerate(points)])
+        lower, size = self.range_lower, self.voxel_size_m
         idx = torch.floor((pts[:, :3] - lower) / size).long()
-        inside = ((idx >= 0) & (idx < shape)).all(dim=1)
-        batch_inside = torch.bincount(batch_idx[inside], minlength=len(points))
-        if (batch_inside == 0).any():
-            empty = torch.nonzero(batch_inside == 0).flatten().tolist()
-            raise ValueError(f'points{empty} have no point inside point_cloud_range {self.point_cloud_range}')
-        pts, idx, batch_idx = pts[inside], idx[inside], batch_idx[inside]
+        inside = ((idx >= 0) & (idx < self.grid_shape_cells)).all(dim=1)
+        num_inside = torch.zeros(B, dtype=torch.long, device=device).index_add_(0, batch_idx, inside.long())
+        finite = torch.stack([torch.isfinite(p).all() for p in points])
+        stats = torch.cat([finite.long(), num_inside]).tolist()  # the checks' one read-back
+        check_values([bool(v) for v in stats[:B]], stats[B:], self.point_cloud_range)
         nx, ny, nz = self.grid_shape
+        outside_key = B * nx * ny * nz  # larger than every voxel's key: sorted last by unique, then dropped
         key = ((batch_idx * nx + idx[:, 0]) * ny + idx[:, 1]) * nz + idx[:, 2]
-        unique_key, inverse = torch.unique(key, return_inverse=True)
-        num_points = torch.bincount(inverse, minlength=len(unique_key))
-        sums = pts.new_zeros((len(unique_key), pts.shape[1])).index_add_(0, inverse, pts)
+        unique_key, inverse = torch.unique(torch.where(inside, key, outside_key), return_inverse=True)
+        num_voxels = len(unique_key) - int(sum(stats[B:]) < len(pts))
+        unique_key = unique_key[:num_voxels]
+        num_points = torch.bincount(inverse, minlength=num_voxels + 1)[:num_voxels]
+        sums = pts.new_zeros((num_voxels + 1, pts.shape[1])).index_add_(0, inverse, pts)[:num_voxels]
         means = sums / num_points.unsqueeze(1).float()
         coords = torch.stack([unique_key // (nx * ny * nz), unique_key // (ny * nz) % nx,
                               unique_key // nz % ny, unique_key % nz], dim=1)
         centers = cell_centers(coords[:, 1:], self.point_cloud_range, self.voxel_size)
-        upper = pts.new_tensor(self.point_cloud_range[3:])
-        feats = torch.cat([(means[:, :3] - lower) / (upper - lower),
+        feats = torch.cat([(means[:, :3] - lower) / (self.range_upper - lower),
                            means[:, 3:4] / self.intensity_scale,
                            means[:, 4:5],
                            (means[:, :3] - centers) / size,
                            torch.log1p(num_points.float()).unsqueeze(1)], dim=1)
         return dict(feats=feats, coords=coords.int(), num_points=num_points, centers=centers,
-                    batch_size=len(points))
+                    batch_size=B)
 
 
 __all__ = ['DynamicVoxelizer', 'check_points']

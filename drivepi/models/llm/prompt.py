@@ -22,6 +22,7 @@ import torch
 
 from drivepi.evaluation.qa_accuracy import find_places
 from drivepi.geometry import COMMANDS
+from drivepi.models.device_copies import to_device
 
 from .special_tokens import IM_END, IM_START, PLAN_TOKEN, SPATIAL_TOKEN
 
@@ -50,7 +51,7 @@ class PromptBatch:
 
     def to(self, device) -> 'PromptBatch':
         """The same batch on ``device``."""
-        return PromptBatch(**{name: value.to(device) for name, value in vars(self).items()})
+        return PromptBatch(**{name: to_device(value, device) for name, value in vars(self).items()})
 
 
 class DrivePIPrompt:
