@@ -5,7 +5,7 @@
 
 ``--out-dir DIR`` also writes each sample's predictions to ``DIR/predictions/<token>.npz`` (read by
 ``visualization/render_occupancy.py``), the metrics to ``DIR/metrics.json`` and the test loop's wall time and
-frames/s to ``DIR/timing.json``, all or nothing: into
+frames/s (overall and after the first iterations' warm-up) to ``DIR/timing.json``, all or nothing: into
 ``.DIR.incomplete`` beside it, which replaces DIR (and what an earlier run left there) when the run ends.
 ``--blind`` adds a second, "blind" pass over the same samples with the spatial tokens replaced by zeros
 (everything else equal) and reports its QA accuracy as ``blind_qa/...`` beside the model's ``qa/...``: how
@@ -17,12 +17,13 @@ import contextlib
 import shutil
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 from mmengine.config import Config, DictAction
 from mmengine.dist import barrier, is_main_process
 from mmengine.runner import Runner, TestLoop
 
+from drivepi.engine import TestThroughputHook
 from drivepi.engine.checkpoint_loading import ALLOW_PARTIAL_HELP
 from drivepi.evaluation import format_metrics_table, save_metrics_json
 from drivepi.fileio import atomic_write_json, replace_directory
@@ -55,7 +56,8 @@ def build_config(args: argparse.Namespace) -> Config:
     before testing and add the prediction writer."""
     cfg = load_run_config(args.config, args.launcher, args.cfg_options, args.work_dir, args.allow_partial)
     cfg.load_from = args.checkpoint
-    cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='DeployModelHook')]  # LoRA merged for inference
+    cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='DeployModelHook'),  # LoRA merged for inference
+                        dict(type='TestThroughputHook')]
     if args.out_dir:
         writer = dict(type='PredictionWriter', out_dir=str(staging_dir(args.out_dir)))
         cfg.test_evaluator = [*test_metric_cfgs(cfg), writer]
@@ -102,9 +104,10 @@ def blind_qa_metrics(runner: Runner) -> dict:
     return blind
 
 
-def evaluation_timing(frames: int, seconds: float) -> dict:
-    """Wall time of the test loop (the blind pass not included) and its throughput."""
-    return dict(frames=frames, seconds=seconds, frames_per_s=frames / seconds)
+def evaluation_timing(frames: int, seconds: float, steady_frames_per_s: Optional[float]) -> dict:
+    """Wall time of the test loop (the blind pass not included), its throughput and the throughput after
+    the warm-up (``TestThroughputHook``; None for a run too short to have one)."""
+    return dict(frames=frames, seconds=seconds, frames_per_s=frames / seconds, steady_frames_per_s=steady_frames_per_s)
 
 
 def main() -> None:
@@ -114,15 +117,19 @@ def main() -> None:
     with fresh_output_dir(args.out_dir) if args.out_dir else contextlib.nullcontext() as out_dir:
         start = time.perf_counter()
         metrics = runner.test()
-        timing = evaluation_timing(len(runner.test_dataloader.dataset), time.perf_counter() - start)
+        throughput = next(hook for hook in runner.hooks if isinstance(hook, TestThroughputHook))
+        timing = evaluation_timing(len(runner.test_dataloader.dataset), time.perf_counter() - start,
+                                   throughput.steady_frames_per_s())
         if args.blind:
             metrics.update(blind_qa_metrics(runner))
         if out_dir and is_main_process():
             save_metrics_json(metrics, out_dir / 'metrics.json')
             atomic_write_json(out_dir / 'timing.json', timing)
     print(format_metrics_table(metrics))
-    print(f"evaluated {timing['frames']} frames in {timing['seconds']:.1f} s: {timing['frames_per_s']:.2f} frames/s "
-          '(data loading, model, answers if the samples have questions, metrics)')
+    steady = timing['steady_frames_per_s']
+    print(f"evaluated {timing['frames']} frames in {timing['seconds']:.1f} s: {timing['frames_per_s']:.2f} frames/s, "
+          + (f'{steady:.2f} after the first {throughput.warmup_iters} iterations ' if steady else '')
+          + '(data loading, model, answers if the samples have questions, metrics)')
     if args.out_dir:
         print(f'predictions and metrics.json written to {args.out_dir}')
 

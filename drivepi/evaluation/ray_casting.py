@@ -22,6 +22,7 @@ The only deviation from the reference: origin voxels are found with ``floor`` in
 truncation, which differs only for origins outside the grid (the reference then starts in the wrong
 voxel).
 """
+import importlib.util
 import math
 from typing import Optional, Sequence, Tuple
 
@@ -88,8 +89,10 @@ def traverse_first_hit(occupied: torch.Tensor, origins: torch.Tensor, dirs: torc
     """Amanatides-Woo traversal of rays to their first occupied voxel, all rays at once.
 
     Coordinates are in voxel units: voxel ``(i, j, k)`` spans ``[i, i+1) x [j, j+1) x [k, k+1)``.
-    Rays that have finished are dropped from the working set after every step. Several grids of the
-    same shape can be traversed in one pass (one Python loop, fewer kernel launches on CUDA).
+    Several grids of the same shape can be traversed in one pass. On a GPU with Triton (CUDA builds of
+    torch ship it) one kernel runs every ray's whole traversal (:mod:`.ray_traversal_triton`); elsewhere
+    torch operations step all unfinished rays at once, dropping finished ones after every step. Both
+    make the same float64 operations in the same order, so they give identical results.
 
     Args:
         occupied: bool ``(X, Y, Z)`` occupancy, or ``(G, X, Y, Z)`` for G grids.
@@ -108,22 +111,43 @@ def traverse_first_hit(occupied: torch.Tensor, origins: torch.Tensor, dirs: torc
         raise ValueError(f'traverse_first_hit: occupied must be (X,Y,Z) or (G,X,Y,Z) and origins/dirs (R,3), got '
                          f'{tuple(occupied.shape)}, {tuple(origins.shape)}, {tuple(dirs.shape)}')
     device = occupied.device
-    size = torch.tensor(occupied.shape[-3:], device=device)
-    flat_occ = occupied.reshape(-1)
     origins = origins.to(device, torch.float64)
     dirs = dirs.to(device, torch.float64)
     num_rays = origins.shape[0]
     grid_index = (torch.zeros(num_rays, dtype=torch.long, device=device) if grid_index is None
                   else grid_index.to(device, torch.long))
-    max_steps = int(size.sum()) + 3 if max_steps is None else max_steps
+    max_steps = sum(occupied.shape[-3:]) + 3 if max_steps is None else max_steps
+    start = traversal_start(origins, dirs)
+    if device.type == 'cuda' and importlib.util.find_spec('triton') is not None:
+        from drivepi.evaluation.ray_traversal_triton import traverse_on_gpu  # Triton ships with CUDA torch
+        return traverse_on_gpu(occupied, grid_index, *start, max_steps)
+    return _traverse_steps(occupied, grid_index, *start, max_steps)
 
+
+def traversal_start(origins: torch.Tensor, dirs: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    """Amanatides-Woo start state of float64 rays ``(R, 3)``: ``voxel`` long ``(R, 3)`` holding the origin,
+    ``step`` long ``(R, 3)`` (+1 / -1 per axis), ``t_max`` float64 ``(R, 3)`` distance to the first boundary
+    of each axis and ``t_delta`` float64 ``(R, 3)`` between boundaries (``_FAR`` on axes the ray does not move along).
+    """
     voxel = torch.floor(origins).long()
     step = torch.where(dirs >= 0, 1, -1)
     moving = dirs != 0
     safe_dirs = torch.where(moving, dirs, torch.ones_like(dirs))
     t_max = torch.where(moving, (voxel + (step > 0).long() - origins) / safe_dirs, _FAR)
     t_delta = torch.where(moving, step / safe_dirs, _FAR)
+    return voxel, step, t_max, t_delta
 
+
+def _traverse_steps(occupied: torch.Tensor, grid_index: torch.Tensor, voxel: torch.Tensor, step: torch.Tensor,
+                    t_max: torch.Tensor, t_delta: torch.Tensor,
+                    max_steps: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The traversal in torch operations, one step of all unfinished rays at a time (any device; about 260
+    steps of ~30 small kernels and a host synchronisation each for a RayIoU sample); arguments
+    and results as in :func:`traverse_first_hit` and :func:`traversal_start`."""
+    device = occupied.device
+    size = torch.tensor(occupied.shape[-3:], device=device)
+    flat_occ = occupied.reshape(-1)
+    num_rays = voxel.shape[0]
     depth = torch.full((num_rays,), -1.0, dtype=torch.float64, device=device)
     out_voxel = torch.zeros((num_rays, 3), dtype=torch.long, device=device)
     hit = torch.zeros(num_rays, dtype=torch.bool, device=device)

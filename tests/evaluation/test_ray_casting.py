@@ -181,3 +181,23 @@ def test_grids_cast_in_one_pass_equal_separate_casts():
         for both, one in zip(together, alone):
             assert torch.equal(both[g], one)
     assert (together[0][1] == 10).any() and not (together[0][0] == 10).any()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='the Triton traversal runs on a GPU')
+def test_cuda_triton_traversal_equals_the_torch_steps():
+    """Same float64 operations in the same order: identical depth, voxel and hit on two grids, rays from
+    inside and outside, axis-aligned rays (zero direction components) and a step limit that cuts rays."""
+    rng = np.random.default_rng(0)
+    occupied = torch.from_numpy(rng.random((2, 40, 30, 8)) < 0.05)
+    origins = torch.from_numpy(rng.uniform(-5, 45, (2000, 3)))
+    dirs = torch.from_numpy(rng.normal(size=(2000, 3)))
+    dirs[:200, 1:] = 0  # along x
+    dirs[200:300, :2] = 0  # along z
+    dirs /= dirs.norm(dim=1, keepdim=True)
+    grid_index = torch.from_numpy(rng.integers(0, 2, 2000))
+    for max_steps in (None, 7):
+        on_cpu = traverse_first_hit(occupied, origins, dirs, grid_index, max_steps)
+        on_gpu = traverse_first_hit(occupied.cuda(), origins, dirs, grid_index, max_steps)
+        for cpu, gpu in zip(on_cpu, on_gpu):
+            assert gpu.is_cuda and torch.equal(cpu, gpu.cpu())
+        assert on_cpu[2].any() and not on_cpu[2].all() and (on_cpu[0] == -1).any()

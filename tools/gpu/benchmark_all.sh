@@ -16,6 +16,7 @@ MINI_DATA="${4:-}"
 mkdir -p "$OUT_DIR"
 python3 -m pytest -q -p no:cacheprovider tests/models/test_qwen2_llm.py tests/models/test_greedy_decoder.py \
   tests/models/test_camera_branch.py tests/models/test_cuda_graphs.py tests/models/test_device_copies.py \
+  tests/evaluation/test_ray_casting.py \
   -k 'cuda or compiled' 2>&1 | tail -2
 python3 tools/benchmark.py --demo-dir "$DEMO_DIR" ${TOKENIZER_DIR:+--tokenizer "$TOKENIZER_DIR"} --profile \
   --out "$OUT_DIR/benchmark.json" > "$OUT_DIR/benchmark.log" 2>&1 \

@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
 # Evaluation throughput of tools/test.py (data loading, model, metrics) on this machine's GPU: the model-zoo
 # checkpoint of the long mini recipe on a mini set (or the subset tools/gpu/pack_eval_subset.py packs),
-# without questions (occupancy, flow and planning metrics only) and with them (greedy answers, QA metric).
-# Prints each run's frames/s (tools/test.py's last line; no predictions written).
+# without questions (configs/drivepi/drivepi_mini_long_no_questions.py: occupancy, flow and planning metrics
+# only) and with them (greedy answers, QA metric). Prints each run's frames/s (tools/test.py's last line;
+# no predictions written).
 # Usage (repo root, packages installed):  bash tools/gpu/benchmark_eval.sh MINI_DATA [OUT_DIR]
 set -euo pipefail
 MINI_DATA="${1:?a mini set, e.g. .bench/drivepi-mini}"
 OUT_DIR="${2:-work_dirs/benchmarks}"
-CONFIG=configs/drivepi/drivepi_mini_long.py
+mkdir -p "$OUT_DIR"
 CKPT="$(ls model_zoo/drivepi_mini_long/drivepi_mini_long-*.pth | head -n 1)"
-DATA="test_dataloader.dataset.data_root=$MINI_DATA/ test_dataloader.dataset.qa_file=$MINI_DATA/qa_val.jsonl
-      test_evaluator.0.data_root=$MINI_DATA/ test_evaluator.2.majority_qa_file=$MINI_DATA/qa_train.jsonl
+DATA="test_dataloader.dataset.data_root=$MINI_DATA/ test_evaluator.0.data_root=$MINI_DATA/
       test_dataloader.num_workers=8 test_dataloader.persistent_workers=True"
 for run in no_questions questions; do
-  EXTRA=""
-  [ "$run" = no_questions ] && EXTRA="test_dataloader.dataset.qa_file=None"
+  if [ "$run" = no_questions ]; then
+    CONFIG=configs/drivepi/drivepi_mini_long_no_questions.py EXTRA=""
+  else
+    CONFIG=configs/drivepi/drivepi_mini_long.py
+    EXTRA="test_dataloader.dataset.qa_file=$MINI_DATA/qa_val.jsonl test_evaluator.2.majority_qa_file=$MINI_DATA/qa_train.jsonl"
+  fi
   # shellcheck disable=SC2086
-  python3 tools/test.py "$CONFIG" "$CKPT" --work-dir "$OUT_DIR/eval_logs" --cfg-options $DATA $EXTRA > "$OUT_DIR/eval_$run.log" 2>&1 || { tail -30 "$OUT_DIR/eval_$run.log"; exit 1; }
+  python3 tools/test.py "$CONFIG" "$CKPT" --work-dir "$OUT_DIR/eval_logs" --cfg-options $DATA $EXTRA \
+    > "$OUT_DIR/eval_$run.log" 2>&1 || { tail -30 "$OUT_DIR/eval_$run.log"; exit 1; }
   grep -E '^evaluated ' "$OUT_DIR/eval_$run.log" | sed "s/^/$run: /"
 done

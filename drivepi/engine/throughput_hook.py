@@ -1,0 +1,44 @@
+"""Evaluation throughput once warmed up, for tools/test.py."""
+import time
+from typing import List, Optional
+
+from mmengine.hooks import Hook
+
+from drivepi.registry import HOOKS
+
+
+@HOOKS.register_module()
+class TestThroughputHook(Hook):
+    """Frames per second of a test run after its first ``warmup_iters`` iterations.
+
+    A short run's overall rate is dominated by start-up (checkpoint, data workers) and by the first frames'
+    one-time work (CUDA graph captures, cuDNN autotuning, compilation); a full validation set runs at the
+    steady rate this measures: the frames of the later iterations over the time from the end of the
+    warm-up to the end of the last iteration (the final metric computation excluded).
+
+    Args:
+        warmup_iters: iterations left out (>= 1).
+    """
+
+    priority = 'LOWEST'
+
+    def __init__(self, warmup_iters: int = 5) -> None:
+        if warmup_iters < 1:
+            raise ValueError(f'TestThroughputHook: warmup_iters must be >= 1, got {warmup_iters}')
+        self.warmup_iters = warmup_iters
+        self.iter_ends: List[float] = []
+        self.iter_frames: List[int] = []
+
+    def before_test_epoch(self, runner) -> None:
+        self.iter_ends, self.iter_frames = [], []
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self.iter_ends.append(time.perf_counter())
+        self.iter_frames.append(len(outputs) if outputs is not None else 0)
+
+    def steady_frames_per_s(self) -> Optional[float]:
+        """Frames/s after the warm-up; None when the run had no iteration after it."""
+        if len(self.iter_ends) <= self.warmup_iters:
+            return None
+        frames = sum(self.iter_frames[self.warmup_iters:])
+        return frames / (self.iter_ends[-1] - self.iter_ends[self.warmup_iters - 1])
