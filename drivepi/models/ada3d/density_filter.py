@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from drivepi.models.ada3d.straight_through import straight_through_gate
+from drivepi.models.device_copies import count_indices
 from drivepi.registry import MODELS
 
 
@@ -60,7 +61,7 @@ class DensityGuidedVoxelFilter(nn.Module):
         # one sort by (group, descending score): atan maps scores into an interval of width < 1 per group
         key = 2.0 * group.double() + 0.5 - torch.atan(scores.detach().double()) / math.pi
         order = torch.argsort(key, stable=True)
-        group_sizes = torch.bincount(group, minlength=batch_size * num_rings)
+        group_sizes = count_indices(group, batch_size * num_rings)
         group_starts = torch.cumsum(group_sizes, 0) - group_sizes
         rank = torch.empty_like(order)
         rank[order] = torch.arange(len(order), device=order.device) - group_starts[group[order]]

@@ -9,6 +9,7 @@ from torch import nn
 
 from drivepi.geometry import grid_shape
 from drivepi.models.bev_grid import cell_centers
+from drivepi.models.device_copies import count_indices
 from drivepi.registry import MODELS
 
 
@@ -106,7 +107,7 @@ class DynamicVoxelizer(nn.Module):
         unique_key, inverse = torch.unique(torch.where(inside, key, outside_key), return_inverse=True)
         num_voxels = len(unique_key) - int(sum(stats[B:]) < len(pts))
         unique_key = unique_key[:num_voxels]
-        num_points = torch.bincount(inverse, minlength=num_voxels + 1)[:num_voxels]
+        num_points = count_indices(inverse, num_voxels + 1)[:num_voxels]
         sums = pts.new_zeros((num_voxels + 1, pts.shape[1])).index_add_(0, inverse, pts)[:num_voxels]
         means = sums / num_points.unsqueeze(1).float()
         coords = torch.stack([unique_key // (nx * ny * nz), unique_key // (ny * nz) % nx,
