@@ -17,7 +17,8 @@ OpenDriveLab/OccNet ``ray_metrics.py`` / ``nuscenes_ego_pose_loader.py`` uses th
   reference (``d[count] = _d``). A ray that meets no occupied voxel reports the last voxel inside the
   grid (a free voxel, so its class is free) and the distance at which it leaves the grid.
 
-All functions are vectorised over rays with torch and run on CPU or CUDA (the device of the grid).
+All functions are vectorised over rays with torch and run on CPU or CUDA (the device of the grid); on CUDA
+the traversal itself is one Triton kernel (:mod:`drivepi.evaluation.ray_traversal_triton`, same results).
 The only deviation from the reference: origin voxels are found with ``floor`` instead of C's
 truncation, which differs only for origins outside the grid (the reference then starts in the wrong
 voxel).
