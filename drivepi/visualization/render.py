@@ -52,6 +52,22 @@ def _material(item: SceneItem) -> rendering.MaterialRecord:
     return material
 
 
+def _filament_geometry(geometry: o3d.geometry.Geometry):
+    """``geometry`` in a form whose upload to Filament initialises every vertex attribute.
+
+    open3d's upload of a legacy ``TriangleMesh`` without ``triangle_uvs`` declares a UV attribute but
+    never writes it, so the UVs are whatever the recycled heap held (they depend on everything the
+    process, or the parent it was forked from, allocated before: imports such as peft or mmcv.ops,
+    earlier frames). ``defaultUnlit`` samples its 1x1 white albedo texture at these UVs: the picture
+    is right, but llvmpipe's texture sampling on garbage UVs makes each frame 5-100x slower. The
+    tensor mesh's upload zero-fills missing UVs and keeps every vertex (zero legacy UVs would merge
+    vertices that share a position, mixing the colours of adjacent faces).
+    """
+    if isinstance(geometry, o3d.geometry.TriangleMesh):
+        return o3d.t.geometry.TriangleMesh.from_legacy(geometry)
+    return geometry
+
+
 def _setup_camera(renderer: rendering.OffscreenRenderer, view: View, width: int, height: int) -> None:
     """Point the renderer's camera as ``view`` says."""
     if view.kind == 'perspective':
@@ -80,10 +96,10 @@ def render_offscreen_many(scenes: Sequence[Sequence[SceneItem]], width: int = 80
                           views: Sequence[View] = (CHASE_VIEW,), background=BACKGROUND_COLOR) -> List[np.ndarray]:
     """Render several scenes headless, each from its view, in one fresh child process.
 
-    Filament (Vulkan on llvmpipe) renders geometry uploaded before a renderer's first frame fast
-    (~0.8 s for a 200k-triangle grid) but geometry added after it ~100x slower (measured 90-120 s
-    CPU, also with a new ``OffscreenRenderer`` in the same process). So every call forks a child
-    that adds all scenes before its first frame, shows one scene at a time, and exits.
+    Every call forks a child that builds one ``OffscreenRenderer``, adds all scenes, shows one scene
+    at a time, and exits, so Filament's process-wide engine never lives in the caller (a renderer torn
+    down with geometry still in its scene aborts the whole process with a ``PreconditionPanic``).
+    Meshes go through :func:`_filament_geometry`, without which frames are 5-100x slower.
 
     Args:
         scenes: lists of :class:`SceneItem` (e.g. GT and prediction from ``build_scene``).
@@ -121,7 +137,8 @@ def _render_in_child(sender, scenes, width: int, height: int, views, background)
         renderer.scene.view.set_post_processing(False)
         for index, items in enumerate(scenes):
             for item in items:
-                renderer.scene.add_geometry(f'{index}/{item.name}', item.geometry, _material(item))
+                renderer.scene.add_geometry(f'{index}/{item.name}', _filament_geometry(item.geometry),
+                                            _material(item))
         images = []
         for index, view in enumerate(views):
             for other, items in enumerate(scenes):
