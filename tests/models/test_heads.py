@@ -132,8 +132,9 @@ def test_planning_head_reads_the_command_of_each_sample():
     traj = head.predict(plan_inputs(states), batch)['traj']
     assert traj.shape == (3, 6, 2) and torch.equal(batch[2].pred_traj, traj[2])
     assert not torch.allclose(traj[0], traj[1]) and not torch.allclose(traj[1], traj[2])
-    with pytest.raises(ValueError, match='driving commands'):
-        head(plan_inputs(states), samples(3, meta_ego_fut_cmd=[0, 1, 3]))
+    for bad in ([0, 1, 3], [-1, 1, 2]):
+        with pytest.raises(ValueError, match=r'driving commands must lie in \[0, 2\]'):
+            head(plan_inputs(states), samples(3, meta_ego_fut_cmd=bad))
     with pytest.raises(ValueError, match=r'query states \(B, 3, 16\)'):
         head(plan_inputs(torch.randn(3, 2, 16)), batch)
     with pytest.raises(KeyError, match='data sample 0 has no metainfo `ego_fut_cmd`'):

@@ -23,8 +23,8 @@ def check_camera_inputs(imgs: torch.Tensor, ego2img: torch.Tensor, cam_valid: to
         raise ValueError(f'cam_valid must be bool (B, V) = {tuple(imgs.shape[:2])}, got {cam_valid.dtype} '
                          f'{tuple(cam_valid.shape)}')
     bad_img = ~torch.isfinite(imgs).flatten(2).all(dim=2) & cam_valid
-    affine_row = ego2img.new_tensor([0.0, 0.0, 0.0, 1.0])
-    bad_proj = ~(torch.isfinite(ego2img).flatten(2).all(dim=2) & (ego2img[..., 3, :] == affine_row).all(dim=2))
+    affine = (ego2img[..., 3, :3] == 0).all(dim=2) & (ego2img[..., 3, 3] == 1)  # no constant copied to the GPU
+    bad_proj = ~(torch.isfinite(ego2img).flatten(2).all(dim=2) & affine)
     bad_proj &= cam_valid.to(ego2img.device)
     flags = torch.stack([bad_img.any(), bad_proj.any().to(bad_img.device), cam_valid.any(), cam_valid.all()])
     any_bad_img, any_bad_proj, any_valid, all_valid = flags.tolist()

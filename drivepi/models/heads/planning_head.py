@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from drivepi.geometry import COMMANDS
+from drivepi.models.device_copies import to_device
 from drivepi.registry import MODELS
 
 from .base_head import BaseDrivePIHead, HeadInputs, stack_field
@@ -47,20 +48,22 @@ class PlanningHead(BaseDrivePIHead):
 
     def forward(self, feats: HeadInputs, batch_data_samples: Sequence) -> dict:
         device = feats.plan_states.device
-        command = stack_field(batch_data_samples, 'ego_fut_cmd', (), torch.long, device, metainfo=True)
+        command = stack_field(batch_data_samples, 'ego_fut_cmd', (), torch.long, metainfo=True)
+        if command.min() < 0 or command.max() >= len(COMMANDS):  # on the CPU: no wait for the GPU
+            raise ValueError(f'driving commands must lie in [0, {len(COMMANDS) - 1}], got {command.tolist()}')
+        command = to_device(command, device)
         ego_status = (stack_field(batch_data_samples, 'ego_status', (EGO_STATUS_DIM,), torch.float32, device,
                                   metainfo=True) if self.ego_proj is not None else None)
         return dict(traj=self.waypoints(feats.plan_states, command, ego_status))
 
     def waypoints(self, query_states: torch.Tensor, command: torch.Tensor,
                   ego_status: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """query_states (B, Q, D), command long (B,), ego_status (B, 5) or None -> waypoints (B, T, 2)."""
+        """query_states (B, Q, D), command long (B,) in ``[0, len(COMMANDS))``, ego_status (B, 5) or None ->
+        waypoints (B, T, 2)."""
         b = query_states.shape[0]
         if query_states.shape[1:] != (self.num_queries, self.in_channels):
             raise ValueError(f'PlanningHead expects query states (B, {self.num_queries}, {self.in_channels}), '
                              f'got {tuple(query_states.shape)}')
-        if command.min() < 0 or command.max() >= len(COMMANDS):
-            raise ValueError(f'driving commands must lie in [0, {len(COMMANDS) - 1}], got {command.tolist()}')
         x = self.query_proj(query_states.reshape(b, -1)) + self.command_embed(command)
         if self.ego_proj is not None:
             if ego_status is None or ego_status.shape != (b, EGO_STATUS_DIM):
