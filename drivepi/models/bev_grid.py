@@ -10,6 +10,7 @@ centre is ``x = x_min + (ix + 0.5) * dx``, ``y = y_min + (iy + 0.5) * dy``. Flat
 from typing import Sequence
 
 import torch
+from torch import nn
 
 from drivepi.models.device_copies import device_tensor
 
@@ -30,3 +31,12 @@ def cell_centers(indices: torch.Tensor, point_cloud_range: Sequence[float],
     lower = device_tensor(point_cloud_range[:dims], torch.float32, indices.device)
     size = device_tensor(cell_size, torch.float32, indices.device)
     return lower + (indices.float() + 0.5) * size
+
+
+def register_grid_buffers(module: nn.Module, point_cloud_range: Sequence[float], cell_size: Sequence[float]) -> None:
+    """Give ``module`` the grid's constants as float32 buffers on its device (not saved in checkpoints):
+    ``range_lower`` and ``range_upper`` ``(3,)`` metres, ``cell_size`` ``(D,)`` metres. A forward pass then copies
+    nothing from the host (a copy that would make the host wait, and that a CUDA graph cannot capture)."""
+    for name, values in (('range_lower', point_cloud_range[:3]), ('range_upper', point_cloud_range[3:]),
+                         ('cell_size', cell_size)):
+        module.register_buffer(name, torch.tensor(values, dtype=torch.float32), persistent=False)

@@ -50,7 +50,7 @@ class CameraBranch(BaseModule):
             are resized to it and added, so every neck output contributes.
         cuda_graphs: on a GPU, at inference with all views valid, replay the branch from a CUDA graph
             (``drivepi.models.cuda_graphs.GraphedFunction``: one launch instead of the backbone's hundreds;
-            35.4 -> 25.4 ms per all-heads frame on an H200, docs/benchmarks.md).
+            38.5 -> 23.1 ms per all-heads frame on an H200, graph off vs on in one call, docs/benchmarks.md).
         init_cfg: mmengine weight-init config (e.g. pretrained backbone weights go in ``backbone.init_cfg``).
     """
 

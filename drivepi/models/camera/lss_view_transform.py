@@ -6,6 +6,7 @@ from mmengine.model import BaseModule
 from torch import nn
 
 from drivepi.geometry import OCC_RANGE, grid_shape
+from drivepi.models.bev_grid import register_grid_buffers
 from drivepi.registry import MODELS
 
 
@@ -97,10 +98,7 @@ class LSSViewTransform(BaseModule):
         self.point_cloud_range = list(point_cloud_range)
         self.bev_cell_size = list(bev_cell_size)
         self.bev_shape = grid_shape(point_cloud_range, bev_cell_size)
-        # on the module's device: no host-to-device copy in the forward pass (a CUDA graph cannot capture one)
-        for name, values in (('range_lower', point_cloud_range[:3]), ('range_upper', point_cloud_range[3:]),
-                             ('cell_size', bev_cell_size)):
-            self.register_buffer(name, torch.tensor(values, dtype=torch.float32), persistent=False)
+        register_grid_buffers(self, point_cloud_range, bev_cell_size)
         self.depth_net = nn.Sequential(
             nn.Conv2d(in_channels, in_channels, 3, padding=1, bias=False), nn.BatchNorm2d(in_channels),
             nn.ReLU(inplace=True), nn.Conv2d(in_channels, len(self.depths) + out_channels, 1))

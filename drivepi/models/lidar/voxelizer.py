@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from drivepi.geometry import grid_shape
-from drivepi.models.bev_grid import cell_centers
+from drivepi.models.bev_grid import cell_centers, register_grid_buffers
 from drivepi.models.device_copies import count_indices
 from drivepi.registry import MODELS
 
@@ -74,10 +74,8 @@ class DynamicVoxelizer(nn.Module):
         self.grid_shape = grid_shape(point_cloud_range, voxel_size)  # (nx, ny, nz)
         self.num_point_features = num_point_features
         self.intensity_scale = intensity_scale
-        # on the module's device: no host-to-device copy per forward pass
-        for name, values in (('range_lower', point_cloud_range[:3]), ('range_upper', point_cloud_range[3:]),
-                             ('voxel_size_m', voxel_size), ('grid_shape_cells', self.grid_shape)):
-            self.register_buffer(name, torch.tensor(values, dtype=torch.float32), persistent=False)
+        register_grid_buffers(self, point_cloud_range, voxel_size)
+        self.register_buffer('grid_shape_cells', torch.tensor(self.grid_shape, dtype=torch.float32), persistent=False)
 
     def forward(self, points: List[torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Voxelize a batch.
@@ -94,7 +92,7 @@ class DynamicVoxelizer(nn.Module):
         B, device = len(points), points[0].device
         pts = torch.cat(points).float()
         batch_idx = torch.cat([torch.full((len(p),), i, dtype=torch.long, device=device) for i, p in enumerate(points)])
-        lower, size = self.range_lower, self.voxel_size_m
+        lower, size = self.range_lower, self.cell_size
         idx = torch.floor((pts[:, :3] - lower) / size).long()
         inside = ((idx >= 0) & (idx < self.grid_shape_cells)).all(dim=1)
         num_inside = torch.zeros(B, dtype=torch.long, device=device).index_add_(0, batch_idx, inside.long())
