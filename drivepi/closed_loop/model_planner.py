@@ -9,7 +9,11 @@ driving command (from the logged route) put in; the config's test pipeline (with
 named in ``drop_transforms``) turns it into a model input exactly as in ``tools/test.py``, and
 ``model.test_step`` returns ``pred_traj`` (6, 2), ego frame. Planning GT fields are zero with a zero
 mask, so no future leaks into the model. A scene outside the info file (a benchmark world, generated with
-the mini dataset's sensors) takes its calibration from the info file's first keyframe. The previous
+the mini dataset's sensors) takes its calibration from the info file's first keyframe. With a multi-mode
+planning head the model's ``plan_refiner`` leaves candidates and costs (``pred_traj_candidates``,
+``pred_traj_costs``); the planner remembers the plan it drove and keeps the candidate closest to it (at the same
+times, seen from the new pose) unless another costs less by more than the refiner's ``hysteresis_margin``
+(:func:`drivepi.models.occupancy_guided_stop.hysteresis_choice`). The previous
 episode's files are deleted when an episode starts (file names carry the episode id, so worker processes
 can share ``work_dir``). A planner built by :meth:`ModelPlanner.from_config` pickles as its recipe and is
 rebuilt in the process that unpickles it (closed-loop workers).
@@ -24,7 +28,7 @@ import torch
 from drivepi.fileio import atomic_write_bytes, atomic_write_image
 
 from .episode import PlanError
-from .planners import NUM_WAYPOINTS, PLAN_DT, ExpertPlanner, PlanningContext
+from .planners import NUM_WAYPOINTS, PLAN_DT, ExpertPlanner, PlanningContext, global_to_ego
 
 GT_TRANSFORMS = ('LoadOccFlowGT', 'LoadAnnotations3D', 'BoxesToEgo')
 SWEEP_LOADERS = ('DrivePILoadPointsFromMultiSweeps', 'LoadPointsFromMultiSweeps')
@@ -68,6 +72,7 @@ class ModelPlanner:
         self.work_dir = Path(work_dir)
         self.num_sweeps, self.sweep_interval = num_sweeps, sweep_interval
         self.episode, self.sweep_files, self.written = None, {}, []
+        self.previous_plan = None  # (times (T + 1,), global positions (T + 1, 2)) of the plan driven last
         self.checkpoint_digest = None  # set by from_config; part of the runner's resume fingerprint
         self.recipe = None  # from_config's arguments: what a pickled planner is rebuilt from
 
@@ -121,12 +126,43 @@ class ModelPlanner:
             for path in self.written:
                 path.unlink(missing_ok=True)
             self.episode, self.sweep_files, self.written = ctx.episode_id, {}, []
+            self.previous_plan = None
         info = self.build_info(ctx)
         sample = self.dataset.pipeline(self.dataset.parse_data_info(info))
         from mmengine.dataset import pseudo_collate
         with torch.no_grad():
             out = self.model.test_step(pseudo_collate([sample]))[0]
-        return out.pred_traj.detach().cpu().numpy().astype(np.float64).reshape(NUM_WAYPOINTS, 2)
+        traj = out.pred_traj.detach().cpu().numpy().astype(np.float64).reshape(NUM_WAYPOINTS, 2)
+        if out.get('pred_traj_candidates') is not None:
+            from drivepi.models.occupancy_guided_stop import hysteresis_choice
+            candidates = out.pred_traj_candidates.detach().cpu().numpy().astype(np.float64)
+            margin = getattr(self.model.plan_refiner, 'hysteresis_margin', 0.0)
+            choice = hysteresis_choice(candidates, out.pred_traj_costs.detach().cpu().numpy(),
+                                       self.previous_at(ctx), margin)
+            traj = candidates[choice].reshape(NUM_WAYPOINTS, 2)
+        self.remember(ctx, traj)
+        return traj
+
+    def remember(self, ctx: PlanningContext, traj: np.ndarray) -> None:
+        """Keep the (T, 2) ego-frame plan chosen at ``ctx`` (with the ego's position now) in the global frame."""
+        c, s = np.cos(ctx.ego.yaw), np.sin(ctx.ego.yaw)
+        points = np.concatenate([np.zeros((1, 2)), traj])
+        world = np.stack([ctx.ego.x + c * points[:, 0] - s * points[:, 1],
+                          ctx.ego.y + s * points[:, 0] + c * points[:, 1]], axis=1)
+        self.previous_plan = (ctx.ego.t + PLAN_DT * np.arange(len(points)), world)
+
+    def previous_at(self, ctx: PlanningContext):
+        """The remembered plan at this plan's waypoint times (linear in time), in the ego frame now: (T, 2), NaN
+        rows past its horizon; None without one."""
+        if self.previous_plan is None:
+            return None
+        times, world = self.previous_plan
+        now = ctx.ego.t + PLAN_DT * np.arange(1, NUM_WAYPOINTS + 1)
+        inside = now <= times[-1] + 1e-6
+        points = np.stack([np.interp(now, times, world[:, 0]), np.interp(now, times, world[:, 1])], axis=1)
+        ego = global_to_ego(points, ctx.ego)
+        ego[~inside] = np.nan
+        return ego
 
     # ------------------------------------------------------------------ info of the simulated frame
     def build_info(self, ctx: PlanningContext) -> dict:

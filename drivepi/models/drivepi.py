@@ -63,8 +63,9 @@ class DrivePI(Base3DDetector):
             needs ``spatial_position`` (its range locates the cell).
         num_plan_queries: Q, learned query tokens whose hidden states feed the ``'plan_states'`` heads.
         instruction: system text of the prompt with a ``{command}`` field (None: the default).
-        plan_refiner: config of a module ``(traj (T, 2), occ (X, Y, Z), flow (X, Y, Z, 2)) -> traj`` run on
-            every sample's predictions after the heads (``OccupancyGuidedStop``), or None.
+        plan_refiner: config of a module whose ``refine(data_sample)`` rewrites every sample's ``pred_traj`` from
+            its predictions after the heads (``OccupancyGuidedStop``: braking before the predicted occupancy,
+            choosing among the modes of a multi-mode planning head), or None.
         max_answer_tokens: generation limit per answer in ``predict``; it must cover the longest answer
             (the dataset checks it against its QA file when given the same limit and tokenizer).
         blind_spatial_tokens: replace the spatial tokens by zeros (everything else equal): the "blind"
@@ -234,7 +235,7 @@ class DrivePI(Base3DDetector):
     @torch.no_grad()
     def predict(self, inputs: dict, data_samples: SampleList) -> SampleList:
         """Every head writes its ``pred_*`` fields (``pred_occ`` uint8 (X,Y,Z), ``pred_flow`` (X,Y,Z,2),
-        ``pred_traj`` (T,2) with the default heads; the ``plan_refiner``, if any, limits it) and
+        ``pred_traj`` (T,2) with the default heads; the ``plan_refiner``, if any, rewrites it) and
         ``pred_answers`` (list of lists of str, parallel to ``conversations``) is added to every data sample."""
         bev, _ = self.extract_feat(inputs, data_samples)
         # one sample with questions: its LLM pass is the decoder's prefill, encoding the prefix only once
@@ -244,7 +245,7 @@ class DrivePI(Base3DDetector):
             head.predict(out['feats'], data_samples)
         if self.plan_refiner is not None:
             for ds in data_samples:
-                ds.pred_traj = self.plan_refiner(ds.pred_traj, ds.pred_occ, ds.get('pred_flow'))
+                self.plan_refiner.refine(ds)
         lengths = out['host_prompt'].attention_mask.sum(1).tolist()
         for i, ds in enumerate(data_samples):
             conversations = ds.get('conversations', [])

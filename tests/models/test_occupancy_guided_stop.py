@@ -1,6 +1,7 @@
 """OccupancyGuidedStop: hand-made occupancy grids with known stopping points."""
 import pytest
 import torch
+from mmdet3d.structures import Det3DDataSample
 
 from drivepi.geometry import (
     EGO_LENGTH,
@@ -127,3 +128,55 @@ def test_what_does_not_block(case):
 def test_invalid_settings_are_rejected():
     with pytest.raises(ValueError, match='dt must be positive'):
         OccupancyGuidedStop(dt=0.0)
+
+
+PEDESTRIAN = OPENOCC_CLASSES.index('pedestrian')
+# a mode 1.5 m left of the straight one from its second waypoint: clear of the parked car of parked_car_grid
+LEFT = STRAIGHT + torch.tensor([[0.0, 0.5]] + [[0.0, 1.5]] * 5)
+
+
+def test_does_not_swerve_around_a_pedestrian():
+    """Vulnerable road users move unpredictably: around a pedestrian the plan brakes, offsets or not."""
+    occ = grid_with_block(PEDESTRIAN, 20.0, 24.0, -2.0, 0.0)
+    occ[:, :, 1] = ROAD
+    out = OccupancyGuidedStop(lateral_offsets=(1.0,))(STRAIGHT, occ)
+    torch.testing.assert_close(out, OccupancyGuidedStop()(STRAIGHT, occ))
+    assert out[-1, 0] < 20.0
+    swerved = OccupancyGuidedStop(lateral_offsets=(1.0,), swerve_static_only=False)(STRAIGHT, occ)
+    assert swerved[-1, 1] == 1.0
+
+
+def test_selection_prefers_a_free_mode_over_a_higher_scored_colliding_one():
+    """The straight mode (probability 0.7) runs into the parked car, the left mode (0.3) passes it. Costs: the
+    straight one is braked and pays the collision weight, -log 0.7 + 5 - 0.1 * its braked progress; the left
+    one -log 0.3 - 0.1 * its full progress: the left mode is chosen (without a progress term too). Without
+    mode selection the best-scoring mode is braked."""
+    occ = parked_car_grid()
+    modes, probs = torch.stack([STRAIGHT, LEFT]), torch.tensor([0.7, 0.3])
+    guided = OccupancyGuidedStop()
+    selection = guided.select(modes, probs, occ)
+    braked = guided(STRAIGHT, occ)
+    assert selection['modes'].tolist() == [0, 1] and selection['choice'] == 1
+    torch.testing.assert_close(selection['candidates'], torch.stack([braked, LEFT]))
+    progress = torch.stack([braked, LEFT]).diff(dim=1, prepend=torch.zeros(2, 1, 2)).norm(dim=-1).sum(1)
+    expected = -probs.log() + torch.tensor([5.0, 0.0]) - 0.1 * progress
+    torch.testing.assert_close(selection['costs'], expected)
+    assert OccupancyGuidedStop(progress_weight=0.0).select(modes, probs, occ)['choice'] == 1
+    sample = Det3DDataSample()
+    sample.pred_traj, sample.pred_traj_modes, sample.pred_traj_scores, sample.pred_occ = STRAIGHT, modes, probs, occ
+    guided.refine(sample)
+    assert torch.equal(sample.pred_traj, LEFT) and sample.pred_traj_candidates.shape == (2, 6, 2)
+    sample.pred_traj = STRAIGHT
+    OccupancyGuidedStop(select_modes=False).refine(sample)
+    torch.testing.assert_close(sample.pred_traj, braked)
+
+
+def test_selection_among_free_modes_goes_by_score_and_off_road_penalty():
+    occ = torch.full(OCC_GRID, FREE_INDEX, dtype=torch.uint8)
+    modes = torch.stack([STRAIGHT, LEFT])
+    assert OccupancyGuidedStop().select(modes, torch.tensor([0.2, 0.8]), occ)['choice'] == 1
+    occ[:, cell(0.0, 1.2)[1]:, 1] = SIDEWALK  # the left mode's centre over sidewalk from x ~ 4 m on
+    assert OccupancyGuidedStop().select(modes, torch.tensor([0.2, 0.8]), occ)['choice'] == 0
+    selection = OccupancyGuidedStop(lateral_offsets=(1.0,)).select(modes[:1], torch.ones(1), parked_car_grid())
+    assert selection['modes'].tolist() == [0, 0] and selection['choice'] == 0  # swerving beats braking here
+    assert selection['candidates'][0, -1, 1] == 1.0

@@ -58,7 +58,8 @@ model = dict(
                  loss_lovasz=dict(type='LovaszSoftmaxLoss', loss_weight=1.0), use_mask_camera=True),
         flow=dict(type='FlowHead', grid_size=occ_grid, free_index=num_occ_classes - 1, mid_channels=64,
                   loss_flow=dict(type='mmdet.L1Loss', loss_weight=0.5)),
-        plan=dict(type='PlanningHead', hidden_channels=256, num_waypoints=6, use_ego_status=False,
+        # num_modes > 1: k-means anchors per command, an offset and a score per mode (drivepi_mini_modes.py)
+        plan=dict(type='PlanningHead', hidden_channels=256, num_waypoints=6, use_ego_status=False, num_modes=1,
                   loss_plan=dict(type='mmdet.L1Loss', loss_weight=1.0),
                   loss_collision=dict(type='PlanCollisionLoss', ego_length=4.084, ego_width=1.85,
                                       margin=0.5, loss_weight=0.5))),
