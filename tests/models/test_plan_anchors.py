@@ -72,7 +72,8 @@ def test_tool_writes_the_same_anchors_twice(tmp_path):
     for out in outs:
         make_plan_anchors.main(['--info', str(info), '--out', str(out), '--num-modes', '2', '--seed', '0'])
     assert outs[0].read_bytes() == outs[1].read_bytes()
-    np.testing.assert_allclose(load_plan_anchors(str(outs[0]), 2, 6), plan_anchors(trajs, masks, commands, 2), atol=1e-5)
+    np.testing.assert_allclose(load_plan_anchors(str(outs[0]), 2, 6), plan_anchors(trajs, masks, commands, 2),
+                               atol=1e-5)
     with pytest.raises(ValueError, match=r'\(3, 4, 6, 2\)'):
         load_plan_anchors(str(outs[0]), 4, 6)
     with pytest.raises(FileNotFoundError, match='make_plan_anchors'):

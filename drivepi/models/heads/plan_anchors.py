@@ -19,7 +19,8 @@ AnchorSource = Union[str, os.PathLike, np.ndarray, Sequence]
 def kmeans(points: np.ndarray, k: int, seed: int = 0, iters: int = 100) -> np.ndarray:
     """k-means++ initialisation, then Lloyd iterations (float64, deterministic for a seed): (k, D) centres of the
     (N, D) ``points``, N >= k, sorted by their last coordinate (ties: the one before, ...) so the order does not
-    depend on the initialisation (for flattened trajectories: from the rightmost end point to the leftmost). An emptied cluster is moved to the point farthest from its centre."""
+    depend on the initialisation (for flattened trajectories: from the rightmost end point to the leftmost). An
+    emptied cluster is moved to the point farthest from its centre."""
     points = np.asarray(points, np.float64)
     if len(points) < k:
         raise ValueError(f'k-means needs at least k = {k} points, got {len(points)}')
