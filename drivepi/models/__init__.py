@@ -8,7 +8,8 @@ from . import (  # noqa: F401
     losses,
 )
 from .bev_fuser import ConvBEVFuser
+from .data_preprocessor import DrivePIDataPreprocessor
 from .drivepi import DrivePI
 from .occupancy_guided_stop import OccupancyGuidedStop
 
-__all__ = ['DrivePI', 'ConvBEVFuser', 'OccupancyGuidedStop']
+__all__ = ['DrivePI', 'ConvBEVFuser', 'DrivePIDataPreprocessor', 'OccupancyGuidedStop']

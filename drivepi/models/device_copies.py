@@ -5,9 +5,10 @@ everything queued before it, so each one stalls the host that should be queueing
 from pinned (page-locked) memory with ``non_blocking=True`` is queued like a kernel instead; torch's
 pinned-memory cache keeps the host buffer alive until the copy has run. ``torch.bincount`` on a GPU
 reads the largest index back to size its output, even with ``minlength``; :func:`count_indices` takes the
-size from the caller instead.
+size from the caller instead. :func:`stack_to_device` stacks host tensors straight into pinned memory and
+copies the batch once; :func:`scalars_to_host` brings many GPU scalars back in one copy whose wait is deferred.
 """
-from typing import Optional, Sequence, Union
+from typing import Callable, Dict, Optional, Sequence, Union
 
 import torch
 
@@ -34,3 +35,53 @@ def count_indices(index: torch.Tensor, size: int) -> torch.Tensor:
     """Occurrences of each value ``0 .. size - 1`` in the long tensor ``index`` (all values < ``size``):
     long ``(size,)``, ``torch.bincount(index, minlength=size)`` without its host synchronisation."""
     return torch.zeros(size, dtype=torch.long, device=index.device).index_add_(0, index, torch.ones_like(index))
+
+
+def host_reads_are_free(tensor: torch.Tensor) -> bool:
+    """Whether reading ``tensor``'s values on the host costs no synchronisation (it lives on the CPU). Where it
+    does, code that needs a data-dependent size (boolean indexing, ``nonzero``) can take it, and skip work on
+    what a mask excludes; on a GPU the same code weighs the excluded elements out instead."""
+    return tensor.device.type == 'cpu'
+
+
+def stack_to_device(values: Sequence[torch.Tensor], device: Device,
+                    dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """``torch.stack(values).to(device, dtype)`` with one host-to-GPU copy that does not make the host wait: host
+    tensors are stacked straight into pinned memory. The dtype changes on the side where the data are smaller
+    (before the copy when ``dtype`` is narrower, e.g. float64 -> float32; after it when wider, e.g. uint8 -> long),
+    which gives the same values either way."""
+    source = values[0].dtype
+    for value in values[1:]:
+        source = torch.promote_types(source, value.dtype)
+    target = source if dtype is None else dtype
+    transfer = target if target.itemsize <= source.itemsize else source
+    values = [value.to(transfer) for value in values]
+    on_host = all(value.device.type == 'cpu' for value in values)
+    if device is None or torch.device(device).type != 'cuda' or not on_host:
+        return torch.stack(values).to(device=device, dtype=target)
+    pinned = torch.empty((len(values),) + tuple(values[0].shape), dtype=transfer, pin_memory=True)
+    torch.stack(values, out=pinned)
+    return pinned.to(device, non_blocking=True).to(target)
+
+
+def scalars_to_host(values: Dict[str, torch.Tensor]) -> Callable[[], Dict[str, float]]:
+    """Start bringing scalar tensors (e.g. a training step's losses) to the host as floats; returns the function
+    that gives them. On a GPU the values are stacked and queued as one copy into pinned memory, and only that
+    function waits, for this copy alone (a CUDA event), not for work queued after it: called after the
+    backward pass and the optimizer step have been queued, it lets the GPU keep working while the host reads."""
+    names = list(values)
+    if not names:
+        return dict
+    scalars = [torch.as_tensor(v).detach().float().reshape(()) for v in values.values()]
+    packed = torch.stack([to_device(v, scalars[0].device) for v in scalars])
+    if packed.device.type != 'cuda':
+        return lambda: dict(zip(names, packed.tolist()))
+    host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
+    host.copy_(packed, non_blocking=True)
+    copied = torch.cuda.Event()
+    copied.record()
+
+    def read() -> Dict[str, float]:
+        copied.synchronize()
+        return dict(zip(names, host.tolist()))
+    return read

@@ -17,7 +17,7 @@ from mmdet3d.structures import Det3DDataSample
 
 from drivepi.models.ada3d.token_filter import gather_tokens, scatter_tokens
 from drivepi.models.cuda_graphs import run_overlapped
-from drivepi.models.device_copies import to_device
+from drivepi.models.device_copies import scalars_to_host, to_device
 from drivepi.models.heads import HeadInputs, stack_field
 from drivepi.models.llm.prompt import DrivePIPrompt
 from drivepi.models.llm.spatial_position import place_cells
@@ -76,7 +76,7 @@ class DrivePI(Base3DDetector):
             LLM's own weights follow its ``train_mode``.
         overlap_branches: on a GPU at inference, run the camera branch on a second CUDA stream while the host works
             through the LiDAR branch (:meth:`extract_feat`); False runs them one after the other.
-        data_preprocessor: ``Det3DDataPreprocessor`` config.
+        data_preprocessor: ``DrivePIDataPreprocessor`` (or ``Det3DDataPreprocessor``) config.
     """
 
     def __init__(self, lidar_branch: dict, llm: dict, token_filter: dict, heads: dict, grid_size: Sequence[int],
@@ -231,6 +231,19 @@ class DrivePI(Base3DDetector):
         if 'token_filter' not in self.frozen_modules:
             losses['loss_token_importance'] = self.token_filter.loss(out['scores'], gt_occ, bev.shape[2:])
         return losses
+
+    def train_step(self, data, optim_wrapper) -> dict:
+        """MMEngine's ``BaseModel.train_step`` (preprocess, losses, ``parse_losses``, ``update_params``) returning
+        the logged values as floats, brought to the host in one copy that is queued before the backward pass
+        and read after the optimizer step has been queued (:func:`scalars_to_host`): one wait, which lets the
+        GPU run the backward pass meanwhile, instead of one host synchronisation per logged value."""
+        with optim_wrapper.optim_context(self):
+            data = self.data_preprocessor(data, True)
+            losses = self._run_forward(data, mode='loss')
+        parsed_losses, log_vars = self.parse_losses(losses)
+        read_log_vars = scalars_to_host(log_vars)
+        optim_wrapper.update_params(parsed_losses)
+        return read_log_vars()
 
     @torch.no_grad()
     def predict(self, inputs: dict, data_samples: SampleList) -> SampleList:

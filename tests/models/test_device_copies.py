@@ -26,3 +26,31 @@ def test_count_indices_equals_bincount_with_minlength():
     assert count_indices(index, 6).tolist() == [2, 1, 0, 3, 0, 0]
     assert torch.equal(count_indices(index, 6), torch.bincount(index, minlength=6))
     assert count_indices(torch.zeros(0, dtype=torch.long), 2).tolist() == [0, 0]
+
+
+def test_stack_to_device_converts_on_either_side_with_the_same_values():
+    from drivepi.models.device_copies import stack_to_device
+    values = [torch.tensor([1, 250], dtype=torch.uint8), torch.tensor([7, 0], dtype=torch.uint8)]
+    wide = stack_to_device(values, 'cpu', torch.long)  # widened after the copy
+    assert wide.dtype == torch.long and wide.tolist() == [[1, 250], [7, 0]]
+    doubles = [torch.tensor([0.1, 2.5], dtype=torch.float64)] * 3
+    narrow = stack_to_device(doubles, None, torch.float32)  # narrowed before it
+    assert narrow.dtype == torch.float32 and torch.equal(narrow, torch.stack(doubles).float())
+    assert stack_to_device([torch.ones(2, dtype=torch.bool)], 'cpu', torch.float32).tolist() == [[1.0, 1.0]]
+
+
+def test_scalars_to_host_reads_every_value_as_a_float():
+    from drivepi.models.device_copies import scalars_to_host
+    read = scalars_to_host(dict(loss=torch.tensor(1.5), ratio=torch.tensor([0.25]), count=torch.tensor(3)))
+    assert read() == dict(loss=1.5, ratio=0.25, count=3.0)
+    assert scalars_to_host({})() == {}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='pinned copies need a GPU')
+def test_cuda_stack_and_scalars_round_trip():
+    from drivepi.models.device_copies import scalars_to_host, stack_to_device
+    values = [(torch.arange(1000) % 256).to(torch.uint8) for _ in range(3)]
+    on_gpu = stack_to_device(values, 'cuda', torch.long)
+    assert on_gpu.is_cuda and torch.equal(on_gpu.cpu(), torch.stack(values).long())
+    assert scalars_to_host(dict(a=on_gpu.sum(), b=on_gpu.float().mean()))() == dict(
+        a=float(torch.stack(values).long().sum()), b=float(torch.stack(values).float().mean()))

@@ -102,6 +102,17 @@ def test_loss_is_finite_and_every_trainable_parameter_gets_a_gradient(model, bat
     assert model.plan_queries.grad.abs().sum() > 0
 
 
+def test_train_step_logs_the_parsed_losses_as_floats(model, batch):
+    """``train_step`` brings the logged values to the host in one copy: floats, the total equal to the sum."""
+    from mmengine.optim import OptimWrapper
+    model.train()
+    outputs = model.train_step(copy.deepcopy(batch), OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.0)))
+    assert LOSS_KEYS | {'loss', 'voxel_keep_ratio'} <= set(outputs)
+    assert all(type(value) is float and math.isfinite(value) for value in outputs.values())
+    total = sum(value for key, value in outputs.items() if key.startswith('loss_'))
+    assert math.isclose(outputs['loss'], total, rel_tol=1e-5)
+
+
 LANGUAGE_STAGE_FROZEN = ['lidar_branch', 'camera_branch', 'fuser', 'token_filter', 'back_projector', 'heads']
 
 

@@ -12,8 +12,11 @@ from drivepi.registry import MODELS
 GRID = OCC_GRID
 
 
+SMALL = (16, 16, 4)  # a grid for the loss tests (the losses do not depend on the grid's size)
+
+
 def occ_head(**kw):
-    return MODELS.build(dict(type='OccupancyHead', in_channels=8, mid_channels=8, grid_size=GRID, num_classes=17,
+    return MODELS.build(dict(dict(type='OccupancyHead', in_channels=8, mid_channels=8, grid_size=GRID, num_classes=17),
                              **kw))
 
 
@@ -31,6 +34,17 @@ def samples(n: int, **fields) -> list:
                 setattr(ds, key, value[i])
         out.append(ds)
     return out
+
+
+@pytest.fixture(params=['host', 'gpu'])
+def loss_path(request, monkeypatch):
+    """The heads' two loss paths: 'host' indexes the counted voxels (CPU tensors), 'gpu' weighs the others out
+    (what runs on a GPU, without reading a mask back), taken here on the CPU."""
+    if request.param == 'gpu':
+        from drivepi.models.heads import flow_head, occupancy_head
+        monkeypatch.setattr(occupancy_head, 'host_reads_are_free', lambda tensor: False)
+        monkeypatch.setattr(flow_head, 'host_reads_are_free', lambda tensor: False)
+    return request.param
 
 
 def test_occupancy_head_shapes_and_predictions():
@@ -64,11 +78,11 @@ def test_bev_axes_map_to_grid_axes():
     assert grad[20, 4] > 0 and grad[4, 20] == 0
 
 
-def test_occupancy_loss_is_ce_plus_lovasz_on_visible_voxels():
-    head = occ_head()
-    logits = torch.randn((1,) + GRID + (17,))
-    gt = torch.randint(0, 17, (1,) + GRID)
-    mask = torch.rand((1,) + GRID) < 0.3
+def test_occupancy_loss_is_ce_plus_lovasz_on_visible_voxels(loss_path):
+    head = occ_head(grid_size=SMALL)
+    logits = torch.randn((1,) + SMALL + (17,))
+    gt = torch.randint(0, 17, (1,) + SMALL)
+    mask = torch.rand((1,) + SMALL) < 0.3
     losses = head.loss_by_feat(dict(occ_logits=logits), samples(1, gt_occ=gt, gt_mask_camera=mask))
     assert torch.allclose(losses['loss_occ_ce'], F.cross_entropy(logits[mask], gt[mask]), atol=1e-5)
     from drivepi.models.losses import lovasz_softmax
@@ -79,6 +93,20 @@ def test_occupancy_loss_is_ce_plus_lovasz_on_visible_voxels():
                           ['loss_occ_ce'], losses['loss_occ_ce'])
 
 
+def test_occupancy_loss_without_visible_voxels_or_mask(loss_path):
+    head = occ_head(grid_size=SMALL)
+    logits = torch.randn((1,) + SMALL + (17,), requires_grad=True)
+    gt = torch.randint(0, 17, (1,) + SMALL)
+    none_visible = samples(1, gt_occ=gt, gt_mask_camera=torch.zeros_like(gt).bool())
+    hidden = head.loss_by_feat(dict(occ_logits=logits), none_visible)
+    assert hidden['loss_occ_ce'] == 0 and hidden['loss_occ_lovasz'] == 0
+    sum(hidden.values()).backward()  # zero, with the graph kept
+    assert logits.grad.abs().sum() == 0
+    unmasked_head = occ_head(grid_size=SMALL, use_mask_camera=False)
+    unmasked = unmasked_head.loss_by_feat(dict(occ_logits=logits), samples(1, gt_occ=gt))
+    assert torch.allclose(unmasked['loss_occ_ce'], F.cross_entropy(logits.reshape(-1, 17), gt.reshape(-1)))
+
+
 def test_occupancy_loss_rejects_bad_gt():
     head = occ_head()
     logits = dict(occ_logits=torch.zeros((1,) + GRID + (17,)))
@@ -86,7 +114,7 @@ def test_occupancy_loss_rejects_bad_gt():
                     gt_mask_camera=torch.ones(1, 100, 100, 16, dtype=torch.bool))
     with pytest.raises(ValueError, match=r'sample 0: `gt_occ` has shape \(100, 100, 16\), expected \(200, 200, 16\)'):
         head.loss_by_feat(logits, small)
-    with pytest.raises(ValueError, match=r'labels must lie in \[0, 16\]'):
+    with pytest.raises(ValueError, match=r'sample 0: `gt_occ` values must lie in \[0, 16\], got \[17, 17\]'):
         head.loss_by_feat(logits, samples(1, gt_occ=torch.full((1,) + GRID, 17),
                                           gt_mask_camera=torch.ones((1,) + GRID, dtype=torch.bool)))
     with pytest.raises(KeyError, match='data sample 0 has no `gt_mask_camera`'):
@@ -95,7 +123,7 @@ def test_occupancy_loss_rejects_bad_gt():
         head(bev_inputs(torch.zeros(1, 4, 25, 25)))
 
 
-def test_flow_head_shape_and_l1_on_occupied_voxels():
+def test_flow_head_shape_and_l1_on_occupied_voxels(loss_path):
     head = MODELS.build(dict(type='FlowHead', in_channels=8, mid_channels=8, grid_size=GRID, free_index=16))
     batch = samples(2)
     flow = head.predict(bev_inputs(torch.randn(2, 8, 25, 25)), batch)['flow']
@@ -170,6 +198,11 @@ def test_planning_loss_masks_invalid_steps():
 def test_stack_field_checks_every_sample():
     batch = samples(2, gt_x=torch.ones(2, 3))
     assert torch.equal(stack_field(batch, 'gt_x', (3,), torch.long), torch.ones(2, 3, dtype=torch.long))
+    labels = samples(2, gt_y=torch.tensor([[0, 3], [2, 5]], dtype=torch.uint8))
+    stacked = stack_field(labels, 'gt_y', (2,), torch.long, value_range=(0, 6))
+    assert stacked.dtype == torch.long and stacked.tolist() == [[0, 3], [2, 5]]
+    with pytest.raises(ValueError, match=r'data sample 1: `gt_y` values must lie in \[0, 4\], got \[2, 5\]'):
+        stack_field(labels, 'gt_y', value_range=(0, 5))
     batch[1].gt_x = torch.ones(4)
     with pytest.raises(ValueError, match='differs in shape across the batch'):
         stack_field(batch, 'gt_x')

@@ -17,7 +17,8 @@ qwen2_5_0_5b = dict(
 
 model = dict(
     type='DrivePI',
-    data_preprocessor=dict(type='Det3DDataPreprocessor', mean=[123.675, 116.28, 103.53],
+    # Det3DDataPreprocessor with pinned, non-blocking copies; ground truth stays on the host for the heads
+    data_preprocessor=dict(type='DrivePIDataPreprocessor', mean=[123.675, 116.28, 103.53],
                            std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_size_divisor=32),
     lidar_branch=dict(
         type='LiDARBranch',

@@ -3,7 +3,8 @@
 Targets come from the ground-truth occupancy grid of ``docs/contracts.md`` (``(B, X, Y, Z)`` class
 indices, indexed ``[ix, iy, iz]``): a position is foreground when it lies in an occupancy voxel of one
 of ``fg_classes``. (Ada3D supervises its predictor with detection boxes; DrivePI's dense ground truth is
-the occupancy, which also covers the static classes.)
+the occupancy, which also covers the static classes.) The grid constants reach the GPU as pinned,
+non-blocking copies (:mod:`drivepi.models.device_copies`), so computing the targets never waits for the GPU.
 """
 from typing import Sequence, Tuple
 
@@ -11,13 +12,14 @@ import torch
 import torch.nn.functional as F
 
 from drivepi.geometry import grid_shape
+from drivepi.models.device_copies import device_tensor
 
 
 def occupancy_foreground(gt_occ: torch.Tensor, fg_classes: Sequence[int]) -> torch.Tensor:
     """Boolean ``(B, X, Y, Z)`` mask of the occupancy voxels whose class is in ``fg_classes``."""
     if gt_occ.dim() != 4 or gt_occ.dtype.is_floating_point:
         raise ValueError(f'gt_occ must be an integer tensor (B, X, Y, Z), got {gt_occ.dtype} {tuple(gt_occ.shape)}')
-    return torch.isin(gt_occ, torch.as_tensor(list(fg_classes), device=gt_occ.device))
+    return torch.isin(gt_occ, device_tensor(list(fg_classes), gt_occ.dtype, gt_occ.device))
 
 
 def voxel_targets_from_occupancy(centers: torch.Tensor, batch_idx: torch.Tensor, gt_occ: torch.Tensor,
@@ -40,9 +42,9 @@ def voxel_targets_from_occupancy(centers: torch.Tensor, batch_idx: torch.Tensor,
     if tuple(gt_occ.shape[1:]) != shape:
         raise ValueError(f'gt_occ has grid {tuple(gt_occ.shape[1:])}, expected {shape} for range {list(occ_range)}')
     fg = occupancy_foreground(gt_occ, fg_classes)
-    lower = centers.new_tensor(occ_range[:3])
-    idx = torch.floor((centers - lower) / centers.new_tensor(occ_voxel_size)).long()
-    inside = ((idx >= 0) & (idx < torch.tensor(shape, device=idx.device))).all(dim=1)
+    lower, size = device_tensor([list(occ_range[:3]), list(occ_voxel_size)], centers.dtype, centers.device)
+    idx = torch.floor((centers - lower) / size).long()
+    inside = ((idx >= 0) & (idx < device_tensor(shape, torch.long, idx.device))).all(dim=1)
     idx = torch.where(inside.unsqueeze(1), idx, torch.zeros_like(idx))
     return (fg[batch_idx, idx[:, 0], idx[:, 1], idx[:, 2]] & inside).float()
 

@@ -15,12 +15,12 @@ A new head is one file (a registered subclass) plus one entry in the model confi
 see docs/adding_a_head.md.
 """
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 from mmengine.model import BaseModule
 
-from drivepi.models.device_copies import to_device
+from drivepi.models.device_copies import stack_to_device
 
 HEAD_FEATURES = ('bev', 'plan_states')
 
@@ -38,16 +38,22 @@ class HeadInputs:
 
 
 def stack_field(batch_data_samples: Sequence, key: str, shape: Optional[Sequence[int]] = None,
-                dtype: Optional[torch.dtype] = None, device=None, metainfo: bool = False) -> torch.Tensor:
+                dtype: Optional[torch.dtype] = None, device=None, metainfo: bool = False,
+                value_range: Optional[Tuple[int, int]] = None) -> torch.Tensor:
     """Stack one field of every data sample into a batch tensor, checking it.
+
+    The checks read values, so they are made where the values are: on the host for the host tensors that
+    ``DrivePIDataPreprocessor`` leaves in the data samples (free for the GPU), and the checked batch reaches
+    a GPU in one pinned, non-blocking copy (:func:`stack_to_device`).
 
     Args:
         key: the data field (or, with ``metainfo``, the metainfo key), e.g. ``'gt_occ'``.
         shape: the per-sample shape it must have (None: any, equal across samples).
         dtype, device: of the result.
+        value_range: ``(low, high)``: every value must lie in ``[low, high)`` (e.g. class labels).
 
     Raises:
-        KeyError / ValueError naming the sample and the field: missing, wrong shape, NaN or inf.
+        KeyError / ValueError naming the sample and the field: missing, wrong shape, NaN or inf, out of range.
     """
     values = []
     for i, sample in enumerate(batch_data_samples):
@@ -59,10 +65,15 @@ def stack_field(batch_data_samples: Sequence, key: str, shape: Optional[Sequence
             raise ValueError(f'data sample {i}: `{key}` has shape {tuple(value.shape)}, expected {tuple(shape)}')
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise ValueError(f'data sample {i}: `{key}` contains NaN/inf values')
-        values.append(value if dtype is None else value.to(dtype))
+        if value_range is not None and value.numel():
+            low, high = (int(v) for v in value.aminmax())
+            if low < value_range[0] or high >= value_range[1]:
+                raise ValueError(f'data sample {i}: `{key}` values must lie in [{value_range[0]}, '
+                                 f'{value_range[1] - 1}], got [{low}, {high}]')
+        values.append(value)
     if len({tuple(v.shape) for v in values}) > 1:
         raise ValueError(f'`{key}` differs in shape across the batch: {[tuple(v.shape) for v in values]}')
-    return to_device(torch.stack(values), device)
+    return stack_to_device(values, device, dtype)
 
 
 class BaseDrivePIHead(BaseModule):

@@ -3,6 +3,7 @@ from typing import Sequence
 
 import torch
 
+from drivepi.models.device_copies import host_reads_are_free
 from drivepi.registry import MODELS
 
 from .base_head import BaseDrivePIHead, HeadInputs, stack_field
@@ -35,14 +36,19 @@ class FlowHead(BaseDrivePIHead):
         return dict(flow=self.decoder(feats.bev))
 
     def loss_by_feat(self, outputs: dict, batch_data_samples: Sequence) -> dict:
-        """``dict(loss_flow)``: L1 between ``flow`` and the samples' ``gt_flow`` over occupied voxels."""
+        """``dict(loss_flow)``: L1 between ``flow`` and the samples' ``gt_flow`` over occupied voxels, zero when there
+        are none. On a GPU the free voxels are weighed out (the loss averaged over the occupied ones), nothing read
+        back; on the CPU, where that read is free, they are indexed away. Both give the same loss."""
         flow = outputs['flow']
         gt_flow = stack_field(batch_data_samples, 'gt_flow', self.grid_size + (2,), torch.float32, flow.device)
         occupied = stack_field(batch_data_samples, 'gt_occ', self.grid_size, torch.long,
                                flow.device) != self.free_index
-        if not occupied.any():
-            return dict(loss_flow=flow.sum() * 0.0)
-        return dict(loss_flow=self.loss_flow(flow[occupied].float(), gt_flow[occupied]))
+        if host_reads_are_free(occupied):
+            if not occupied.any():
+                return dict(loss_flow=flow.sum() * 0.0)
+            return dict(loss_flow=self.loss_flow(flow[occupied].float(), gt_flow[occupied]))
+        weight = occupied.unsqueeze(-1).expand_as(flow).float()
+        return dict(loss_flow=self.loss_flow(flow.float(), gt_flow, weight, avg_factor=weight.sum()))
 
     def predict_by_feat(self, outputs: dict, batch_data_samples: Sequence) -> None:
         """``pred_flow``: (X, Y, Z, 2) m/s."""

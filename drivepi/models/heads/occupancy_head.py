@@ -3,6 +3,7 @@ from typing import Sequence
 
 import torch
 
+from drivepi.models.device_copies import host_reads_are_free
 from drivepi.registry import MODELS
 
 from .base_head import BaseDrivePIHead, HeadInputs, stack_field
@@ -42,22 +43,27 @@ class OccupancyHead(BaseDrivePIHead):
 
     def loss_by_feat(self, outputs: dict, batch_data_samples: Sequence) -> dict:
         """``dict(loss_occ_ce, loss_occ_lovasz)`` of ``occ_logits`` (B, X, Y, Z, C) against the samples'
-        ``gt_occ`` (labels in [0, C)) and ``gt_mask_camera``."""
+        ``gt_occ`` (labels in [0, C), checked on the host) and ``gt_mask_camera``; zero without visible voxels.
+
+        On a GPU the invisible voxels are weighed out (cross-entropy weight 0, averaged over the visible ones; the
+        Lovasz loss's ``valid`` mask) rather than indexed away, so nothing is read back; on the CPU, where that read
+        is free, they are indexed away, which spares their share of the work. Both give the same losses."""
         logits = outputs['occ_logits']
-        gt_occ = stack_field(batch_data_samples, 'gt_occ', self.grid_size, torch.long, logits.device)
-        if gt_occ.min() < 0 or gt_occ.max() >= self.num_classes:
-            raise ValueError(f'gt_occ labels must lie in [0, {self.num_classes - 1}], '
-                             f'got [{int(gt_occ.min())}, {int(gt_occ.max())}]')
+        gt_occ = stack_field(batch_data_samples, 'gt_occ', self.grid_size, torch.long, logits.device,
+                             value_range=(0, self.num_classes))
         voxel_logits, labels = logits.reshape(-1, self.num_classes), gt_occ.reshape(-1)
-        if self.use_mask_camera:
-            keep = stack_field(batch_data_samples, 'gt_mask_camera', self.grid_size, torch.bool,
-                               logits.device).reshape(-1)
-            voxel_logits, labels = voxel_logits[keep], labels[keep]
-        if labels.numel() == 0:
-            zero = logits.sum() * 0.0
-            return dict(loss_occ_ce=zero, loss_occ_lovasz=zero)
-        return dict(loss_occ_ce=self.loss_ce(voxel_logits.float(), labels),
-                    loss_occ_lovasz=self.loss_lovasz(voxel_logits, labels))
+        if not self.use_mask_camera:
+            return dict(loss_occ_ce=self.loss_ce(voxel_logits.float(), labels),
+                        loss_occ_lovasz=self.loss_lovasz(voxel_logits, labels))
+        visible = stack_field(batch_data_samples, 'gt_mask_camera', self.grid_size, torch.bool,
+                              logits.device).reshape(-1)
+        if host_reads_are_free(visible) and bool(visible.any()):
+            voxel_logits, labels = voxel_logits[visible], labels[visible]
+            return dict(loss_occ_ce=self.loss_ce(voxel_logits.float(), labels),
+                        loss_occ_lovasz=self.loss_lovasz(voxel_logits, labels))
+        weight = visible.float()
+        return dict(loss_occ_ce=self.loss_ce(voxel_logits.float(), labels, weight, avg_factor=weight.sum()),
+                    loss_occ_lovasz=self.loss_lovasz(voxel_logits, labels, visible))
 
     def predict_by_feat(self, outputs: dict, batch_data_samples: Sequence) -> None:
         """``pred_occ``: uint8 (X, Y, Z) labels, the argmax class of every voxel."""
