@@ -9,8 +9,8 @@
 #     bash tools/gpu/train_mini.sh work_dirs/gpu_job2 --budget-min 6 --resume   # the next job continues the run
 _base_ = ['./drivepi_mini_long_places.py', '../_base_/models/plan_modes.py']
 
-data_root = 'data/drivepi-mini-gpu/'
-eval_root = 'data/drivepi-mini/'
+data_root = 'data/drivepi-mini-s1-n50-r1-default/'  # tools/gpu/train_mini.sh's name for this set
+eval_root = 'data/drivepi-mini-s0-n10-r0-default/'  # the seed-0 set of the CPU recipes (data/drivepi-mini)
 qa_train_file = data_root + 'qa_train.jsonl'
 llm_path = data_root + 'tiny_qwen2_h256_l5'
 batch_size = 16

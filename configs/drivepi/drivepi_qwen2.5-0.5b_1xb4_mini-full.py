@@ -6,7 +6,7 @@
 #         --preset full --scenes 12 --recovery 0 --llm-size qwen2.5 --eval-data same --budget-min 5
 _base_ = ['./drivepi_qwen2.5-0.5b_8xb4-24e_nuscenes-openocc.py']
 
-data_root = 'data/drivepi-mini-s1-n12-r0-full/'
+data_root = 'data/drivepi-mini-s1-n12-r0-full/'  # tools/gpu/train_mini.sh's name for this set
 llm_path = data_root + 'qwen2.5-0.5b-random'
 max_iters = 3000
 val_interval = 1000

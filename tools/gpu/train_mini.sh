@@ -63,6 +63,10 @@ DATA="${DATA:-data/drivepi-mini-s$SEED-n$SCENES-r$RECOVERY-$PRESET}"
 EVAL_DATA="${EVAL_DATA:-data/drivepi-mini-s0-n$EVAL_SCENES-r0-$PRESET}"
 if [ "$EVAL_DATA" = same ]; then EVAL_DATA="$DATA"; fi
 if [ "$LLM_HIDDEN" = qwen2.5 ]; then LLM="$DATA/qwen2.5-0.5b-random"; else LLM="$DATA/tiny_qwen2_h${LLM_HIDDEN}_l${LLM_LAYERS}"; fi
+if [ "$RESUME" = auto ] && [ ! -f "$WORK/last_checkpoint" ]; then
+  echo "train_mini.sh: --resume without a checkpoint: $WORK has no last_checkpoint (a fresh machine? pass the" \
+       "checkpoint an earlier job returned: --resume CKPT)" >&2; exit 1
+fi
 mkdir -p "$OUT_DIR" "$WORK"
 exec > >(tee -a "$OUT_DIR/job.log") 2>&1
 START=$(date +%s)
@@ -182,10 +186,18 @@ fi
 
 step "learning curves and the checkpoint -> $OUT_DIR"
 python3 tools/plot_learning_curves.py "$WORK" --out "$OUT_DIR/learning_curves.png" --title "$NAME ($ITER)"
-if [ "$(stat -c %s "$CKPT")" -le $(( 16 * 1024 * 1024 )) ]; then
+LIMIT=$(( 16 * 1024 * 1024 ))
+if [ "$(stat -c %s "$CKPT")" -le "$LIMIT" ]; then
   cp "$CKPT" "$OUT_DIR/$NAME-$ITER.pth"
 else
-  echo "the training state of $CKPT is over 16 MB: returning its weights only (resume needs this machine's $WORK)"
-  python3 tools/publish_checkpoint.py "$CKPT" "$OUT_DIR/$NAME-$ITER-weights.pth"
+  rm -rf "$WORK/published" && mkdir -p "$WORK/published"
+  python3 tools/publish_checkpoint.py "$CKPT" "$WORK/published/$NAME-$ITER-weights.pth"
+  WEIGHTS="$(ls "$WORK"/published/*.pth)"
+  if [ "$(stat -c %s "$WEIGHTS")" -le "$LIMIT" ]; then
+    echo "the training state of $CKPT is over 16 MB: returning its weights (resume needs this machine's $WORK)"
+    cp "$WEIGHTS" "$OUT_DIR/"
+  else
+    echo "even the weights of $CKPT are over 16 MB: the checkpoint stays in $WORK on this machine"
+  fi
 fi
 step "done: $(ls "$OUT_DIR" | tr '\n' ' ')"
