@@ -13,6 +13,7 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
+from drivepi.datasets.file_checks import array_problem
 from drivepi.geometry import OCC_RANGE, OCC_VOXEL_SIZE, OPENOCC_CLASSES
 from drivepi.visualization.occ_grid import check_grid
 
@@ -92,8 +93,9 @@ def _array(info: dict, key: str, shape: tuple, source: str, dtype=np.float32) ->
     if key not in info:
         raise KeyError(f'{source}: info has no "{key}" (create the infos with tools/create_data.py)')
     value = np.asarray(info[key], dtype=dtype)
-    if value.shape != shape or not np.isfinite(value).all():
-        raise ValueError(f'{source}: "{key}" must be finite with shape {shape}, got {value.shape}')
+    problem = array_problem(value, shape)
+    if problem:
+        raise ValueError(f'{source}: "{key}" {problem} (finite values of shape {shape} are needed)')
     return value
 
 

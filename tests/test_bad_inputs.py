@@ -1,11 +1,14 @@
-"""Bad inputs fail loudly: every case of issue 19 ("Correct by default") raises an error that names the
-file or the key at fault, or gives the standard answer, instead of finishing with a wrong result.
+"""Bad inputs fail loudly: every case of issue 19 ("Correct by default") and issue 29 ("Reliability, round
+three") raises an error that names the file, the key or the iteration at fault, or gives the standard answer,
+instead of finishing with a wrong result.
 
 One test per case, grouped by theme in titled sections.
 """
 import json
+import logging
 import os
 import pickle
+import re
 import runpy
 import shutil
 import stat
@@ -17,22 +20,29 @@ import numpy as np
 import pytest
 import torch
 from conftest import DEMO_INFO, REPO_ROOT
+from mmengine.logging import MMLogger
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch.utils.data import DataLoader
 
+from drivepi.apis.calibration import load_calibration
+from drivepi.closed_loop.sources import NuScenesLogSource
 from drivepi.datasets.converters.nuscenes_converter import create_drivepi_infos
 from drivepi.datasets.file_checks import check_image_file
-from drivepi.datasets.qa_schema import QAConversation, QARecord, QATurn, write_qa_file
+from drivepi.datasets.qa_schema import QAConversation, QAFormatError, QARecord, QATurn, load_qa_file, write_qa_file
+from drivepi.engine import nonfinite_guard
 from drivepi.engine.checkpoint_loading import (
     SIGNATURE_KEY,
     CheckpointError,
     add_checkpoint_check,
+    checkpoint_file_problem,
     load_checkpoint_file,
     load_model_checkpoint,
     model_signature,
+    resume_checkpoint,
 )
-from drivepi.geometry import FREE_INDEX, OCC_GRID, OCC_RANGE, OCC_VOXEL_SIZE, OPENOCC_CLASSES
+from drivepi.engine.nonfinite_guard import GuardedOptimWrapper, TrainingDivergedError
+from drivepi.geometry import CAMERA_NAMES, FREE_INDEX, OCC_GRID, OCC_RANGE, OCC_VOXEL_SIZE, OPENOCC_CLASSES
 from drivepi.registry import DATASETS, METRICS, MODELS, TRANSFORMS
 from drivepi.sim.mini_dataset import generate_mini_dataset
 from drivepi.testing import make_tiny_llm
@@ -145,11 +155,11 @@ class _Linear(BaseModel):
         return {}
 
 
-def _runner(in_features: int, work_dir) -> Runner:
+def _runner(in_features: int, work_dir, name: str = '') -> Runner:
     """An MMEngine Runner with the checkpoint check (as tools/train.py and tools/test.py build it)."""
     cfg = dict(model=_Linear(in_features), work_dir=str(work_dir), train_dataloader=DataLoader([0]),
                train_cfg=dict(by_epoch=False, max_iters=1), optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
-               default_scope='drivepi', experiment_name=f'linear{in_features}')
+               default_scope='drivepi', experiment_name=f'linear{in_features}{name}')
     add_checkpoint_check(cfg)
     return Runner(**cfg)
 
@@ -277,17 +287,22 @@ def test_partial_qa_match_is_logged_with_its_fraction_on_a_subset_too(mini_datas
         f'have QA in {qa_file}; 1 of its {half + 1} samples are not in the info file']
 
 
-def test_corrupt_jpeg_with_end_marker_is_an_error_naming_the_file(tmp_path):
+def _write_corrupt_jpeg(path) -> None:
     """A JPEG written by OpenCV (the library that decodes it) whose entropy-coded data is overwritten in the
-    middle with restart markers: the end marker is intact, libjpeg only warns, the loader must fail."""
+    middle with restart markers: the end marker is intact, libjpeg only warns."""
     image = np.random.default_rng(0).integers(0, 256, (90, 160, 3), dtype=np.uint8)
-    path = tmp_path / 'CAM_FRONT.jpg'
     mmcv.imwrite(image, str(path))
     data = bytearray(path.read_bytes())
     scan_start, scan_end = data.index(b'\xff\xda') + 12, len(data) - 2  # after the SOS header, before EOI
     middle = (scan_start + scan_end) // 2
     data[middle:middle + 40] = b'\xff\xd0' * 20
     path.write_bytes(bytes(data))
+
+
+def test_corrupt_jpeg_with_end_marker_is_an_error_naming_the_file(tmp_path):
+    """A corrupt JPEG with its end marker intact (:func:`_write_corrupt_jpeg`): the loader must fail."""
+    path = tmp_path / 'CAM_FRONT.jpg'
+    _write_corrupt_jpeg(path)
     assert check_image_file(path) == path  # the end marker is intact: the cheap check passes
     load = TRANSFORMS.build(dict(type='DrivePILoadMultiViewImageFromFiles', cam_names=['CAM_FRONT']))
     with pytest.raises(ValueError, match=rf'camera image {path} is corrupt: the decoder reports "Corrupt JPEG data'):
@@ -441,3 +456,246 @@ def test_extract_keyframe_agrees_with_the_project_converter(mini_dataset, tmp_pa
     # velocity: mmdet3d drops the vertical component before rotating into the LiDAR frame, we after
     np.testing.assert_allclose([inst['velocity'] for inst in info['instances']],
                                [inst['velocity'] for inst in ours['instances']], atol=0.01)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training that goes wrong stops loudly, every error names the real culprit (issue 29)
+# ---------------------------------------------------------------------------------------------------------
+def _diverging_config(mini_dataset, tiny_llm_dir, folder) -> str:
+    """The mini config on the test-sized set and the tiny LLM, without QA, saving every iteration."""
+    config = folder / 'drivepi_mini_diverging.py'
+    config.write_text(
+        f"_base_ = ['{REPO_ROOT / 'configs' / 'drivepi' / 'drivepi_mini.py'}']\n"
+        "train_dataloader = dict(num_workers=0, persistent_workers=False, "
+        f"dataset=dict(data_root='{mini_dataset['root']}/', qa_file=None))\n"
+        f"model = dict(llm=dict(llm_path='{tiny_llm_dir}'))\n"
+        "default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1, max_keep_ckpts=-1))\n"
+        "visualizer = dict(vis_backends=[dict(type='LocalVisBackend')])\n")
+    return str(config)
+
+
+def _nonfinite_tensors(checkpoint: dict) -> list:
+    """Names of the floating-point tensors of a checkpoint's weights and optimizer state that are not finite."""
+    found = []
+
+    def visit(value, name):
+        if isinstance(value, torch.Tensor):
+            if value.is_floating_point() and not torch.isfinite(value).all():
+                found.append(name)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                visit(item, f'{name}.{key}')
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                visit(item, f'{name}.{i}')
+    visit(checkpoint['state_dict'], 'state_dict')
+    visit(checkpoint.get('optimizer', {}), 'optimizer')
+    return found
+
+
+def test_diverging_run_stops_naming_the_iteration_and_writes_no_nonfinite_checkpoint(mini_dataset, tiny_llm_dir,
+                                                                                     tmp_path, monkeypatch):
+    """Issue 29's command (lr=1e8) on the test-sized set: the first step blows the weights up, the next forward
+    passes overflow (BatchNorm running variances, gradient norm, losses), those steps are skipped, and after 3
+    in a row training stops naming the iteration, what was not finite and the last good checkpoint; every
+    checkpoint written is finite (weights, buffers and optimizer state), the ones of the skipped steps hold the
+    weights from before them, and --resume continues from the one named."""
+    work = tmp_path / 'work'
+    monkeypatch.setattr(sys, 'argv', ['tools/train.py', _diverging_config(mini_dataset, tiny_llm_dir, tmp_path),
+                                      '--work-dir', str(work), '--cfg-options', 'optim_wrapper.optimizer.lr=1e8',
+                                      'train_cfg.max_iters=12', 'param_scheduler=[]'])
+    with pytest.raises(TrainingDivergedError) as err:
+        runpy.run_path(str(REPO_ROOT / 'tools' / 'train.py'), run_name='__main__')
+    match = re.fullmatch(
+        r'training stopped at iteration (\d+): the loss, gradient norm or running statistics were not finite in 3 '
+        r'optimizer steps in a row \(iterations (\d+)-\1\), none of them applied; not finite at iteration \1: (.+)\. '
+        r'No checkpoint with non-finite weights was written; the last good checkpoint is (\S+): `--resume` '
+        r'continues from it \(.*\)',
+        str(err.value))
+    assert match, str(err.value)
+    stop, first, what, last_good = int(match[1]), int(match[2]), match[3], match[4]
+    assert first == stop - 2 and re.search(r'\b(loss\w*|grad_norm)=(nan|inf|-inf)\b|\d+ buffers \(.*running_var', what)
+    written = {int(re.fullmatch(r'iter_(\d+)\.pth', p.name)[1]): p for p in work.glob('*.pth')}
+    assert sorted(written) == list(range(1, stop)) and last_good == str(written[stop - 1])
+    checkpoints = {i: load_checkpoint_file(path) for i, path in written.items()}
+    assert all(not _nonfinite_tensors(checkpoint) for checkpoint in checkpoints.values())
+    before = checkpoints.get(first - 1)
+    if before is not None:  # the skipped steps changed no weight
+        for i in range(first, stop):
+            assert all(torch.equal(v, before['state_dict'][k]) for k, v in checkpoints[i]['state_dict'].items())
+    assert resume_checkpoint(work) == last_good  # what `--resume` continues from
+
+
+def test_step_is_skipped_on_every_process_when_one_has_a_nonfinite_value(monkeypatch):
+    """Every process takes the decision of the all-reduced flag (minimum): a process whose own loss and gradients
+    are finite skips the step another process found not finite. The reduction here stands in for a second
+    process whose loss is NaN at step 2 (the same exchange ran on 2 gloo processes, each with its own copy of
+    the model, in the development of issue 29: both skipped step 2 and ended with equal weights)."""
+    other_process = iter([1, 0, 1])  # its flag at steps 1, 2, 3
+
+    def all_reduce_min(flag, op):
+        assert op == 'min' and flag.dtype == torch.int32
+        flag.fill_(min(int(flag), next(other_process)))
+    monkeypatch.setattr(nonfinite_guard, 'all_reduce', all_reduce_min)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    wrapper = GuardedOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    weights, skipped = [model.weight.detach().clone()], []
+    for _ in range(3):
+        wrapper.update_params(model(torch.ones(2, 3)).sum())
+        weights.append(model.weight.detach().clone())
+        skipped.append(wrapper.guard_skipped)
+        assert all(p.grad is None or not p.grad.any() for p in model.parameters())  # zeroed either way
+    assert skipped == [False, True, False]
+    assert not torch.equal(weights[1], weights[0]) and torch.equal(weights[2], weights[1])
+    assert not torch.equal(weights[3], weights[2])
+
+
+def _save_linear_checkpoints(work, iters) -> list:
+    """Checkpoints iter_<i>.pth of a one-layer Runner in ``work``, written through MMEngine's saver, and
+    ``last_checkpoint`` naming the last, as the CheckpointHook leaves them."""
+    runner = _runner(3, work, f'_saving_{work.name}')
+    paths = []
+    for i in iters:
+        runner.save_checkpoint(str(work), f'iter_{i}.pth', save_optimizer=False, save_param_scheduler=False,
+                               by_epoch=False)
+        paths.append(work / f'iter_{i}.pth')
+    (work / 'last_checkpoint').write_text(str(paths[-1]))
+    return paths
+
+
+def test_resume_falls_back_from_a_truncated_last_checkpoint(tmp_path):
+    """``last_checkpoint`` names a checkpoint cut short: an automatic resume (tools/train.py --resume, through
+    build_runner) continues from the newest intact one, with a warning naming both."""
+    first, second = _save_linear_checkpoints(tmp_path, [1, 2])
+    size = second.stat().st_size
+    second.write_bytes(second.read_bytes()[:-300])  # a copy cut short: the zip directory at the end is gone
+    warnings = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    MMLogger.get_current_instance().addHandler(handler)
+    try:
+        assert resume_checkpoint(tmp_path) == str(first)
+    finally:
+        MMLogger.get_current_instance().removeHandler(handler)
+    assert warnings == [f'checkpoint {second} named by {tmp_path / "last_checkpoint"} is truncated (a zip checkpoint '
+                        f'of {size - 300} bytes without its central directory, which is written last): resuming from '
+                        f'{first} instead, the newest intact checkpoint']
+    runner = _runner(3, tmp_path, '_resuming')
+    runner.resume(resume_checkpoint(tmp_path))
+    assert runner.iter == 1
+    first.write_bytes(b'')
+    with pytest.raises(CheckpointError, match=rf'checkpoint {second} named by .* is truncated .*, and no other '
+                                              'intact checkpoint is there to resume from'):
+        resume_checkpoint(tmp_path)
+
+
+def test_checkpoint_save_killed_before_completion_leaves_no_file_under_its_name(tmp_path, monkeypatch):
+    """A save interrupted after the bytes are written but before they are moved into place (the last moment
+    of a kill): the final name does not exist, no temporary file is left, the earlier checkpoint is intact."""
+    first, = _save_linear_checkpoints(tmp_path, [1])
+    before = first.read_bytes()
+
+    def killed(*args):
+        raise KeyboardInterrupt('killed during the save')
+    monkeypatch.setattr(os, 'replace', killed)
+    with pytest.raises(KeyboardInterrupt):
+        _runner(3, tmp_path, '_killed').save_checkpoint(str(tmp_path), 'iter_2.pth', save_optimizer=False,
+                                                        save_param_scheduler=False)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in ('.pth', '.tmp')) == ['iter_1.pth']
+    assert first.read_bytes() == before and checkpoint_file_problem(first) is None
+
+
+def test_odd_sized_camera_view_is_the_one_named(tmp_path):
+    """Five 1600x900 views and CAM_FRONT at 40x30 (the issue's case): the error names CAM_FRONT and its file."""
+    images = {}
+    for cam in CAMERA_NAMES:
+        path = tmp_path / f'{cam}.jpg'
+        size = (30, 40) if cam == 'CAM_FRONT' else (900, 1600)
+        mmcv.imwrite(np.full(size + (3,), 128, np.uint8), str(path))
+        images[cam] = dict(img_path=str(path), cam2img=np.eye(3), cam2ego=np.eye(4))
+    load = TRANSFORMS.build(dict(type='DrivePILoadMultiViewImageFromFiles'))
+    with pytest.raises(ValueError) as err:
+        load(dict(images=images, token='t'))
+    assert str(err.value) == (f"camera image of the wrong size: CAM_FRONT ({tmp_path / 'CAM_FRONT.jpg'}) is 40x30, "
+                              'where the other 5 views are 1600x900 (W x H): all views must share one size')
+
+
+def test_nan_in_the_calibration_is_called_nan(tmp_path):
+    cameras = {cam: dict(cam2ego=np.eye(4).tolist(), intrinsics=np.eye(3).tolist()) for cam in CAMERA_NAMES}
+    cameras['CAM_FRONT']['cam2ego'][0][3] = float('nan')
+    path = tmp_path / 'calibration.json'
+    path.write_text(json.dumps(dict(format='drivepi-calibration/1', lidar2ego=np.eye(4).tolist(), cameras=cameras)))
+    assert 'NaN' in path.read_text()  # as json.dump writes it
+    with pytest.raises(ValueError) as err:
+        load_calibration(path)
+    assert str(err.value) == f'{path}: CAM_FRONT cam2ego holds NaN at [0, 3] (a finite 4x4 matrix is needed)'
+
+
+QA_KEY_CASES = {
+    'answer in the conversation': (dict(id='c0', family='planning', answer='no',
+                                        turns=[dict(question='Turning?', answer='no', type='yes_no')]),
+                                   "unknown key 'answer' in a conversation ('answer' belongs in a turn, not in a "
+                                   "conversation)", ", conversation 'c0'"),
+    'misspelt turn key': (dict(id='c0', family='planning', turns=[dict(question='Turning?', answer='no',
+                                                                       type='yes_no', mtea={})]),
+                          "unknown key 'mtea' in a turn (did you mean 'meta'?)", ", conversation 'c0', turn 0"),
+}
+
+
+@pytest.mark.parametrize('conversation, problem, where', QA_KEY_CASES.values(), ids=QA_KEY_CASES)
+def test_unknown_qa_key_names_the_file_the_line_and_the_nearest_key(conversation, problem, where, mini_dataset,
+                                                                     tmp_path):
+    good = json.dumps(dict(schema_version=1, sample_token='s0', conversations=[]))
+    path = tmp_path / 'qa.jsonl'
+    path.write_text(good + '\n' + json.dumps(dict(schema_version=1, sample_token='s1',
+                                                  conversations=[conversation])) + '\n')
+    with pytest.raises(QAFormatError) as err:
+        _build_dataset(mini_dataset, str(path))
+    assert str(err.value).endswith(f'{path}:2{where}: {problem}')
+
+
+def test_qa_line_with_a_misspelt_top_level_key_is_refused(tmp_path):
+    path = tmp_path / 'qa.jsonl'
+    path.write_text(json.dumps(dict(schema_version=1, sample_token='s1', conversation=[])) + '\n')
+    with pytest.raises(QAFormatError, match=rf"^{path}:1: unknown key 'conversation' in a line \(did you mean "
+                                            r"'conversations'\?\)$"):
+        load_qa_file(path)
+
+
+def test_state_dict_without_module_versions_loads_spconv_kernels_in_their_layout(mini_cfg, tmp_path):
+    """A checkpoint whose state dict lost PyTorch's ``_metadata`` (copied into a plain dict): every weight of
+    the saved model is loaded as it was, the spconv kernels in their stored layout."""
+    model = _mini_model(mini_cfg)
+    state = model.state_dict()
+    assert any(name.startswith('lidar') for name in getattr(state, '_metadata', {}))
+    path = tmp_path / 'plain.pth'
+    torch.save(dict(state_dict=dict(state)), path)
+    other = _mini_model(mini_cfg)
+    for param in other.parameters():
+        torch.nn.init.normal_(param.data)
+    load_model_checkpoint(other, path)
+    assert all(torch.equal(other.state_dict()[k], v) for k, v in state.items())
+
+
+def test_spconv_kernel_of_ambiguous_layout_without_module_version_is_refused(tmp_path):
+    """A 3x3x3 kernel with 3 input and 3 output channels has the same shape in spconv 1's and spconv 2's layout:
+    without its module version its layout cannot be told."""
+    from spconv.pytorch import SubMConv3d
+    model = torch.nn.Sequential(SubMConv3d(3, 3, 3, indice_key='a'))
+    path = tmp_path / 'plain.pth'
+    torch.save(dict(state_dict=dict(model.state_dict())), path)
+    with pytest.raises(CheckpointError, match=rf'checkpoint {path} stores no module versions .* the layout of the '
+                                              r'spconv kernels of 0 \(spconv 1 or 2\) cannot be told'):
+        load_model_checkpoint(torch.nn.Sequential(SubMConv3d(3, 3, 3, indice_key='a')), path)
+
+
+def test_closed_loop_log_images_are_read_with_the_corruption_check(tmp_path):
+    path = tmp_path / 'CAM_FRONT.jpg'
+    _write_corrupt_jpeg(path)
+    info = dict(token='k0', timestamp=0.0, ego2global=np.eye(4).tolist(),
+                images=dict(CAM_FRONT=dict(img_path='CAM_FRONT.jpg')))
+    source = NuScenesLogSource([info], tmp_path, data_prefix={})
+    with pytest.raises(ValueError, match=rf'camera image {path} is corrupt: the decoder reports "Corrupt JPEG data'):
+        source.render_cameras(np.eye(4), None, 0.0)

@@ -38,7 +38,7 @@ def test_every_config_passes_the_top_level_key_check(config):
 
 def test_full_size_training_config_values():
     cfg = Config.fromfile(next(p for p in CONFIGS if 'qwen2.5-0.5b' in p.name))
-    assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.dtype == 'bfloat16'
+    assert cfg.optim_wrapper.type == 'GuardedAmpOptimWrapper' and cfg.optim_wrapper.dtype == 'bfloat16'
     assert cfg.optim_wrapper.optimizer.fused and cfg.env_cfg.cudnn_benchmark
     assert cfg.train_dataloader.batch_size == 4 and cfg.num_sweeps == 10 and cfg.img_size == (256, 704)
     llm = cfg.model.llm

@@ -37,7 +37,7 @@ def build_config(args: argparse.Namespace) -> Config:
     """Load the config file and apply the command-line overrides."""
     cfg = load_run_config(args.config, args.launcher, args.cfg_options, args.work_dir, args.allow_partial)
     if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.type = 'GuardedAmpOptimWrapper'
         cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None

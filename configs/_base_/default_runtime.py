@@ -9,6 +9,10 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3, save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # steps with a non-finite loss or gradient norm are skipped (Guarded*OptimWrapper of the schedules); after
+    # max_skipped_in_a_row of them in a row training stops naming the last good checkpoint; no checkpoint with a
+    # non-finite weight is written (drivepi/engine/nonfinite_guard.py)
+    nonfinite_guard=dict(type='NonFiniteGuardHook', max_skipped_in_a_row=3),
 )
 
 env_cfg = dict(

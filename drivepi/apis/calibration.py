@@ -30,7 +30,7 @@ from typing import Dict, Sequence, Union
 
 import numpy as np
 
-from drivepi.datasets.file_checks import check_exists
+from drivepi.datasets.file_checks import array_problem, check_exists
 from drivepi.fileio import atomic_write_json
 from drivepi.geometry import CAMERA_NAMES, COMMANDS, GO_STRAIGHT
 
@@ -63,9 +63,17 @@ def write_calibration(info: dict, path) -> Path:
 
 
 def _matrix(value, shape: tuple, where: str) -> np.ndarray:
-    matrix = np.asarray(value, np.float64)
-    if matrix.shape != shape or not np.isfinite(matrix).all():
-        raise ValueError(f'{where} must be a finite {shape[0]}x{shape[1]} matrix, got shape {matrix.shape}')
+    """``value`` as a float64 matrix of ``shape``; ValueError naming ``where`` and what is wrong (a missing value,
+    the shape, NaN or inf and where)."""
+    if value is None:
+        raise ValueError(f'{where} is missing (a {shape[0]}x{shape[1]} matrix is needed)')
+    try:
+        matrix = np.asarray(value, np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f'{where} is not a {shape[0]}x{shape[1]} matrix of numbers ({err})') from err
+    problem = array_problem(matrix, shape)
+    if problem:
+        raise ValueError(f'{where} {problem} (a finite {shape[0]}x{shape[1]} matrix is needed)')
     return matrix
 
 
@@ -102,8 +110,10 @@ def load_calibration(calibration: Union[str, Path, dict]) -> dict:
     if missing:
         raise ValueError(f'{source}: cameras {missing} are missing (all of {CAMERA_NAMES} are needed)')
     status = np.asarray(calibration.get('ego_status', np.zeros(EGO_STATUS_DIM)), np.float32)
-    if status.shape != (EGO_STATUS_DIM,) or not np.isfinite(status).all():
-        raise ValueError(f'{source}: ego_status must be 5 finite numbers [vx, vy, ax, ay, yaw_rate], got {status}')
+    problem = array_problem(status, (EGO_STATUS_DIM,))
+    if problem:
+        raise ValueError(f'{source}: ego_status {problem} (5 finite numbers [vx, vy, ax, ay, yaw_rate] are needed, '
+                         f'got {status.tolist()})')
     return dict(
         token=calibration.get('token'), timestamp=float(calibration.get('timestamp', 0.0)),
         lidar2ego=_matrix(calibration.get('lidar2ego'), (4, 4), f'{source}: lidar2ego'),

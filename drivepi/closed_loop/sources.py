@@ -247,15 +247,12 @@ class NuScenesLogSource(SceneSource):
         return out
 
     def render_cameras(self, ego2global: np.ndarray, agents: AgentStates, t: float) -> Dict[str, np.ndarray]:
-        from PIL import Image
-
-        from drivepi.datasets.file_checks import check_image_file
+        from drivepi.datasets.file_checks import read_image_file
         info = self.infos[self._nearest(t)]
-        images = {}
-        for cam, entry in info['images'].items():
-            path = check_image_file(self.data_root / self.data_prefix.get(cam, '') / entry['img_path'])
-            images[cam] = np.asarray(Image.open(path).convert('RGB'))
-        return images
+        # the dataset's checked reader: a missing, truncated or corrupt image is an error naming the file
+        return {cam: read_image_file(self.data_root / self.data_prefix.get(cam, '') / entry['img_path'],
+                                     channel_order='rgb')
+                for cam, entry in info['images'].items()}
 
     def _load_map(self, map_root: Path, margin: float) -> MapGeometry:
         location = self.infos[0].get('map_location')

@@ -4,7 +4,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Union
+from typing import Optional, Sequence, Union
 
 import mmcv
 import numpy as np
@@ -44,12 +44,43 @@ def check_points_file(path: Union[str, os.PathLike], num_feats: int = 5) -> Path
     return path
 
 
+def nonfinite_problem(values) -> Optional[str]:
+    """What is not finite in ``values``: e.g. 'holds NaN at [0, 3]', 'holds 2 NaN and 1 inf values (the first at
+    [1, 2])'; None when every value is finite (or the values are not floating point)."""
+    values = np.asarray(values)
+    if not np.issubdtype(values.dtype, np.inexact):
+        return None
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return None
+    num_nan = int(np.isnan(values).sum())
+    counts = [f'{n} {kind}' for n, kind in ((num_nan, 'NaN'), (int(bad.sum()) - num_nan, 'inf')) if n]
+    first = [int(i) for i in np.argwhere(bad)[0]]
+    if bad.sum() == 1:
+        return f'holds {counts[0].split(" ", 1)[1]}' + (f' at {first}' if first else '')
+    return f'holds {" and ".join(counts)} values' + (f' (the first at {first})' if first else '')
+
+
+def array_problem(values, shape: Sequence[Optional[int]]) -> Optional[str]:
+    """What makes ``values`` not a finite array of ``shape`` (None: any size on that axis): 'has shape (3, 4),
+    expected (4, 4)' or :func:`nonfinite_problem`'s answer; None when it is one."""
+    values = np.asarray(values)
+    shape = tuple(shape)
+    if values.ndim != len(shape) or any(want is not None and got != want for got, want in zip(values.shape, shape)):
+        expected = '(' + ', '.join('N' if want is None else str(want) for want in shape) + (',)' if len(shape) == 1
+                                                                                           else ')')
+        return f'has shape {values.shape}, expected {expected}'
+    return nonfinite_problem(values)
+
+
 def check_finite_points(points: np.ndarray, path: Union[str, os.PathLike]) -> np.ndarray:
     """Raise ValueError naming ``path`` when ``points`` (N, C) hold NaN or inf; return them unchanged."""
     finite = np.isfinite(points)
     if not finite.all():
         bad_rows = int((~finite).any(axis=1).sum())
-        raise ValueError(f'LiDAR point file {path} holds {bad_rows} points with NaN/inf values')
+        what = ' and '.join(kind for kind, found in (('NaN', np.isnan(points).any()), ('inf', np.isinf(points).any()))
+                            if found)
+        raise ValueError(f'LiDAR point file {path} holds {bad_rows} points with {what} values')
     return points
 
 
@@ -73,7 +104,15 @@ def check_image_file(path: Union[str, os.PathLike]) -> Path:
     return path
 
 
-def decode_image(data: bytes, path: Union[str, os.PathLike], flag: str = 'color') -> np.ndarray:
+def read_image_file(path: Union[str, os.PathLike], flag: str = 'color', channel_order: str = 'bgr') -> np.ndarray:
+    """A camera image read as the dataset reads it: :func:`check_image_file`, then :func:`decode_image` (a decoder
+    warning is an error). ``channel_order``: 'bgr' (mmcv, the dataset) or 'rgb'."""
+    path = check_image_file(path)
+    return decode_image(path.read_bytes(), path, flag, channel_order)
+
+
+def decode_image(data: bytes, path: Union[str, os.PathLike], flag: str = 'color',
+                 channel_order: str = 'bgr') -> np.ndarray:
     """Decode image bytes with mmcv (OpenCV); a decoder warning is an error naming ``path``.
 
     libjpeg decodes a JPEG whose entropy-coded data is corrupt (end marker intact) anyway, with garbled
@@ -82,7 +121,7 @@ def decode_image(data: bytes, path: Union[str, os.PathLike], flag: str = 'color'
     fails the image. Decodes in one process are serialised so that the capture sees this decode only.
 
     Returns:
-        (H, W, 3) uint8 BGR for ``flag='color'`` (mmcv's flags).
+        (H, W, 3) uint8 BGR (``channel_order='rgb'``: RGB) for ``flag='color'`` (mmcv's flags).
 
     Raises:
         ValueError: the decoder reported a problem or decoded nothing.
@@ -92,7 +131,7 @@ def decode_image(data: bytes, path: Union[str, os.PathLike], flag: str = 'color'
         saved = os.dup(_STDERR_FD)
         os.dup2(captured.fileno(), _STDERR_FD)
         try:
-            img = mmcv.imfrombytes(data, flag=flag)
+            img = mmcv.imfrombytes(data, flag=flag, channel_order=channel_order)
         finally:
             os.dup2(saved, _STDERR_FD)
             os.close(saved)

@@ -7,9 +7,11 @@ One JSON object per line (``docs/contracts.md``, "QA file")::
                         "turns": [{"question": str, "answer": str, "type": str, "meta": {...}}]}]}
 
 Lines of the same sample token are merged (so files can be concatenated); a conversation id
-must be unique within a sample. Every problem is reported as :class:`QAFormatError` naming the
-file, the line and what is wrong.
+must be unique within a sample. Keys other than these are an error at every level (``meta`` holds what
+the question's verifier needs and is free-form). Every problem is reported as :class:`QAFormatError`
+naming the file, the line and what is wrong (for an unknown key: the nearest valid one).
 """
+import difflib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,6 +67,30 @@ class QARecord:
         return json.dumps(obj, ensure_ascii=False)
 
 
+RECORD_KEYS = ('schema_version', 'sample_token', 'conversations')
+CONVERSATION_KEYS = ('id', 'family', 'turns')
+TURN_KEYS = ('question', 'answer', 'type', 'meta')  # "meta" is free-form
+SCHEMA_LEVELS = {'a line': RECORD_KEYS, 'a conversation': CONVERSATION_KEYS, 'a turn': TURN_KEYS}
+
+
+def _check_keys(obj: dict, level: str, where: str) -> None:
+    """Unknown keys of ``obj`` (one of :data:`SCHEMA_LEVELS`) are an error naming the nearest valid key at this
+    level, or the level the key belongs to."""
+    valid = SCHEMA_LEVELS[level]
+    unknown = [key for key in obj if key not in valid]
+    if not unknown:
+        return
+    key = unknown[0]
+    close = difflib.get_close_matches(str(key), valid, n=1)
+    if close:
+        hint = f'did you mean {close[0]!r}?'
+    else:
+        elsewhere = [other for other, keys in SCHEMA_LEVELS.items() if other != level and key in keys]
+        hint = (f'{key!r} belongs in {elsewhere[0]}, not in {level}' if elsewhere else
+                f'the keys of {level} are {", ".join(valid)}')
+    raise QAFormatError(f'{where}: unknown key {key!r} in {level} ({hint})')
+
+
 def _require(cond: bool, where: str, problem: str) -> None:
     if not cond:
         raise QAFormatError(f'{where}: {problem}')
@@ -79,6 +105,7 @@ def _nonempty_str(value, where: str, name: str) -> str:
 def parse_turn(obj, where: str) -> QATurn:
     """Validate one turn dict and build a :class:`QATurn`."""
     _require(isinstance(obj, dict), where, f'a turn must be an object, got {type(obj).__name__}')
+    _check_keys(obj, 'a turn', where)
     missing = {'question', 'answer', 'type'} - obj.keys()
     _require(not missing, where, f'turn is missing {sorted(missing)}')
     meta = obj.get('meta', {})
@@ -92,6 +119,8 @@ def parse_conversation(obj, where: str) -> QAConversation:
     """Validate one conversation dict and build a :class:`QAConversation`."""
     _require(isinstance(obj, dict), where,
              f'a conversation must be an object, got {type(obj).__name__}')
+    _check_keys(obj, 'a conversation', where + (f', conversation {obj["id"]!r}' if isinstance(obj.get('id'), str)
+                                                 else ''))
     missing = {'id', 'family', 'turns'} - obj.keys()
     _require(not missing, where, f'conversation is missing {sorted(missing)}')
     conv_id = _nonempty_str(obj['id'], where, 'id')
@@ -111,6 +140,7 @@ def parse_record(obj, where: str) -> QARecord:
     version = obj.get('schema_version')
     _require(version == SCHEMA_VERSION, where,
              f'schema_version {version!r} is not supported (this reader reads {SCHEMA_VERSION})')
+    _check_keys(obj, 'a line', where)
     token = _nonempty_str(obj.get('sample_token'), where, 'sample_token')
     convs = obj.get('conversations')
     _require(isinstance(convs, list), where, '"conversations" must be a list')

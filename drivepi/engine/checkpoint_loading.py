@@ -17,7 +17,16 @@ state dict's names and shapes and the LLM tokenizer's vocabulary) in the meta of
 saves, and compares a loaded checkpoint with the model (:func:`check_checkpoint`): missing and unexpected
 keys, shape mismatches and another tokenizer are an error, unless partial loading is asked for
 (``--allow-partial``), which loads the matching part and lists the rest. Checkpoints saved before the
-signature existed are checked by their keys and shapes.
+signature existed are checked by their keys and shapes. A state dict without PyTorch's module versions
+(``_metadata``, lost e.g. by copying it into a plain dict) would have its spconv kernels permuted by mmdet3d's
+loader as spconv 1 kernels: their versions are restored where the stored shapes show the spconv 2 layout, and
+a kernel whose layout cannot be told from its shape is an error (:func:`restore_spconv_versions`).
+
+Atomic: MMEngine's local file backend is replaced by :class:`AtomicLocalBackend`, so every checkpoint (and any
+other file MMEngine writes through it) goes to a temporary file beside its path first and is renamed into
+place when complete: a run killed during a save leaves the previous checkpoints and no half-written file.
+``--resume`` without a file (:func:`resume_checkpoint`) falls back to the newest intact checkpoint of the work
+dir, with a warning naming both files, when the one ``last_checkpoint`` names is missing, empty or truncated.
 """
 import hashlib
 import logging
@@ -31,6 +40,7 @@ from typing import Iterable, List, Optional
 
 import numpy as np
 import torch
+from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import Hook
 from mmengine.logging import HistoryBuffer, print_log
 from mmengine.model import is_model_wrapper
@@ -38,6 +48,7 @@ from mmengine.runner.checkpoint import CheckpointLoader, load_state_dict
 from numpy.core.multiarray import _reconstruct, scalar
 from torch.distributed.fsdp import FullyShardedDataParallel, StateDictType
 
+from drivepi.fileio import atomic_write_bytes
 from drivepi.registry import HOOKS
 
 SOURCE_KEY = 'drivepi_checkpoint_file'  # set by the loader: the file a checkpoint dict was read from
@@ -48,6 +59,9 @@ HISTORY_BUFFER_METHODS = ('min', 'max', 'current', 'mean')
 ALLOW_PARTIAL_HELP = ('load a checkpoint that does not match the model (missing, unexpected or reshaped weights), '
                       'listing what was not loaded, instead of failing')
 TORCH_ADVICE = ('Weights only load failed', 'Please file an issue', 'Check the documentation', '(1)', '(2)')
+CHECKPOINT_NAME = re.compile(r'^(?:iter|epoch)_(\d+)\.pth$')  # CheckpointHook's default file names
+ZIP_MAGIC = b'PK\x03\x04'  # what a torch.save zip file starts with
+SPCONV_VERSION = 2  # the module version mmdet3d's spconv loader reads as the spconv 2 kernel layout
 
 
 class CheckpointError(ValueError):
@@ -108,6 +122,139 @@ def _reason(err: Exception) -> str:
 def load_from_local(filename: str, map_location=None) -> dict:
     """MMEngine's loader of local checkpoint files, replaced by :func:`load_checkpoint_file`."""
     return load_checkpoint_file(filename, map_location)
+
+
+class AtomicLocalBackend(LocalBackend):
+    """MMEngine's local file backend whose writes are atomic (:func:`drivepi.fileio.atomic_write_bytes`: a
+    temporary file beside the path, renamed into place when complete)."""
+
+    def put(self, obj: bytes, filepath) -> None:
+        atomic_write_bytes(filepath, obj)
+
+    def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
+        atomic_write_bytes(filepath, obj.encode(encoding))
+
+
+# the backend of local paths (prefix '') for every writer that goes through MMEngine's fileio: Runner and
+# FlexibleRunner checkpoints (mmengine.runner.checkpoint.save_checkpoint), CheckpointHook, dumps
+register_backend('local', AtomicLocalBackend, force=True, prefixes='')
+
+
+def checkpoint_file_problem(filename) -> Optional[str]:
+    """Why ``filename`` cannot be a complete checkpoint ('is missing', 'is empty (0 bytes)', 'is truncated ...'),
+    or None. A zip checkpoint (what ``torch.save`` writes) is complete when its central directory, written last,
+    is there; any other file is read through (:func:`load_checkpoint_file`)."""
+    path = Path(filename)
+    if not path.is_file():
+        return 'is missing'
+    if path.stat().st_size == 0:
+        return 'is empty (0 bytes)'
+    if zipfile.is_zipfile(path):
+        return None
+    with open(path, 'rb') as f:
+        if f.read(4) == ZIP_MAGIC:
+            return f'is truncated (a zip checkpoint of {path.stat().st_size} bytes without its central directory, ' \
+                   'which is written last)'
+    try:
+        load_checkpoint_file(path, map_location='cpu')
+    except CheckpointError as err:
+        return str(err).replace(f'checkpoint {path} ', '', 1)
+    return None
+
+
+def _checkpoint_step(path: Path) -> int:
+    match = CHECKPOINT_NAME.match(path.name)
+    return int(match.group(1)) if match else -1
+
+
+def resume_checkpoint(work_dir) -> Optional[str]:
+    """The checkpoint an automatic ``--resume`` continues from: the one ``<work_dir>/last_checkpoint`` names
+    (MMEngine's choice), or, when that one is missing, empty or truncated, the newest intact ``iter_*.pth`` /
+    ``epoch_*.pth`` beside it or in the work dir, with a warning naming both. None without ``last_checkpoint``
+    (MMEngine then trains from the start).
+
+    Raises:
+        CheckpointError: the named checkpoint is unusable and no intact one is left.
+    """
+    marker = Path(work_dir) / 'last_checkpoint'
+    if not marker.is_file():
+        return None
+    named = marker.read_text().strip()
+    problem = checkpoint_file_problem(named) if named else None
+    if named and problem is None:
+        return named
+    what = f'checkpoint {named} named by {marker} {problem}' if named else f'{marker} is empty'
+    folders = {Path(work_dir)} | ({Path(named).parent} if named else set())
+    candidates = sorted({path for folder in folders if folder.is_dir() for path in folder.iterdir()
+                         if CHECKPOINT_NAME.match(path.name) and str(path) != named},
+                        key=lambda path: (_checkpoint_step(path), path.stat().st_mtime), reverse=True)
+    for candidate in candidates:
+        if checkpoint_file_problem(candidate) is None:
+            print_log(f'{what}: resuming from {candidate} instead, the newest intact checkpoint',
+                      logger='current', level=logging.WARNING)
+            return str(candidate)
+    raise CheckpointError(f'{what}, and no other intact checkpoint is there to resume from '
+                          f'({", ".join(sorted(str(folder) for folder in folders))})')
+
+
+def _spconv_modules(model: torch.nn.Module) -> List[tuple]:
+    """``(name, module)`` of the spconv modules that mmdet3d's loader reads by module version (its
+    ``register_spconv2`` sets ``SparseModule._version = 2``)."""
+    try:
+        from spconv.pytorch import SparseModule
+    except ImportError:
+        return []
+    return [(name, module) for name, module in model.named_modules()
+            if isinstance(module, SparseModule) and getattr(module, '_version', None) == SPCONV_VERSION]
+
+
+def restore_spconv_versions(model: torch.nn.Module, checkpoint: dict) -> List[str]:
+    """Give spconv modules of the checkpoint's state dict that lack PyTorch's module version (``_metadata``) the
+    version of the layout their kernel shapes show, before the weights are copied.
+
+    mmdet3d's spconv loader permutes the kernel of a module without version 2 from spconv 1's (D, H, W, in, out)
+    layout to spconv 2's (out, D, H, W, in): a state dict that lost its metadata would load its spconv 2 kernels
+    permuted (or not at all, with a size warning). A stored kernel with the model's shape whose permutation does
+    not have it is in the spconv 2 layout: its version is set (``checkpoint['state_dict']`` becomes an
+    ``OrderedDict`` with ``_metadata`` if it was a plain dict). A kernel in spconv 1's layout is left to the loader.
+
+    Returns:
+        the names of the modules whose version was restored.
+
+    Raises:
+        CheckpointError: a kernel's shape is the same in both layouts (in = out = every kernel size), so its
+            layout cannot be told.
+    """
+    state = checkpoint['state_dict']
+    metadata = getattr(state, '_metadata', None)
+    keys = {WRAPPER_PREFIX.sub('', key): key for key in state}
+    restored, ambiguous = [], []
+    for name, module in _spconv_modules(model):
+        if (metadata or {}).get(name, {}).get('version') == SPCONV_VERSION:
+            continue
+        weight = getattr(module, 'weight', None)
+        key = keys.get(f'{name}.weight')
+        if weight is None or key is None or weight.dim() < 2:
+            continue
+        stored = tuple(state[key].shape)
+        permuted = stored[-1:] + stored[:-1]
+        if stored != tuple(weight.shape):
+            continue  # spconv 1 layout (the loader permutes it) or a mismatch that check_checkpoint reports
+        (ambiguous if permuted == stored else restored).append(name)
+    source = checkpoint.get(SOURCE_KEY, 'the checkpoint')
+    if ambiguous:
+        raise CheckpointError(f'checkpoint {source} stores no module versions (PyTorch\'s state dict _metadata), and '
+                              f'the layout of the spconv kernels of {", ".join(ambiguous)} (spconv 1 or 2) cannot be '
+                              'told from their shapes: save the state dict as model.state_dict() returns it')
+    if restored:
+        if metadata is None:
+            state = checkpoint['state_dict'] = OrderedDict(state)
+            metadata = state._metadata = OrderedDict()
+        for name in restored:
+            metadata[name] = dict(metadata.get(name, {}), version=SPCONV_VERSION)
+        print_log(f'checkpoint {source} stores no module versions: the {len(restored)} spconv kernels are read in '
+                  'the spconv 2 layout their shapes show', logger='current', level=logging.WARNING)
+    return restored
 
 
 def _sha256(lines: Iterable[str]) -> str:
@@ -181,13 +328,15 @@ def _signature_mismatches(stored: Optional[dict], current: dict) -> List[str]:
 
 
 def check_checkpoint(model: torch.nn.Module, checkpoint: dict, allow_partial: bool = False) -> None:
-    """Compare a loaded checkpoint (:func:`load_checkpoint_file`) with ``model`` before its weights are copied.
+    """Compare a loaded checkpoint (:func:`load_checkpoint_file`) with ``model`` before its weights are copied
+    (restoring spconv module versions a state dict lost first: :func:`restore_spconv_versions`).
 
     Raises:
         CheckpointError: naming the file and listing the mismatches, unless ``allow_partial``; then the full
             lists are logged as a warning (those weights keep the model's initial values).
     """
     source = checkpoint.get(SOURCE_KEY, 'the checkpoint')
+    restore_spconv_versions(model, checkpoint)
     if SIGNATURE_KEY not in checkpoint.get('meta', {}):
         print_log(f'checkpoint {source} stores no model signature (saved before DrivePI stored one): checked by '
                   'its keys and shapes only', logger='current')

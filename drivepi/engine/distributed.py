@@ -16,6 +16,7 @@ import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.runner import FlexibleRunner, Runner
 
+from drivepi.engine.checkpoint_loading import resume_checkpoint
 from drivepi.registry import RUNNERS
 
 CPU_BACKEND = 'gloo'
@@ -43,6 +44,10 @@ def setup_cpu_distributed(cfg: Config) -> None:
 
 def build_runner(cfg: Config) -> Union[Runner, FlexibleRunner]:
     """The config's runner: ``Runner``, or the registered ``cfg.runner_type`` (``'FlexibleRunner'``), after
-    :func:`setup_cpu_distributed`."""
+    :func:`setup_cpu_distributed`. An automatic resume (``resume=True`` without ``load_from``) continues from
+    :func:`drivepi.engine.checkpoint_loading.resume_checkpoint`: the newest intact checkpoint when the one
+    ``last_checkpoint`` names is truncated."""
     setup_cpu_distributed(cfg)
+    if cfg.get('resume') and cfg.get('load_from') is None and cfg.get('work_dir'):
+        cfg.load_from = resume_checkpoint(cfg.work_dir)
     return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)

@@ -11,14 +11,14 @@ from typing import Optional
 
 import torch
 from mmengine._strategy import FSDPStrategy
-from mmengine.optim import BaseOptimWrapper
+from mmengine.optim import AmpOptimWrapper, BaseOptimWrapper
 from torch import nn
 from torch.distributed.fsdp import FullyShardedDataParallel
 from torch.distributed.fsdp._common_utils import FSDP_PREFIX
 from torch.distributed.fsdp.wrap import lambda_auto_wrap_policy
 from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer
 
-from drivepi.registry import FUNCTIONS, STRATEGIES
+from drivepi.registry import FUNCTIONS, OPTIM_WRAPPERS, STRATEGIES
 
 
 def is_llm_layer(module: nn.Module) -> bool:
@@ -42,6 +42,13 @@ def clip_global_grad_norm(model: FullyShardedDataParallel, params, max_norm: flo
     """An OptimWrapper's ``clip_func`` under FSDP: clips by the norm of the whole gradient, reduced over the
     ranks by ``model`` (the root FSDP module), instead of the norm of ``params`` (this rank's shards)."""
     return model.clip_grad_norm_(max_norm, norm_type)
+
+
+def _is_amp_wrapper(wrapper_type) -> bool:
+    """Whether an ``optim_wrapper.type`` (name or class) is an ``AmpOptimWrapper``, e.g. ``GuardedAmpOptimWrapper``."""
+    if isinstance(wrapper_type, str):
+        wrapper_type = OPTIM_WRAPPERS.get(wrapper_type)
+    return isinstance(wrapper_type, type) and issubclass(wrapper_type, AmpOptimWrapper)
 
 
 @STRATEGIES.register_module()
@@ -75,6 +82,8 @@ class DrivePIFSDPStrategy(FSDPStrategy):
             config.offload_to_cpu = False
 
     def build_optim_wrapper(self, optim_wrapper, model: Optional[nn.Module] = None) -> BaseOptimWrapper:
+        if isinstance(optim_wrapper, dict) and _is_amp_wrapper(optim_wrapper.get('type')):
+            optim_wrapper.setdefault('use_fsdp', True)  # the sharded loss scaler (MMEngine: for 'AmpOptimWrapper')
         optim_wrapper = super().build_optim_wrapper(optim_wrapper, model)
         if optim_wrapper.clip_grad_kwargs and optim_wrapper.grad_name == 'grad_norm':
             optim_wrapper.clip_func = partial(clip_global_grad_norm, model)

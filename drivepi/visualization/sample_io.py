@@ -11,7 +11,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from drivepi.datasets.drivepi_dataset import NUSCENES_DATA_PREFIX
-from drivepi.datasets.file_checks import check_exists, check_image_file
+from drivepi.datasets.file_checks import array_problem, check_exists, read_image_file
 from drivepi.fileio import read_pickle
 from drivepi.geometry import CAMERA_NAMES
 
@@ -120,8 +120,9 @@ def load_prediction(results_dir, token: str) -> Dict[str, np.ndarray]:
 
 def _check_traj(traj, source: str) -> np.ndarray:
     traj = np.asarray(traj, np.float32)
-    if traj.ndim != 2 or traj.shape[1] != 2 or not np.isfinite(traj).all():
-        raise ValueError(f'{source}: trajectory must be finite (T, 2), got shape {traj.shape}')
+    problem = array_problem(traj, (None, 2))
+    if problem:
+        raise ValueError(f'{source}: trajectory {problem} (finite (T, 2) waypoints are needed)')
     return traj
 
 
@@ -138,7 +139,6 @@ def image_path(data_root: Path, cam: str, img_path: str) -> Path:
 def load_cameras(info: dict, data_root: Path, source: str) -> Dict[str, dict]:
     """The six camera images and parameters of one sample (``CAM_*`` keys); ``source`` names the info entry's
     origin in errors."""
-    from PIL import Image
     images = info.get('images') or {}
     missing = [cam for cam in CAMERA_NAMES if cam not in images]
     if missing:
@@ -146,9 +146,9 @@ def load_cameras(info: dict, data_root: Path, source: str) -> Dict[str, dict]:
     cameras = {}
     for cam in CAMERA_NAMES:
         entry = images[cam]
-        path = check_image_file(image_path(data_root, cam, entry['img_path']))
+        path = image_path(data_root, cam, entry['img_path'])
         cam2img = np.asarray(entry['cam2img'], np.float64)[:3, :3]
-        cameras[cam] = dict(image=np.asarray(Image.open(path).convert('RGB')), cam2img=cam2img,
+        cameras[cam] = dict(image=read_image_file(path, channel_order='rgb'), cam2img=cam2img,
                             cam2ego=np.asarray(entry['cam2ego'], np.float64), path=path)
     return cameras
 

@@ -53,9 +53,10 @@ def test_raw_data_info_has_the_files_and_the_calibration(demo_info, demo_dir, tm
 
 @pytest.mark.parametrize('change, match', [
     (dict(format='other'), 'is not a drivepi-calibration/1 calibration'),
-    (dict(lidar2ego=[[1, 0, 0], [0, 1, 0], [0, 0, 1]]), r'lidar2ego must be a finite 4x4 matrix, got shape \(3, 3\)'),
+    (dict(lidar2ego=[[1, 0, 0], [0, 1, 0], [0, 0, 1]]),
+     r'lidar2ego has shape \(3, 3\), expected \(4, 4\) \(a finite 4x4 matrix is needed\)'),
     (dict(command='reverse'), 'command must be one of'),
-    (dict(ego_status=[1.0, 2.0]), 'ego_status must be 5 finite numbers'),
+    (dict(ego_status=[1.0, 2.0]), r'ego_status has shape \(2,\), expected \(5,\) \(5 finite numbers'),
     (dict(cameras={}), r"cameras \['CAM_FRONT'"),
 ])
 def test_malformed_calibration_names_the_file_and_the_problem(demo_info, tmp_path, change, match):

@@ -25,7 +25,7 @@ def test_benchmark_trains_deploys_and_reports_every_section(tmp_path, tiny_llm_d
     report = json.loads(out.read_text())
     for section in ('training', 'inference', 'filter_sweep', 'ada3d', 'decode'):
         assert 'error' not in report[section], (section, report[section])
-    assert report['training']['samples_per_s'] > 0 and report['training']['optim_wrapper'] == 'OptimWrapper'
+    assert report['training']['samples_per_s'] > 0 and report['training']['optim_wrapper'] == 'GuardedOptimWrapper'
     assert report['training']['trainable_params_m'] > 0
     inference = report['inference']
     assert inference['latency_ms'] > 0 and inference['gflops'] > 0

@@ -176,7 +176,7 @@ def test_sharded_config(name):
     assert cfg.runner_type == 'FlexibleRunner' and cfg.strategy.type == 'drivepi.DrivePIFSDPStrategy'
     llm = cfg.model.llm
     assert llm.train_mode == 'full' and llm.gradient_checkpointing and llm.dtype == 'float32'
-    assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.dtype == 'bfloat16'
+    assert cfg.optim_wrapper.type == 'GuardedAmpOptimWrapper' and cfg.optim_wrapper.dtype == 'bfloat16'
     with torch.device('meta'):
         params = sum(p.numel() for p in Qwen2ForCausalLM(Qwen2Config(**llm.llm_config)).parameters())
     assert params == pytest.approx(SHARDED_CONFIGS[name], rel=0.01)

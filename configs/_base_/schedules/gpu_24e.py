@@ -1,8 +1,9 @@
-# 24 epochs on GPUs: bf16 autocast (AmpOptimWrapper), fused AdamW, warm-up + cosine decay.
+# 24 epochs on GPUs: bf16 autocast (AmpOptimWrapper, guarded: a step with a non-finite loss or gradient norm is
+# not applied, drivepi/engine/nonfinite_guard.py), fused AdamW, warm-up + cosine decay.
 # lr is for 8 GPUs x 4 samples; MMEngine's auto_scale_lr rescales it for another total batch size.
 max_epochs = 24
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
+    type='GuardedAmpOptimWrapper',
     dtype='bfloat16',
     optimizer=dict(type='AdamW', lr=2e-4, weight_decay=0.01, fused=True),
     clip_grad=dict(max_norm=35.0, norm_type=2))

@@ -1,7 +1,7 @@
 # A short iteration-based schedule for the mini config: fits in 15 min on 2 CPU cores.
 max_iters = 1200
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='GuardedOptimWrapper',  # OptimWrapper that skips steps with a non-finite loss or gradient norm
     optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.01),
     clip_grad=dict(max_norm=10.0, norm_type=2))
 param_scheduler = [

@@ -3,7 +3,8 @@
 Camera geometry travels as (V,4,4) arrays in ``results``: ``cam2img`` (intrinsics, padded to 4x4,
 including the image augmentation), ``cam2ego`` and ``ego2img = cam2img @ inv(cam2ego)``.
 """
-from typing import Optional, Sequence
+from collections import Counter
+from typing import Dict, Optional, Sequence
 
 import mmcv
 import numpy as np
@@ -21,6 +22,31 @@ def pad_to_4x4(matrix) -> np.ndarray:
     padded = np.eye(4)
     padded[:matrix.shape[0], :matrix.shape[1]] = matrix
     return padded
+
+
+def _size(shape: tuple) -> str:
+    return f'{shape[1]}x{shape[0]}' + (f'x{shape[2]}' if len(shape) > 2 and shape[2] != 3 else '')
+
+
+def common_shape(shapes: Dict[str, tuple], paths: Dict[str, str], token=None) -> tuple:
+    """The image shape shared by the views ``shapes`` (camera -> (H, W, C)).
+
+    Raises:
+        ValueError: the views differ in size. The error names the views that differ from the size most views
+            have (with their files), or, when no size is the most common, every view with its size.
+    """
+    counts = Counter(shapes.values())
+    if len(counts) == 1:
+        return next(iter(counts))
+    (majority, count), = counts.most_common(1)
+    if list(counts.values()).count(count) == 1:
+        odd = [cam for cam, shape in shapes.items() if shape != majority]
+        listed = '; '.join(f'{cam} ({paths[cam]}) is {_size(shapes[cam])}' for cam in odd)
+        raise ValueError(f'camera image{"s" if len(odd) > 1 else ""} of the wrong size: {listed}, where the other '
+                         f'{count} views are {_size(majority)} (W x H): all views must share one size')
+    listed = ', '.join(f'{cam} {_size(shape)} ({paths[cam]})' for cam, shape in shapes.items())
+    raise ValueError(f'sample {token}: the camera images differ in size and no size is the most common: {listed} '
+                     '(W x H): all views must share one size')
 
 
 @TRANSFORMS.register_module()
@@ -57,11 +83,8 @@ class DrivePILoadMultiViewImageFromFiles(BaseTransform):
         if not present:
             raise ValueError(f'sample {results.get("token")} has none of the cameras {self.cam_names}')
         loaded = {cam: self._load(images[cam]['img_path']) for cam in present}
-        shape = loaded[present[0]].shape
-        for cam, img in loaded.items():
-            if img.shape != shape:
-                raise ValueError(f'camera image {images[cam]["img_path"]} has shape {img.shape}, the other '
-                                 f'views {shape}: all views must share one size')
+        shape = common_shape({cam: img.shape for cam, img in loaded.items()},
+                             {cam: images[cam]['img_path'] for cam in present}, results.get('token'))
         blank = np.zeros(shape, dtype=np.uint8)
         results['img'] = [loaded.get(cam, blank) for cam in self.cam_names]
         results['cam_valid'] = np.array([cam in loaded for cam in self.cam_names])

@@ -4,6 +4,7 @@ import zipfile
 import numpy as np
 from mmcv.transforms import BaseTransform
 
+from drivepi.datasets.file_checks import nonfinite_problem
 from drivepi.geometry import NUM_OCC_CLASSES, OCC_GRID
 from drivepi.registry import TRANSFORMS
 
@@ -58,8 +59,9 @@ class LoadOccFlowGT(BaseTransform):
             if flow.shape != self.grid_shape + (2,) or not np.issubdtype(flow.dtype, np.floating):
                 raise ValueError(f'occupancy GT file {path}: flow must be float of shape '
                                  f'{self.grid_shape + (2,)}, got {flow.dtype} {flow.shape}')
-            if not np.isfinite(flow).all():
-                raise ValueError(f'occupancy GT file {path}: flow holds NaN/inf values')
+            problem = nonfinite_problem(flow)
+            if problem:
+                raise ValueError(f'occupancy GT file {path}: flow {problem}')
 
     def transform(self, results: dict) -> dict:
         path = results.get('occ_path', '')

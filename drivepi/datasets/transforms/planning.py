@@ -2,6 +2,7 @@
 import numpy as np
 from mmcv.transforms import BaseTransform
 
+from drivepi.datasets.file_checks import array_problem
 from drivepi.geometry import COMMANDS
 from drivepi.registry import TRANSFORMS
 
@@ -27,9 +28,10 @@ class LoadPlanningGT(BaseTransform):
             raise KeyError(f'sample {results.get("token")}: info has no {key!r}; re-create the infos '
                            'with tools/create_data.py')
         value = np.asarray(results[key], dtype=np.float32)
-        if value.shape != shape or not np.isfinite(value).all():
-            raise ValueError(f'sample {results.get("token")}: {key} must be finite with shape {shape}, '
-                             f'got shape {value.shape}')
+        problem = array_problem(value, shape)
+        if problem:
+            raise ValueError(f'sample {results.get("token")}: {key} {problem} (finite values of shape {shape} are '
+                             'needed)')
         return value
 
     def transform(self, results: dict) -> dict:
@@ -52,6 +54,7 @@ class LoadPlanningGT(BaseTransform):
         boxes = np.asarray(boxes, dtype=np.float32)
         if boxes.size == 0:
             return boxes.reshape(0, 7)
-        if boxes.ndim != 2 or boxes.shape[1] != 7 or not np.isfinite(boxes).all():
-            raise ValueError(f'sample {token}: fut_boxes[{step}] must be finite (N, 7), got shape {boxes.shape}')
+        problem = array_problem(boxes, (None, 7))
+        if problem:
+            raise ValueError(f'sample {token}: fut_boxes[{step}] {problem} (finite (N, 7) boxes are needed)')
         return boxes
