@@ -19,7 +19,14 @@ from drivepi.evaluation.baselines import most_common_answers
 from drivepi.evaluation.bootstrap import bootstrap_ci
 from drivepi.evaluation.metric_table import format_metrics_table
 from drivepi.evaluation.occ_miou import confusion_matrix, miou_from_confusion
-from drivepi.evaluation.planning_metrics import HORIZONS_S, STEP_S, collision_per_step, l2_per_step, summarize_planning
+from drivepi.evaluation.planning_metrics import (
+    COLLISION_CONVENTIONS,
+    HORIZONS_S,
+    STEP_S,
+    collision_per_step,
+    l2_per_step,
+    summarize_planning,
+)
 from drivepi.evaluation.qa_accuracy import answer_score, qa_accuracy
 from drivepi.evaluation.ray_casting import lidar_ray_directions, scene_ray_origins
 from drivepi.evaluation.ray_iou import (
@@ -192,23 +199,40 @@ class OccupancyMetric(BaseMetric):
 
 @METRICS.register_module()
 class PlanningMetric(BaseMetric):
-    """Waypoint L2 (m) and collision rate (%) at 1/2/3 s, per-step (UniAD) and cumulative (ST-P3/VAD).
+    """Waypoint L2 (m) and collision rate (%) at 1/2/3 s; every key names its conventions.
 
-    Keys: ``L2@1s/per_step`` ... ``L2@avg/per_step``, ``collision@1s/cumulative`` (percent), etc.
+    Keys (``h`` = ``1s``, ``2s``, ``3s``, ``avg``; :mod:`drivepi.evaluation.planning_metrics` defines them):
+
+    - ``L2@h/per_step`` (UniAD: the value at the step) and ``L2@h/cumulative`` (ST-P3/VAD: the mean over the
+      steps up to h), over every valid GT step;
+    - ``collision@h/per_step/uniad_vad``, ``collision@h/cumulative/uniad_vad``: axis-aligned ego box 0.5 m
+      ahead of the waypoint, over every valid GT step;
+    - ``L2@h/cumulative/sparsedrive``, ``collision@h/cumulative/sparsedrive`` (and ``.../per_step/sparsedrive``):
+      the official DrivePI ``evaluate_plan.py`` (SparseDrive) convention, whose table is the cumulative one:
+      only samples with all GT steps valid (``num_samples/sparsedrive`` of them), ego box along the heading.
 
     Args:
         step_s: waypoint spacing (s).
         horizons_s: reported horizons (s).
-        ego_box: overrides of the ego box (``length``, ``width``, ``center_ahead``, metres).
+        collision_conventions: which collision-box conventions to report (``uniad_vad``, ``sparsedrive``).
+        ego_box: overrides of the ``uniad_vad`` ego box (``length``, ``width``, ``center_ahead``, metres).
+        sparsedrive_box: overrides of the ``sparsedrive`` box (:func:`~drivepi.evaluation.planning_metrics.
+            sparsedrive_ego_boxes` arguments).
     """
     default_prefix = 'plan'
 
     def __init__(self, step_s: float = STEP_S, horizons_s: Sequence[float] = HORIZONS_S,
-                 ego_box: Optional[dict] = None, **kwargs) -> None:
+                 collision_conventions: Sequence[str] = COLLISION_CONVENTIONS,
+                 ego_box: Optional[dict] = None, sparsedrive_box: Optional[dict] = None, **kwargs) -> None:
         super().__init__(**kwargs)
+        unknown = sorted(set(collision_conventions) - set(COLLISION_CONVENTIONS))
+        if unknown or not collision_conventions:
+            raise ValueError(f'PlanningMetric: collision_conventions must be some of {COLLISION_CONVENTIONS}, '
+                             f'got {list(collision_conventions)}')
         self.step_s = step_s
         self.horizons_s = tuple(horizons_s)
-        self.ego_box = dict(ego_box or {})
+        self.conventions = tuple(c for c in COLLISION_CONVENTIONS if c in collision_conventions)
+        self.box_cfg = dict(uniad_vad=dict(ego_box or {}), sparsedrive=dict(sparsedrive_box or {}))
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
@@ -216,22 +240,50 @@ class PlanningMetric(BaseMetric):
             pred_traj = _tensor(_field(sample, 'pred_traj'), 'pred_traj', tuple(gt_traj.shape)).numpy()
             valid = _tensor(_field(sample, 'gt_traj_mask'), 'gt_traj_mask', gt_traj.shape[:1]).numpy() > 0
             fut_boxes = [_tensor(b, 'gt_fut_boxes').numpy().reshape(-1, 7) for b in _field(sample, 'gt_fut_boxes')]
-            self.results.append(dict(
-                l2=l2_per_step(pred_traj, gt_traj), valid=valid,
-                collision=collision_per_step(pred_traj, fut_boxes, **self.ego_box),
-                gt_collision=collision_per_step(gt_traj, fut_boxes, **self.ego_box)))
+            result = dict(l2=l2_per_step(pred_traj, gt_traj), valid=valid)
+            for convention in self.conventions:
+                box_cfg = self.box_cfg[convention]
+                result[f'collision/{convention}'] = collision_per_step(pred_traj, fut_boxes, convention, **box_cfg)
+                result[f'gt_collision/{convention}'] = collision_per_step(gt_traj, fut_boxes, convention, **box_cfg)
+            self.results.append(result)
 
     def compute_metrics(self, results: list) -> dict:
         _require(results, self)
         stacked = {k: np.stack([r[k] for r in results]) for k in results[0]}
-        summary = summarize_planning(stacked['l2'], stacked['collision'], stacked['gt_collision'],
-                                     stacked['valid'], self.step_s, self.horizons_s)
         metrics = {}
-        for convention in ('per_step', 'cumulative'):
-            for name, values in summary[convention].items():
-                metrics.update({f'{name}@{_horizon(h)}/{convention}': v for h, v in values.items()})
-        _log_table(metrics, 'Planning metrics (per_step = UniAD, cumulative = ST-P3/VAD)')
+
+        def add(summary: dict, metric: str, conventions: Sequence[str], suffix: str) -> None:
+            for convention in conventions:
+                metrics.update({f'{metric}@{_horizon(h)}/{convention}{suffix}': v
+                                for h, v in summary[convention][metric].items()})
+
+        for convention in self.conventions:
+            rows = np.ones(len(results), bool) if convention == 'uniad_vad' else stacked['valid'].all(axis=1)
+            summary = summarize_planning(stacked['l2'][rows], stacked[f'collision/{convention}'][rows],
+                                         stacked[f'gt_collision/{convention}'][rows], stacked['valid'][rows],
+                                         self.step_s, self.horizons_s)
+            if convention == 'uniad_vad':
+                add(summary, 'L2', ('per_step', 'cumulative'), '')
+                add(summary, 'collision', ('per_step', 'cumulative'), '/uniad_vad')
+            else:
+                metrics['num_samples/sparsedrive'] = int(rows.sum())
+                add(summary, 'L2', ('cumulative', 'per_step'), '/sparsedrive')
+                add(summary, 'collision', ('cumulative', 'per_step'), '/sparsedrive')
+        if 'uniad_vad' not in self.conventions:   # the all-steps L2 does not depend on the box
+            summary = summarize_planning(stacked['l2'], np.zeros_like(stacked['valid']),
+                                         np.zeros_like(stacked['valid']), stacked['valid'], self.step_s,
+                                         self.horizons_s)
+            add(summary, 'L2', ('per_step', 'cumulative'), '')
+        _log_table(metrics, PLANNING_TABLE_TITLE)
         return metrics
+
+
+PLANNING_TABLE_TITLE = ('Planning metrics. L2 .../per_step: UniAD (value at the step), .../cumulative: ST-P3/VAD '
+                        '(mean up to the horizon), over every valid GT step. collision .../uniad_vad: axis-aligned '
+                        'ego box 0.5 m ahead of the waypoint. .../sparsedrive: the official DrivePI evaluate_plan.py '
+                        '(SparseDrive) convention: ego box along the heading, 0.985793 + 0.5 m ahead of the LiDAR '
+                        'point, samples with all GT steps only (its L2 too); the paper reports .../cumulative/'
+                        'sparsedrive')
 
 
 def _horizon(h) -> str:

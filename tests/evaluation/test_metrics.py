@@ -108,12 +108,29 @@ def test_planning_metric_round_trip():
     expected = {'L2@1s/per_step': 1.5, 'L2@2s/per_step': 1.5, 'L2@3s/per_step': 2.0, 'L2@avg/per_step': 5 / 3,
                 'L2@1s/cumulative': 1.5, 'L2@2s/cumulative': 1.5, 'L2@3s/cumulative': 10 / 6,
                 'L2@avg/cumulative': (3 + 10 / 6) / 3,
-                'collision@1s/per_step': 50.0, 'collision@2s/per_step': 0.0, 'collision@3s/per_step': 0.0,
-                'collision@avg/per_step': 50 / 3, 'collision@1s/cumulative': 25.0,
-                'collision@2s/cumulative': 12.5, 'collision@3s/cumulative': 50 / 6,
-                'collision@avg/cumulative': (25 + 12.5 + 50 / 6) / 3}
+                'collision@1s/per_step/uniad_vad': 50.0, 'collision@2s/per_step/uniad_vad': 0.0,
+                'collision@3s/per_step/uniad_vad': 0.0, 'collision@avg/per_step/uniad_vad': 50 / 3,
+                'collision@1s/cumulative/uniad_vad': 25.0, 'collision@2s/cumulative/uniad_vad': 12.5,
+                'collision@3s/cumulative/uniad_vad': 50 / 6,
+                'collision@avg/cumulative/uniad_vad': (25 + 12.5 + 50 / 6) / 3,
+                # official DrivePI / SparseDrive: only the sample with all 6 GT steps; its plan's box at 1 s (centre
+                # (6.37, 1.33), heading -11 degrees) reaches the box beside the GT path (y from 2 m)
+                'num_samples/sparsedrive': 1, 'L2@avg/cumulative/sparsedrive': 2.0, 'L2@1s/per_step/sparsedrive': 2.0,
+                'collision@1s/cumulative/sparsedrive': 50.0, 'collision@2s/cumulative/sparsedrive': 25.0,
+                'collision@3s/cumulative/sparsedrive': 100 / 6,
+                'collision@avg/cumulative/sparsedrive': (50 + 25 + 100 / 6) / 3,
+                'collision@1s/per_step/sparsedrive': 100.0, 'collision@avg/per_step/sparsedrive': 100 / 3}
     for key, value in expected.items():
         assert metrics[f'plan/{key}'] == pytest.approx(value), key
+    assert all(k.endswith(('/uniad_vad', '/sparsedrive')) for k in metrics if 'collision' in k)
+
+    only_official = Evaluator([METRICS.build(dict(type='PlanningMetric', collision_conventions=['sparsedrive']))])
+    only_official.process([_plan_sample(2.0, 6, True), _plan_sample(-1.0, 4, False)])
+    metrics = only_official.evaluate(2)
+    assert metrics['plan/L2@avg/per_step'] == pytest.approx(5 / 3)
+    assert not any(k.endswith('/uniad_vad') for k in metrics)
+    with pytest.raises(ValueError, match='collision_conventions'):
+        METRICS.build(dict(type='PlanningMetric', collision_conventions=['uniad']))
 
 
 def test_qa_metric_round_trip_per_type():

@@ -1,8 +1,18 @@
-"""Planning L2 and collision rate in the per-step (UniAD) and cumulative (ST-P3/VAD) conventions."""
+"""Planning L2 and collision rate in the per-step (UniAD) and cumulative (ST-P3/VAD) conventions, and the
+collision boxes of the uniad_vad and the official DrivePI / SparseDrive (sparsedrive) conventions."""
 import numpy as np
 import pytest
 
-from drivepi.evaluation.planning_metrics import box_footprints, collision_per_step, l2_per_step, summarize_planning
+from drivepi.evaluation.planning_metrics import (
+    box_footprints,
+    collision_per_step,
+    l2_per_step,
+    lidar_from_rear,
+    rear_from_lidar,
+    sparsedrive_ego_boxes,
+    summarize_planning,
+    trajectory_heading,
+)
 
 NO_BOXES = [np.zeros((0, 7), np.float32)] * 6
 
@@ -83,3 +93,65 @@ def test_box_footprints_are_valid_rotated_rectangles():
     np.testing.assert_allclose(corner_dist, np.hypot(2.0, 1.0), rtol=1e-5)
     front = np.asarray(poly.exterior.coords)[:4] @ [np.cos(np.pi / 6), np.sin(np.pi / 6)]
     assert front.max() - front.min() == pytest.approx(4.0, rel=1e-5)    # length along the yaw direction
+
+
+# ---------------------------------------------------------------- the official DrivePI / SparseDrive convention
+BARE = dict(waypoint_to_lidar=0.0, still_heading=0.0)   # the official rule applied to the waypoints as given
+
+
+def test_official_heading_rule_by_hand():
+    traj = np.array([[1, 0], [2, 0], [3, 1], [3, 2], [3, 3], [3, 4]], float)
+    # previous to next waypoint (the origin before the first), the last segment at the last waypoint
+    expected = [0.0, np.arctan2(1, 2), np.arctan2(2, 1), np.pi / 2, np.pi / 2, np.pi / 2]
+    np.testing.assert_allclose(trajectory_heading(traj), expected)
+    still = np.stack([np.arange(1, 7) * 0.05, np.zeros(6)], axis=1)    # last waypoint 0.25 m from the first
+    np.testing.assert_allclose(trajectory_heading(still, still_heading=-np.pi / 2), np.full(6, -np.pi / 2))
+
+
+def test_official_box_turns_with_the_heading_and_moves_ahead_along_it():
+    left = np.stack([np.zeros(6), np.arange(1, 7) * 2.0], axis=1)     # moving along +y: heading 90 degrees
+    box = sparsedrive_ego_boxes(left, **BARE)[0]
+    # centre 0.985793 + 0.5 m along +y from (0, 2); 4.084 m along y, 1.85 m along x
+    np.testing.assert_allclose(box[[0, 1, 6]], [0.0, 2 + 1.485793, np.pi / 2], atol=1e-9)
+    poly = box_footprints(box[None])[0]
+    np.testing.assert_allclose(poly.bounds, [-0.925, 1.443793, 0.925, 5.527793], atol=1e-5)
+    # ahead of the turned box (y 4.75..5.25): only the oriented, shifted box reaches it
+    ahead = [_box(0.0, 5.0, 0.5, 0.5)] + NO_BOXES[1:]
+    assert collision_per_step(left, ahead, 'sparsedrive', **BARE).tolist() == [True] + [False] * 5
+    assert not collision_per_step(left, ahead, 'uniad_vad').any()            # its box ends at y = 2.925
+    # beside the waypoint along x (x 1.75..2.25): only the axis-aligned box (x up to 2.542) reaches it
+    beside = [_box(2.0, 2.0, 0.5, 0.5)] + NO_BOXES[1:]
+    assert collision_per_step(left, beside, 'uniad_vad').tolist() == [True] + [False] * 5
+    assert not collision_per_step(left, beside, 'sparsedrive', **BARE).any()  # its box spans x -0.925..0.925
+
+
+def test_official_box_starts_at_the_lidar_ahead_of_the_rear_axle():
+    ahead = np.stack([np.arange(1, 7) * 2.0, np.zeros(6)], axis=1)
+    box = sparsedrive_ego_boxes(ahead)[0]     # the waypoint moves 0.985793 m along the car's heading first
+    np.testing.assert_allclose(box[:2], [2 + 0.985793 + 1.485793, 0.0], atol=1e-9)
+    far = [_box(6.2, 0.0, 0.5, 0.5)] + NO_BOXES[1:]                       # x 5.95..6.45; front 6.513586
+    assert collision_per_step(ahead, far, 'sparsedrive')[0]
+    assert not collision_per_step(ahead, far, 'sparsedrive', **BARE)[0]    # front 5.527793
+
+
+def test_lidar_points_follow_the_arc_and_come_back_to_the_waypoints():
+    radius, angles = 10.0, np.arange(1, 7) * 0.15       # a left turn on a 10 m circle leaving the origin along x
+    arc = np.stack([radius * np.sin(angles), radius * (1 - np.cos(angles))], axis=1)
+    lidar = lidar_from_rear(arc, 1.0)
+    np.testing.assert_allclose(lidar, arc + np.stack([np.cos(angles), np.sin(angles)], axis=1), atol=1e-9)
+    np.testing.assert_allclose(rear_from_lidar(lidar, 1.0), arc, atol=1e-7)
+    stop = np.array([[2.0, 0.1], [3.5, 0.3], [4.2, 0.5], [4.3, 0.52], [4.3, 0.52], [4.31, 0.52]])
+    np.testing.assert_allclose(rear_from_lidar(lidar_from_rear(stop)), stop, atol=1e-7)
+
+
+def test_official_box_of_a_standing_ego_lies_across_to_its_right():
+    still = np.stack([np.arange(1, 7) * 0.05, np.zeros(6)], axis=1)
+    box = sparsedrive_ego_boxes(still)[0]
+    # official heading 0 is the nuScenes LiDAR's x axis, the car's right: centre 1.485793 m to the right
+    # of the LiDAR point (0.05 + 0.985793, 0), the 4.084 m side across the lane
+    np.testing.assert_allclose(box[[0, 1, 6]], [0.05 + 0.985793, -1.485793, -np.pi / 2], atol=1e-9)
+    right = [_box(1.035793, -3.3, 0.2, 0.2)] + NO_BOXES[1:]
+    assert collision_per_step(still, right, 'sparsedrive')[0]
+    assert not collision_per_step(still, right, 'sparsedrive', **BARE)[0]   # bare: along x, y within 0.925
+    with pytest.raises(ValueError, match='convention'):
+        collision_per_step(still, right, 'vad')

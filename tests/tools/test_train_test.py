@@ -74,8 +74,8 @@ def test_train_resume_and_test(mini_config, mini_dataset, tmp_path):
                    '--blind')
     metrics = json.loads((results / 'metrics.json').read_text())
     for key in ('occ/RayIoU', 'occ/RayIoU@1', 'occ/RayIoU@2', 'occ/RayIoU@4', 'occ/mIoU', 'occ/mAVE',
-                'occ/OccScore', 'plan/L2@1s/per_step', 'plan/L2@avg/cumulative', 'plan/collision@avg/per_step',
-                'qa/accuracy'):
+                'occ/OccScore', 'plan/L2@1s/per_step', 'plan/L2@avg/cumulative',
+                'plan/collision@avg/per_step/uniad_vad', 'plan/collision@avg/cumulative/sparsedrive', 'qa/accuracy'):
         assert key in metrics and key in out, key
     assert 0.0 <= metrics['occ/mIoU'] <= 100.0 and 0.0 <= metrics['qa/accuracy'] <= 100.0
     # the blind pass answers the same turns, reported beside the model's
