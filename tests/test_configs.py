@@ -37,7 +37,7 @@ def test_every_config_passes_the_top_level_key_check(config):
 
 
 def test_full_size_training_config_values():
-    cfg = Config.fromfile(next(p for p in CONFIGS if 'qwen2.5-0.5b' in p.name))
+    cfg = Config.fromfile(next(p for p in CONFIGS if p.name == 'drivepi_qwen2.5-0.5b_8xb4-24e_nuscenes-openocc.py'))
     assert cfg.optim_wrapper.type == 'GuardedAmpOptimWrapper' and cfg.optim_wrapper.dtype == 'bfloat16'
     assert cfg.optim_wrapper.optimizer.fused and cfg.env_cfg.cudnn_benchmark
     assert cfg.train_dataloader.batch_size == 4 and cfg.num_sweeps == 10 and cfg.img_size == (256, 704)
@@ -45,6 +45,15 @@ def test_full_size_training_config_values():
     assert not llm.gradient_checkpointing and llm.dtype == 'bfloat16' and llm.train_mode == 'lora'
     assert llm.lora_cfg.lora_dropout == 0.0
     assert cfg.model.lidar_branch.voxel_filter.keep_ratios == [0.3, 0.6, 0.9]
+
+
+def test_full_size_from_scratch_config_trains_the_whole_llm_under_a_budget():
+    cfg = Config.fromfile(next(p for p in CONFIGS if p.name == 'drivepi_qwen2.5-0.5b_1xb4_mini-full.py'))
+    assert cfg.model.llm.train_mode == 'full' and cfg.model.llm.dtype == 'float32'   # bf16 autocast, fp32 master
+    assert cfg.train_cfg.type == 'FastResumeIterBasedTrainLoop'
+    assert cfg.train_dataloader.sampler.type == 'InfiniteSampler'
+    assert [h.type for h in cfg.custom_hooks] == ['TrainTimeBudgetHook']
+    assert cfg.num_sweeps == 10 and cfg.img_size == (256, 704)
 
 
 BASE = CONFIGS[0].parents[1] / '_base_'
