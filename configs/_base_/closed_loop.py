@@ -4,7 +4,7 @@
 _base_ = ['./closed_loop_benchmark.py']
 closed_loop = dict(
     episodes='benchmark',  # 'benchmark' (closed_loop.benchmark, generated held-out worlds) | 'info_file'
-    subset=None,  # benchmark: name of one of closed_loop.benchmark.subsets (None: every episode)
+    subset='first',  # benchmark: one of closed_loop.benchmark.subsets (None: all 84 episodes of both sets)
     workers=1,  # processes sharing the episodes (results are the same for any number)
     setting='mini_world',  # info_file: 'mini_world' (sensor-level re-rendering) | 'nuscenes_log' (log replay)
     data_root='data/drivepi-mini/',

@@ -47,6 +47,16 @@ def test_benchmark_definition_is_complete_and_versioned(cl_cfg):
     assert pickle.loads(pickle.dumps(BenchmarkWorlds(demo))).episodes == BenchmarkWorlds(demo).episodes  # workers
 
 
+def test_the_two_episode_sets_are_fixed_and_disjoint(cl_cfg):
+    first, second = (benchmark_episodes(dict(cl_cfg, subset=name)) for name in ('first', 'second'))
+    assert [e.episode_id for e in benchmark_episodes(cl_cfg)] == [e.episode_id for e in first]   # the default
+    assert [e.settings['seed'] for e in first] == list(range(900000, 900042))
+    assert [e.settings['seed'] for e in second] == list(range(901000, 901042))
+    for episodes in (first, second):   # six episodes of every scenario type, in the same order
+        assert [e.group for e in episodes] == [t for t in SCENARIO_TYPES for _ in range(6)]
+    assert len(benchmark_episodes(dict(cl_cfg, subset=None))) == 84
+
+
 def test_benchmark_seeds_are_disjoint_from_every_training_set(cl_cfg):
     seeds = {e['seed'] for e in cl_cfg['benchmark']['episodes']}
     assert seeds <= set(HELD_OUT_SEEDS)
