@@ -37,8 +37,8 @@ test_evaluator = [
 val_evaluator = test_evaluator
 closed_loop = dict(info_file=eval_root + 'drivepi_infos_val.pkl')
 
-# batch 16: 2.5x the CPU recipes' learning rate (they train at batch 1), warm-up over the first 200 steps
-optim_wrapper = dict(optimizer=dict(lr=5e-3))
+# the CPU recipes' learning rate (they train at batch 1), a longer warm-up: 200 steps
+optim_wrapper = dict(optimizer=dict(lr=2e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.05, by_epoch=False, begin=0, end=200),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=200, end=max_iters, T_max=max_iters - 200,
