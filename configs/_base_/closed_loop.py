@@ -7,6 +7,7 @@ closed_loop = dict(
     subset='first',  # benchmark: one of closed_loop.benchmark.subsets (None: all 84 episodes of both sets)
     workers=1,  # processes sharing the episodes (results are the same for any number)
     setting='mini_world',  # info_file: 'mini_world' (sensor-level re-rendering) | 'nuscenes_log' (log replay)
+    ray_backend='auto',  # mini worlds' sensor ray casting: 'auto' (Embree where open3d imports) | 'embree' | 'torch'
     data_root='data/drivepi-mini/',
     # info_file: the scenes to drive; also the model planner's calibration templates on the benchmark
     info_file='data/drivepi-mini/drivepi_infos_val.pkl',

@@ -7,6 +7,7 @@ The definition lives in ``configs/_base_/closed_loop_benchmark.py`` (``closed_lo
 (version, seed, scenario type) by :func:`drivepi.sim.generator.generate_scenario_world` with the sensors of
 the default mini dataset, so the model sees the sensors it was trained on.
 """
+from dataclasses import replace
 from typing import Dict, List
 
 from drivepi.sim.scenarios import BENCHMARK_VERSION, HELD_OUT_SEEDS, SCENARIO_TYPES
@@ -77,10 +78,13 @@ class BenchmarkWorlds:
 
     Args:
         episodes: the :class:`EpisodeSpec` of :func:`benchmark_episodes`.
+        ray_backend: how the sensors are ray-cast (:data:`drivepi.sim.ray_backends.RAY_BACKENDS`; resolved here).
     """
 
-    def __init__(self, episodes: List[EpisodeSpec]):
+    def __init__(self, episodes: List[EpisodeSpec], ray_backend: str = 'auto'):
+        from drivepi.sim.ray_backends import resolve_ray_backend
         self.episodes: Dict[str, EpisodeSpec] = {e.episode_id: e for e in episodes}
+        self.ray_backend = resolve_ray_backend(ray_backend)
 
     def __call__(self, episode_id: str):
         from drivepi.sim.generator import generate_scenario_world
@@ -90,4 +94,4 @@ class BenchmarkWorlds:
         spec = self.episodes[episode_id]
         world = generate_scenario_world(episode_id, spec.settings['seed'], spec.settings['scenario'],
                                         spec.seconds, PRESETS['default'].sensors)
-        return MiniWorldSource.from_world(world)
+        return MiniWorldSource.from_world(replace(world, ray_backend=self.ray_backend))

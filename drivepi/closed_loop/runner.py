@@ -38,8 +38,9 @@ METRICS_FORMAT = 'drivepi-closed-loop-metrics/2'
 METRICS_FILE = 'closed_loop_metrics.json'
 TABLE_KEYS = ('pdms', 'nc', 'dac', 'ttc', 'comfort', 'ep', 'ddc', 'route_completion', 'collisions_per_km')
 OVERALL = 'all'
-# config keys that choose which episodes run and how, not what an episode's result is
-SELECTION_KEYS = ('scenes', 'subset', 'workers', 'benchmark', 'episodes')
+# config keys that choose which episodes run and how, not what an episode's result is (the ray-casting
+# backends give the same sensor data, drivepi.sim.ray_backends)
+SELECTION_KEYS = ('scenes', 'subset', 'workers', 'benchmark', 'episodes', 'ray_backend')
 
 
 class EpisodeSpec(NamedTuple):
@@ -279,7 +280,7 @@ def build_source_loader(cl_cfg: dict, scene_infos: dict, data_prefix: dict) -> C
     """``scene_name -> SceneSource`` (picklable) for the setting of a ``closed_loop`` config dict."""
     from .sources import MiniWorldLoader, NuScenesLogLoader
     if cl_cfg['setting'] == 'mini_world':
-        return MiniWorldLoader(cl_cfg['data_root'])
+        return MiniWorldLoader(cl_cfg['data_root'], cl_cfg.get('ray_backend', 'auto'))
     if cl_cfg['setting'] == 'nuscenes_log':
         return NuScenesLogLoader(scene_infos, cl_cfg['data_root'], data_prefix,
                                  cl_cfg.get('map_root') or cl_cfg['data_root'])
@@ -302,7 +303,7 @@ def select_episodes(cfg, scenes: 'SceneSelection' = None) -> tuple:
     if kind == 'benchmark':
         from .benchmark import BenchmarkWorlds, benchmark_episodes
         episodes = benchmark_episodes(cl_cfg)
-        return episodes, BenchmarkWorlds(episodes)
+        return episodes, BenchmarkWorlds(episodes, cl_cfg.get('ray_backend', 'auto'))
     if kind == 'info_file':
         scenes = scenes or select_scenes(cfg)
         return scenes.names, build_source_loader(cl_cfg, scenes.infos, scenes.data_prefix)

@@ -39,7 +39,7 @@ def settings_schema() -> dict:
     fields (and their annotations) of the classes that take them."""
     controller_args = list(inspect.signature(PurePursuitController).parameters.values())[2:]  # after params, dt
     return dict(
-        dict.fromkeys(('episodes', 'subset', 'setting', 'data_root', 'info_file', 'scenes', 'map_root')),
+        dict.fromkeys(('episodes', 'subset', 'setting', 'data_root', 'info_file', 'scenes', 'map_root', 'ray_backend')),
         **dict.fromkeys(('workers', 'episode_seconds', 'episode_start', 'sim_hz', 'replan_hz', 'max_plan_speed'),
                         Number),
         vehicle=_numbers({f.name: f.type for f in fields(VehicleParams)}),

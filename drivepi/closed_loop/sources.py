@@ -70,14 +70,15 @@ class MiniWorldSource(SceneSource):
 
     Args:
         data_root: mini dataset root. scene_name: the scene to load.
+        ray_backend: how the sensors are ray-cast (:data:`drivepi.sim.ray_backends.RAY_BACKENDS`).
     """
     setting = 'mini_world'
     sensor_note = ('mini world, sensor-level closed loop: LiDAR and the six cameras are ray-cast from '
                    'the simulated ego pose with the simulated agents at every planning step')
 
-    def __init__(self, data_root, scene_name: str):
+    def __init__(self, data_root, scene_name: str, ray_backend: str = 'auto'):
         from drivepi.sim.world import load_scene_world
-        self._attach(load_scene_world(data_root, scene_name))
+        self._attach(load_scene_world(data_root, scene_name, ray_backend))
 
     @classmethod
     def from_world(cls, world) -> 'MiniWorldSource':
@@ -111,13 +112,15 @@ class MiniWorldSource(SceneSource):
 
 
 class MiniWorldLoader:
-    """``scene_name -> MiniWorldSource`` of a mini dataset root (picklable, for worker processes)."""
+    """``scene_name -> MiniWorldSource`` of a mini dataset root (picklable, for worker processes), ray-cast with
+    ``ray_backend``, resolved here (:func:`drivepi.sim.ray_backends.resolve_ray_backend`: a bad name fails now)."""
 
-    def __init__(self, data_root):
-        self.data_root = data_root
+    def __init__(self, data_root, ray_backend: str = 'auto'):
+        from drivepi.sim.ray_backends import resolve_ray_backend
+        self.data_root, self.ray_backend = data_root, resolve_ray_backend(ray_backend)
 
     def __call__(self, scene_name: str) -> MiniWorldSource:
-        return MiniWorldSource(self.data_root, scene_name)
+        return MiniWorldSource(self.data_root, scene_name, self.ray_backend)
 
 
 class NuScenesLogLoader:

@@ -28,6 +28,7 @@ from drivepi.sim.generator import generate_world
 from drivepi.sim.geometry import transform_points
 from drivepi.sim.nuscenes_export import NuScenesTables
 from drivepi.sim.occupancy import VisibilityProjector, semantics_and_flow
+from drivepi.sim.ray_backends import resolve_ray_backend
 from drivepi.sim.recovery import ExpertPath, RecoverySpec, sample_recovery
 from drivepi.sim.scenarios import HELD_OUT_SEEDS
 from drivepi.sim.sensors import cast_lidar, render_cameras
@@ -55,25 +56,31 @@ class MiniPreset:
 
 PRESETS = {
     'default': MiniPreset(40, 5, SensorSetup(image_width=400, image_height=225, lidar_azimuth_res_deg=0.6)),
+    # the full-size model's inputs: 10 sweeps per keyframe (20 Hz), ~35k points per sweep as the real LIDAR_TOP,
+    # 704x396 images (the nuScenes 16:9 aspect; the full config resizes them to 256x704)
+    'full': MiniPreset(40, 10, SensorSetup(image_width=704, image_height=396, lidar_azimuth_res_deg=0.33)),
     'test': MiniPreset(6, 2, SensorSetup(image_width=160, image_height=90, lidar_azimuth_res_deg=1.0),
                        ego_lead_in=(4.0, 10.0), workers=1),
 }
 
 
 def generate_mini_dataset(out_dir, num_scenes: int, seed: int, preset: str = 'default', workers: int = None,
-                          recovery_per_keyframe: int = None) -> str:
+                          recovery_per_keyframe: int = None, ray_backend: str = 'auto') -> str:
     """Generate ``num_scenes`` scenes into ``out_dir`` (see the module docstring); returns the version.
 
     Scene ``k`` is built from seed :func:`scene_seed` ``(seed, k)``, so every scene (and the whole set) is
     reproducible, and never from a closed-loop benchmark seed. ``workers`` processes share the scenes
     (default: the preset's). ``recovery_per_keyframe`` overrides the preset's ``recovery.per_keyframe``
-    (recovery samples per eligible train keyframe; 0 = none).
+    (recovery samples per eligible train keyframe; 0 = none). ``ray_backend`` casts the sensors
+    (:data:`~drivepi.sim.ray_backends.RAY_BACKENDS`, resolved once here, so every worker uses the same one; the
+    files are the same with any number of workers).
     """
     if preset not in PRESETS:
         raise ValueError(f'unknown mini-dataset preset {preset!r}; choose from {sorted(PRESETS)}')
     if num_scenes < 1:
         raise ValueError(f'num_scenes must be >= 1, got {num_scenes}')
     out_dir = Path(out_dir)
+    ray_backend = resolve_ray_backend(ray_backend)
     cfg = PRESETS[preset]
     if recovery_per_keyframe is not None:
         if recovery_per_keyframe < 0:
@@ -81,7 +88,7 @@ def generate_mini_dataset(out_dir, num_scenes: int, seed: int, preset: str = 'de
         cfg = replace(cfg, recovery=replace(cfg.recovery, per_keyframe=int(recovery_per_keyframe)))
     num_val = max(1, round(0.2 * num_scenes)) if num_scenes > 1 else 0
     num_train = num_scenes - num_val
-    jobs = [(out_dir, k, scene_seed(seed, k), cfg, k < num_train) for k in range(num_scenes)]
+    jobs = [(out_dir, k, scene_seed(seed, k), cfg, k < num_train, ray_backend) for k in range(num_scenes)]
     workers = min(cfg.workers if workers is None else workers, num_scenes)
     progress = ProgressBar(num_scenes)
     results = []
@@ -127,19 +134,21 @@ def scene_seed(dataset_seed: int, k: int) -> int:
 
 
 def _export_scene_job(job) -> dict:
-    out_dir, k, scene_seed, cfg, train = job
+    out_dir, k, scene_seed, cfg, train, ray_backend = job
     return export_scene(out_dir, f'scene-{k:04d}', scene_seed, EGO_ROUTES[k % len(EGO_ROUTES)], cfg,
-                        start_timestamp_us=1_600_000_000_000_000 + k * 3_600_000_000, recovery=train)
+                        start_timestamp_us=1_600_000_000_000_000 + k * 3_600_000_000, recovery=train,
+                        ray_backend=ray_backend)
 
 
 def export_scene(out_dir: Path, name: str, seed: int, ego_actions, cfg: MiniPreset,
-                 start_timestamp_us: int, recovery: bool = False) -> dict:
+                 start_timestamp_us: int, recovery: bool = False, ray_backend: str = 'auto') -> dict:
     """Generate and write one scene (plus its recovery samples when ``recovery`` and the preset asks for
-    them); returns its nuScenes records per table (and ``recovery``, the recovery table's records)."""
+    them), its sensors ray-cast with ``ray_backend``; returns its nuScenes records per table (and ``recovery``,
+    the recovery table's records)."""
     world = generate_world(name, seed, cfg.num_keyframes, list(ego_actions), cfg.sensors,
                            start_timestamp_us=start_timestamp_us, ego_lead_in=cfg.ego_lead_in)
     world.save(out_dir / 'worlds' / f'{name}.json')
-    world = load_scene_world(out_dir, name)   # sensors see exactly the (rounded) world the file rebuilds
+    world = load_scene_world(out_dir, name, ray_backend)   # sensors see exactly the (rounded) world of the file
     tables = NuScenesTables(sorted(CATEGORY_TO_OCC))
     map_file = f'maps/{name}.png'
     materials = world.ground_materials[::MAP_STRIDE, ::MAP_STRIDE]

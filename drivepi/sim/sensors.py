@@ -1,5 +1,5 @@
-"""LIDAR_TOP and the six cameras, by ray casting a :class:`~drivepi.sim.world.WorldMesh` with
-``open3d.t.geometry.RaycastingScene`` (Embree).
+"""LIDAR_TOP and the six cameras, by ray casting a :class:`~drivepi.sim.world.WorldMesh` (Embree or torch,
+:mod:`drivepi.sim.ray_backends`).
 
 LiDAR: nuScenes HDL-32E geometry (32 beams evenly spaced over the elevation range, one full turn per
 sweep, all returns at the sweep time), points ``[x, y, z, intensity, ring]`` in the LiDAR frame.

@@ -9,7 +9,7 @@ Sensors take an explicit ``ego2global`` (4,4) and explicit :class:`AgentStates`,
 move the ego and the agents anywhere (``world.agents_at(t)`` gives the logged ones).
 """
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -19,7 +19,8 @@ from drivepi.fileio import atomic_write_text, read_json
 from drivepi.geometry import OPENOCC_CLASSES as OCC_CLASSES  # noqa: F401  (the generator imports it from here)
 from drivepi.sim import layout, sensors
 from drivepi.sim.calibration import camera_calibs, lidar2ego
-from drivepi.sim.geometry import TRIANGLES_PER_BOX, boxes_mesh, pose2d_matrix, wrap_angle
+from drivepi.sim.geometry import pose2d_matrix, wrap_angle
+from drivepi.sim.ray_backends import get_ray_backend
 from drivepi.sim.shapes import Solids, agent_solids
 
 WORLD_FORMAT = 'drivepi-world-1'
@@ -78,6 +79,7 @@ class SceneWorld:
         agents: list of dicts ``token, category, attribute, size (l,w,h), colour (3,)`` and
             ``states`` (T,6) ``x, y, z_bottom, yaw, vx, vy``.
         keyframe_times: (K,) seconds; start_timestamp_us: absolute time of ``t = 0``.
+        ray_backend: how the sensors are ray-cast (:data:`~drivepi.sim.ray_backends.RAY_BACKENDS`; not saved).
     """
     name: str
     grid: layout.RoadGrid
@@ -89,6 +91,7 @@ class SceneWorld:
     start_timestamp_us: int
     sensors: SensorSetup = field(default_factory=SensorSetup)
     meta: dict = field(default_factory=dict)
+    ray_backend: str = 'auto'
 
     # ------------------------------------------------------------------ logged states
     def _interp(self, values: np.ndarray, t: float) -> np.ndarray:
@@ -165,7 +168,7 @@ class SceneWorld:
         return np.array([by_token.get(t, (0.5, 0.5, 0.5)) for t in agents.tokens]).reshape(-1, 3)
 
     def mesh(self, agents: AgentStates) -> 'WorldMesh':
-        """Triangle mesh of the ground plane and all solids; see :class:`WorldMesh`."""
+        """The ground plane and all solids, ready for ray casting; see :class:`WorldMesh`."""
         return WorldMesh.build(self, self.solids(agents))
 
     # ------------------------------------------------------------------ sensors
@@ -224,63 +227,35 @@ class SceneWorld:
 
 @dataclass
 class WorldMesh:
-    """Triangles of one instant: the static part (ground quad + static solids, built once per world and
-    cached) and the agents' solids (rebuilt per instant), each with its own Embree scene.
+    """The geometry of one instant in the world's ray-casting backend (:mod:`drivepi.sim.ray_backends`): the
+    static scene (ground quad + static solids, built once per world and backend and cached on the world) with
+    the agents' solids added.
 
     ``solids`` lists the static solids first, then the agents' (:meth:`SceneWorld.solids`).
     """
     world: SceneWorld
     solids: Solids
-    static_scene: object
-    dynamic_scene: object
-    num_static: int
+    scene: object
 
     @classmethod
     def build(cls, world: SceneWorld, solids: Solids) -> 'WorldMesh':
-        num_static = len(world.static.boxes)
-        if '_static_scene' not in world.__dict__:
+        backend = get_ray_backend(world.ray_backend)
+        static_scenes = world.__dict__.setdefault('_static_scenes', {})
+        if backend.name not in static_scenes:
             e = world.grid.half_extent + 200.0
             ground = np.array([[-e, -e, 0, 1], [e, -e, 0, 1], [-e, e, 0, 1], [e, e, 0, 1]]) @ world.grid.grid2global.T
-            verts, tris = boxes_mesh(world.static.boxes)
-            world.__dict__['_static_scene'] = _embree_scene(
-                np.concatenate([ground[:, :3].astype(np.float32), verts]),
-                np.concatenate([np.array([[0, 1, 3], [0, 3, 2]], np.int32), tris + 4]))
-        verts, tris = boxes_mesh(solids.boxes[num_static:])
-        return cls(world, solids, world.__dict__['_static_scene'], _embree_scene(verts, tris), num_static)
+            static_scenes[backend.name] = backend.static_scene(ground[:, :3], world.static.boxes)
+        return cls(world, solids, backend.scene(static_scenes[backend.name], solids.boxes[len(world.static.boxes):]))
 
     def cast(self, rays: np.ndarray) -> tuple:
         """Nearest hits of (R,6) float32 rays ``[origin, unit direction]``: distance (R,) (inf = miss),
-        solid index (R,) (-1 = ground or miss) and the hit triangle's normal (R,3)."""
-        import open3d as o3d
-        tensor = o3d.core.Tensor(rays)
-        static = self.static_scene.cast_rays(tensor)
-        dist = static['t_hit'].numpy().astype(np.float64)
-        prim = static['primitive_ids'].numpy().astype(np.int64)
-        solid = np.where(prim < 2, -1, (prim - 2) // TRIANGLES_PER_BOX)
-        normals = static['primitive_normals'].numpy()
-        if len(self.solids.boxes) > self.num_static:
-            dyn = self.dynamic_scene.cast_rays(tensor)
-            d_dist = dyn['t_hit'].numpy()
-            closer = d_dist < dist
-            dist[closer] = d_dist[closer]
-            solid[closer] = self.num_static + dyn['primitive_ids'].numpy()[closer].astype(np.int64) // TRIANGLES_PER_BOX
-            normals[closer] = dyn['primitive_normals'].numpy()[closer]
-        solid[~np.isfinite(dist)] = -1
-        return dist, solid, normals
+        solid index (R,) (-1 = ground or miss) and the hit face's normal (R,3)."""
+        return self.scene.cast(rays)
 
 
-def _embree_scene(vertices: np.ndarray, triangles: np.ndarray):
-    """An ``open3d.t.geometry.RaycastingScene`` of one triangle mesh."""
-    import open3d as o3d
-    scene = o3d.t.geometry.RaycastingScene()
-    if len(triangles):
-        scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)),
-                            o3d.core.Tensor(triangles.astype(np.uint32)))
-    return scene
-
-
-def load_scene_world(data_root, scene_name: str) -> SceneWorld:
-    """Rebuild a scene's world from ``<data_root>/worlds/<scene_name>.json``.
+def load_scene_world(data_root, scene_name: str, ray_backend: str = 'auto') -> SceneWorld:
+    """Rebuild a scene's world from ``<data_root>/worlds/<scene_name>.json``, its sensors ray-cast with
+    ``ray_backend`` (:data:`~drivepi.sim.ray_backends.RAY_BACKENDS`).
 
     Raises:
         FileNotFoundError: the file is missing; ValueError: it is truncated or malformed.
@@ -288,4 +263,4 @@ def load_scene_world(data_root, scene_name: str) -> SceneWorld:
     path = Path(data_root) / 'worlds' / f'{scene_name}.json'
     if not path.is_file():
         raise FileNotFoundError(f'{path}: world file of scene {scene_name!r} not found')
-    return SceneWorld.from_dict(read_json(path, 'world file'), str(path))
+    return replace(SceneWorld.from_dict(read_json(path, 'world file'), str(path)), ray_backend=ray_backend)

@@ -198,9 +198,20 @@ def test_scene_export_is_deterministic(sim_set, tmp_path):
     assert records['scene'][0]['token'] == token('scene-0001', 'scene')
 
 
+def test_two_workers_write_the_same_files(sim_set, tmp_path):
+    root, _, _ = sim_set
+    generate_mini_dataset(tmp_path, num_scenes=NUM_SCENES, seed=0, preset='test', workers=2)
+    files = sorted(p.relative_to(root) for p in root.rglob('*') if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path) for p in tmp_path.rglob('*') if p.is_file())
+    for rel in files:
+        assert (tmp_path / rel).read_bytes() == (root / rel).read_bytes(), rel
+
+
 def test_bad_generation_arguments_raise(tmp_path):
     with pytest.raises(ValueError, match="preset 'tiny'"):
         generate_mini_dataset(tmp_path, num_scenes=1, seed=0, preset='tiny')
     with pytest.raises(ValueError, match='num_scenes'):
         generate_mini_dataset(tmp_path, num_scenes=0, seed=0, preset='test')
+    with pytest.raises(ValueError, match='unknown ray backend'):
+        generate_mini_dataset(tmp_path, num_scenes=1, seed=0, preset='test', ray_backend='optix')
     assert not any(tmp_path.iterdir())
