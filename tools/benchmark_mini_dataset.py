@@ -14,7 +14,7 @@ from pathlib import Path
 
 from drivepi.fileio import atomic_write_json
 from drivepi.sim.mini_dataset import PRESETS, generate_mini_dataset
-from drivepi.sim.ray_backends import RAY_BACKENDS, get_ray_backend
+from drivepi.sim.ray_backends import RAY_BACKENDS, get_ray_backend, resolve_ray_backend
 
 
 def folder_bytes(root: Path) -> dict:
@@ -72,6 +72,8 @@ def main() -> None:
                         help='where to generate, a sub-folder per row (default: a temporary folder)')
     parser.add_argument('--out', default='work_dirs/benchmark_mini_dataset.json')
     args = parser.parse_args()
+    for name in args.ray_backend:   # an unknown or unavailable backend fails before any row is measured
+        resolve_ray_backend(name)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for backend in args.ray_backend:

@@ -2,7 +2,8 @@
 
 - ``'embree'``: the boxes as triangle meshes in ``open3d.t.geometry.RaycastingScene`` (Embree, CPU);
 - ``'torch'``: analytic slab tests of the rays rotated into each box's frame (boxes turn about z only), on
-  CUDA when available (every ray against every box, in chunks), else on the CPU with culling (:func:`_candidates`);
+  CUDA when available (every ray against every box, in chunks), else on the CPU with culling (:func:`_candidates`)
+  (:class:`TorchBackend`);
 - ``'auto'``: Embree where ``open3d`` imports, torch otherwise (:func:`resolve_ray_backend`).
 
 Both hit the ground quad the same way, analytically in float64 (:class:`GroundQuad`). A backend builds a static
@@ -178,21 +179,22 @@ PAIRS_PER_CHUNK = dict(cpu=1 << 20, cuda=1 << 24)   # ray-box pairs tested at on
 class TorchBackend(_Backend):
     """Analytic ray/box slab tests in torch, on ``device`` (default: CUDA where available, else the CPU).
 
-    On CUDA every ray is tested against every box (in chunks); on the CPU each ray only against the candidate
-    boxes of its bundle (:func:`_candidates`), in one thread: its many small operations lose more to the
-    synchronisation of torch's intra-op threads than they gain (up to 10x slower with 2 threads on a loaded
-    2-core machine), so CPU cores are better used by processes (the generator's ``workers``).
+    With ``cull`` (default: on the CPU) each ray is only tested against the candidate boxes of its bundle
+    (:func:`_candidates`), else against every box (in chunks). On the CPU it runs in one thread: its many small
+    operations lose more to the synchronisation of torch's intra-op threads than they gain (up to 10x slower
+    with 2 threads on a loaded 2-core machine), so CPU cores are better used by processes (``workers``).
     """
     name = 'torch'
 
-    def __init__(self, device: str = None):
+    def __init__(self, device: str = None, cull: bool = None):
         self.device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+        self.cull = self.device.type == 'cpu' if cull is None else cull
 
     def box_scene(self, boxes: np.ndarray, ref: np.ndarray) -> 'TorchBoxes':
         """(S,7) boxes on the device, coordinates relative to ``ref`` (3,) (global m; float32 is then ~1e-5 m
         exact in a world ~1 km across)."""
         ref = np.array([ref[0], ref[1], 0.0])
-        return TorchBoxes(ref, self._params(boxes, ref))
+        return TorchBoxes(ref, self._params(boxes, ref), self.cull)
 
     def add_boxes(self, static: 'TorchBoxes', boxes: np.ndarray) -> 'TorchBoxes':
         """``static`` with (D,7) ``boxes`` appended."""
@@ -209,9 +211,10 @@ class TorchBackend(_Backend):
 @dataclass
 class TorchBoxes:
     """Oriented boxes as (N,8) float32 parameter rows ``params`` on one device (the static boxes, then the
-    agents'), centres relative to ``ref`` (3,) float64 (global m, z = 0)."""
+    agents'), centres relative to ``ref`` (3,) float64 (global m, z = 0); ``cull``: see :class:`TorchBackend`."""
     ref: np.ndarray
     params: torch.Tensor
+    cull: bool
 
     @torch.no_grad()
     def cast(self, rays: np.ndarray) -> tuple:
@@ -221,9 +224,8 @@ class TorchBoxes:
         device = self.params.device
         origins = torch.from_numpy((rays[:, :3] - self.ref).astype(np.float32)).to(device)
         dirs = torch.from_numpy(np.ascontiguousarray(rays[:, 3:6], np.float32)).to(device)
-        on_cpu = device.type == 'cpu'
-        with _one_thread() if on_cpu else nullcontext():
-            bundles = _candidates(origins, dirs, self.params) if on_cpu else _all_candidates(origins, self.params)
+        with _one_thread() if device.type == 'cpu' else nullcontext():
+            bundles = _candidates(origins, dirs, self.params) if self.cull else _all_candidates(origins, self.params)
             dist, box = _nearest_hits(origins, dirs, self.params, *bundles, PAIRS_PER_CHUNK[device.type])
             hit = torch.isfinite(dist)
             normals = torch.zeros_like(origins)

@@ -12,7 +12,7 @@ from PIL import Image
 from drivepi.sim.generator import generate_world
 from drivepi.sim.geometry import points_in_boxes
 from drivepi.sim.mini_dataset import EGO_ROUTES, PRESETS, export_scene
-from drivepi.sim.ray_backends import get_ray_backend, resolve_ray_backend
+from drivepi.sim.ray_backends import TorchBackend, get_ray_backend, resolve_ray_backend
 from drivepi.sim.sensors import camera_rays, cast_rays, lidar_directions
 from drivepi.sim.world import SensorSetup
 
@@ -78,6 +78,17 @@ def on_solids(points: np.ndarray, solid: np.ndarray, world, agents) -> np.ndarra
     boxes = world.solids(agents).boxes
     return np.array([abs(p[2]) < 1e-3 if s < 0 else points_in_boxes(p[None].astype(float), boxes[s], 1e-3)[0, 0]
                      for p, s in zip(points, solid)])
+
+
+def test_culling_changes_nothing(world):
+    """The CPU's candidate boxes per ray bundle give exactly the box hits of every ray against every box (CUDA's
+    way), for every 7th sensor ray of a keyframe (the culling is conservative)."""
+    agents = world.agents_at(0.5)
+    rays = np.concatenate(sensor_rays(world, 0.5), axis=1)[::7].astype(np.float32)
+    boxes, centre = world.solids(agents).boxes, world.grid.grid2global[:3, 3]
+    culled, every = (TorchBackend('cpu', cull).box_scene(boxes, centre).cast(rays) for cull in (True, False))
+    assert all(np.array_equal(a, b) for a, b in zip(culled, every))
+    assert np.isfinite(culled[0]).mean() > 0.3
 
 
 def test_a_generated_sample_is_the_same_with_both_backends(tmp_path):
