@@ -94,7 +94,7 @@ def optim_wrapper_as_trained(cfg, model):
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     guard = (cfg.get('default_hooks') or {}).get('nonfinite_guard')
     if guard:
-        HOOKS.build(guard).before_train(types.SimpleNamespace(optim_wrapper=optim_wrapper))
+        HOOKS.build(guard).before_train(types.SimpleNamespace(optim_wrapper=optim_wrapper, model=model))
     return optim_wrapper
 
 
