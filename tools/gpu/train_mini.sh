@@ -73,7 +73,9 @@ START=$(date +%s)
 step() { printf '\n==== [%s, +%ds] %s\n' "$(date +%H:%M:%S)" "$(( $(date +%s) - START ))" "$*"; }
 
 step "install what is missing"
-if ! python3 -c 'import mmcv._ext, mmdet3d, spconv.pytorch, transformers' 2>/dev/null; then
+# found without importing them (the full imports take seconds)
+if ! python3 -c 'import importlib.util as u, sys; sys.exit(not all(u.find_spec(m) for m in
+                 ("mmcv._ext", "mmdet3d", "spconv.pytorch", "transformers", "drivepi")))' 2>/dev/null; then
   if [ -d .whl ]; then
     # shellcheck disable=SC1091
     source tools/gpu/install_on_device.sh
