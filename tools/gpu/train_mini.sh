@@ -145,7 +145,10 @@ eval_roots() {  # eval_roots ROOT: test/val data and metrics on ROOT's held-out 
 }
 # shellcheck disable=SC2207
 EVAL_ROOTS=($(eval_roots "$EVAL_DATA"))
-NUM_VAL=$(python3 -c "import pickle; print(len(pickle.load(open('$EVAL_DATA/drivepi_infos_val.pkl', 'rb'))['data_list']))")
+num_val_samples() {  # num_val_samples ROOT: the samples of ROOT's held-out info file
+  python3 -c "import pickle; print(len(pickle.load(open('$1/drivepi_infos_val.pkl', 'rb'))['data_list']))"
+}
+NUM_VAL=$(num_val_samples "$EVAL_DATA")
 VAL_INDICES="[$(seq -s, 0 4 $(( NUM_VAL - 1 )))]"
 
 if [ -n "$JOB_MIN" ]; then
@@ -172,7 +175,7 @@ fi
 if [ "$EVAL" = full ]; then
   if [ "$EVAL_DATA" != "$DATA" ]; then
     step "evaluate on the second held-out set: every fifth held-out sample of $DATA"
-    NUM_OWN=$(python3 -c "import pickle; print(len(pickle.load(open('$DATA/drivepi_infos_val.pkl', 'rb'))['data_list']))")
+    NUM_OWN=$(num_val_samples "$DATA")
     # shellcheck disable=SC2046
     python3 tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK" --out-dir "$WORK/results_second" \
       --cfg-options "${ROOTS[@]}" $(eval_roots "$DATA") \
