@@ -264,20 +264,30 @@ class DrivePI(Base3DDetector):
             conversations = ds.get('conversations', [])
             if conversations and not prefilled:
                 self.llm.prefill(out['embeds'][i:i + 1, :lengths[i]])
-            ds.pred_answers = [self._answer_conversation(conv, bev[i:i + 1]) for conv in conversations]
+            ds.pred_answers = self._answer_conversations(conversations, bev[i:i + 1])
         return data_samples
 
-    def _answer_conversation(self, conversation: list, bev: torch.Tensor) -> List[str]:
-        """Answer each turn greedily, with the earlier questions and the model's own answers as context,
-        continuing the sample's prefix (instruction, spatial tokens, queries) that ``llm.prefill`` encoded
-        once into the decoder's KV cache; ``bev`` (1, C, Hb, Wb) gives the place tokens."""
-        history, answers = [], []
-        for turn in conversation:
-            ids = history + self.prompt.question_ids(turn['question'])
-            embeds = self._add_place_tokens(self.llm.embed_ids(ids)[None], torch.tensor([ids]), bev)
-            new_ids = self.llm.generate(embeds, self.max_answer_tokens, after_prefix=True)
-            answers.append(self.llm.decode(new_ids))
-            history += self.prompt.turn_ids(turn['question'], answers[-1])[0]
+    def _answer_conversations(self, conversations: list, bev: torch.Tensor) -> List[List[str]]:
+        """Answer each turn greedily, with the conversation's earlier questions and the model's own answers as
+        context, continuing the sample's prefix (instruction, spatial tokens, queries) that ``llm.prefill``
+        encoded once into the decoder's KV cache. The conversations are independent: their k-th turns are
+        decoded together (``llm.generate_batch``), one round per turn. ``bev`` (1, C, Hb, Wb) gives the
+        place tokens.
+
+        Returns:
+            per conversation, its answers (parallel to its turns).
+        """
+        histories = [[] for _ in conversations]
+        answers = [[] for _ in conversations]
+        for turn_index in range(max((len(conv) for conv in conversations), default=0)):
+            active = [c for c, conv in enumerate(conversations) if turn_index < len(conv)]
+            continuations = []
+            for c in active:
+                ids = histories[c] + self.prompt.question_ids(conversations[c][turn_index]['question'])
+                continuations.append(self._add_place_tokens(self.llm.embed_ids(ids)[None], torch.tensor([ids]), bev))
+            for c, new_ids in zip(active, self.llm.generate_batch(continuations, self.max_answer_tokens)):
+                answers[c].append(self.llm.decode(new_ids))
+                histories[c] += self.prompt.turn_ids(conversations[c][turn_index]['question'], answers[c][-1])[0]
         return answers
 
     def deploy(self) -> 'DrivePI':

@@ -19,3 +19,63 @@ def test_compiled_graph_decoding_matches_eager_decoding(tiny_llm_dir):
         expected = eager.generate(tail, 12, after_prefix=True)
         assert compiled.generate(tail, 12, after_prefix=True) == expected
     assert compiled.decoder.graph is not None and compiled.decoder.compile_step
+
+
+def _random_llm(tiny_llm_dir, device: str, **kwargs) -> Qwen2LLM:
+    """The tiny LLM with large random weights: answers that change from token to token."""
+    llm = Qwen2LLM(str(tiny_llm_dir), train_mode='frozen', **kwargs).eval().to(device)
+    torch.manual_seed(0)
+    for param in llm.parameters():
+        param.data.normal_(std=0.5)
+    return llm
+
+
+def _prefix_and_questions(llm: Qwen2LLM, device: str):
+    """A prefix (prompt ids and 7 random 'spatial' embeddings) and five questions of different lengths."""
+    prompt = DrivePIPrompt(llm.tokenizer)
+    embed = llm.causal_lm.get_input_embeddings()
+    generator = torch.Generator().manual_seed(1)
+    prefix = torch.cat([embed(torch.tensor([prompt.prefix_ids(1, 0, 0)], device=device)),
+                        torch.randn(1, 7, llm.hidden_size, generator=generator).to(device)], dim=1)
+    questions = ['Are there any cars?', 'How many cars are there?', 'What is at x = 3 m, y = -2 m?',
+                 'Is it moving?', 'hi']
+    return prefix, [embed(torch.tensor([prompt.question_ids(q)], device=device)) for q in questions]
+
+
+@pytest.mark.parametrize('device', ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='the batched CUDA-graph step needs a CUDA GPU'))])
+def test_batched_decoding_gives_each_continuation_its_own_answer(tiny_llm_dir, device):
+    """Continuations of different lengths decoded together (padding between the prefix and each of them, one 4D
+    mask) give exactly the tokens that decoding each alone gives, whatever the rows (2 rows: three batches, the
+    last with one real row beside an empty one); the prefix cache is left intact. ``Qwen2LLM.generate_batch``
+    batches on CUDA (every batch filling all rows, one graph) and decodes one at a time on the CPU."""
+    llm = _random_llm(tiny_llm_dir, device)
+    prefix, tails = _prefix_and_questions(llm, device)
+    with torch.no_grad():
+        llm.prefill(prefix)
+        alone = [llm.generate(tail, 12, after_prefix=True) for tail in tails]
+        assert len({token for ids in alone for token in ids}) > 10 and len(set(map(tuple, alone))) == 5
+        for rows in (16, 2, 1):
+            llm.decode_batch_rows = rows
+            assert llm.generate_batch(tails, 12) == alone, rows
+        for rows in (5, 2):
+            assert [ids for start in range(0, 5, rows) for ids in llm.decoder.generate_batch(
+                tails[start:start + rows], 12, llm.stop_ids, min_rows=rows)] == alone, rows
+        assert llm.generate(tails[1], 12, after_prefix=True) == alone[1]  # the single-row path afterwards
+    assert llm.decoder.batched.rows == (16 if device == 'cuda' else 5)
+    assert (llm.decoder.batched.graph is not None) == (device == 'cuda')
+
+
+def test_batched_decoding_stops_each_row_at_its_stop_token(tiny_llm_dir):
+    """Rows that meet a stop token keep no token from it on, while the others go on: a stop id chosen as the
+    third token of one row's answer cuts that row (and any other row where it occurs) there."""
+    llm = _random_llm(tiny_llm_dir, 'cpu')
+    prefix, tails = _prefix_and_questions(llm, 'cpu')
+    with torch.no_grad():
+        llm.prefill(prefix)
+        full = llm.decoder.generate_batch(tails, 8, llm.stop_ids)
+        cut = llm.decoder.generate_batch(tails, 8, [full[2][2]])
+    for whole, part in zip(full, cut):
+        expected = whole[:whole.index(full[2][2])] if full[2][2] in whole else whole
+        assert part == expected
+    assert cut[2] == full[2][:2]
