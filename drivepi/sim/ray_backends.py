@@ -14,7 +14,7 @@ inside a box hits its exit face): distance (R,) float64 m (inf = miss), solid (R
 boxes, then the agents' boxes; -1 = ground or miss) and the normal (R,3) float32 of the face hit (outward; the
 ground's is +z; zero for a miss). The backends agree to float32 precision (tests/sim/test_ray_backends.py).
 """
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from drivepi.sim.geometry import TRIANGLES_PER_BOX, boxes_mesh
+from drivepi.threads import one_cpu_thread
 
 RAY_BACKENDS = ('auto', 'embree', 'torch')
 
@@ -224,24 +225,13 @@ class TorchBoxes:
         device = self.params.device
         origins = torch.from_numpy((rays[:, :3] - self.ref).astype(np.float32)).to(device)
         dirs = torch.from_numpy(np.ascontiguousarray(rays[:, 3:6], np.float32)).to(device)
-        with _one_thread() if device.type == 'cpu' else nullcontext():
+        with one_cpu_thread() if device.type == 'cpu' else nullcontext():
             bundles = _candidates(origins, dirs, self.params) if self.cull else _all_candidates(origins, self.params)
             dist, box = _nearest_hits(origins, dirs, self.params, *bundles, PAIRS_PER_CHUNK[device.type])
             hit = torch.isfinite(dist)
             normals = torch.zeros_like(origins)
             normals[hit] = _hit_normals(origins[hit], dirs[hit], self.params[box[hit]])
         return dist.double().cpu().numpy(), torch.where(hit, box, -1).cpu().numpy(), normals.cpu().numpy()
-
-
-@contextmanager
-def _one_thread():
-    """Run torch's CPU operations in one thread inside the block, in as many as before after it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _all_candidates(origins: torch.Tensor, boxes: torch.Tensor) -> tuple:
