@@ -162,8 +162,9 @@ def test_place_tokens_reach_training_and_answers(mini_cfg):
     model.place_tokens = True
     model.eval()
     seen = []
-    generate = model.llm.generate
-    model.llm.generate = lambda embeds, *args, **kwargs: seen.append(embeds) or generate(embeds, *args, **kwargs)
+    generate_batch = model.llm.generate_batch
+    model.llm.generate_batch = lambda continuations, *args: seen.extend(continuations) or generate_batch(
+        continuations, *args)
     data = model.data_preprocessor(copy.deepcopy(place_batch), training=False)
     out = model(**data, mode='predict')
     assert len(out[0].pred_answers) == 1 and isinstance(out[0].pred_answers[0][0], str)
