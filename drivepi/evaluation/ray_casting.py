@@ -142,21 +142,26 @@ def traversal_start(origins: torch.Tensor, dirs: torch.Tensor) -> Tuple[torch.Te
 def _traverse_steps(occupied: torch.Tensor, grid_index: torch.Tensor, voxel: torch.Tensor, step: torch.Tensor,
                     t_max: torch.Tensor, t_delta: torch.Tensor,
                     max_steps: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The traversal in torch operations, one step of all unfinished rays at a time (any device; about 260
+    """The traversal in torch operations, one step of all rays of a working set at a time (any device; about 260
     steps of ~30 small kernels and a host synchronisation each for a RayIoU sample); arguments
-    and results as in :func:`traverse_first_hit` and :func:`traversal_start`."""
+    and results as in :func:`traverse_first_hit` and :func:`traversal_start`. A ray's result is written when it
+    finishes; finished rays keep stepping, unread, until they are a quarter of the working set, which is then
+    compacted (compacting at every step cost more than the steps it saved)."""
     device = occupied.device
     size = torch.tensor(occupied.shape[-3:], device=device)
+    axes = _AXES.to(device)
     flat_occ = occupied.reshape(-1)
     num_rays = voxel.shape[0]
     depth = torch.full((num_rays,), -1.0, dtype=torch.float64, device=device)
     out_voxel = torch.zeros((num_rays, 3), dtype=torch.long, device=device)
     hit = torch.zeros(num_rays, dtype=torch.bool, device=device)
-    # working set of unfinished rays; last_* = exit distance and index of the last voxel inside the grid
+    # working set; last_* = exit distance and index of the last voxel inside the grid
     ray_id = torch.arange(num_rays, device=device)
     last_t = torch.full((num_rays,), -1.0, dtype=torch.float64, device=device)
     last_voxel = torch.zeros_like(voxel)
     was_inside = torch.zeros(num_rays, dtype=torch.bool, device=device)
+    running = torch.ones(num_rays, dtype=torch.bool, device=device)  # in the working set and not finished
+    num_running = num_rays
     for _ in range(max_steps):
         inside = ((voxel >= 0) & (voxel < size)).all(dim=1)
         flat = ((grid_index * size[0] + voxel[:, 0]) * size[1] + voxel[:, 1]) * size[2] + voxel[:, 2]
@@ -165,23 +170,26 @@ def _traverse_steps(occupied: torch.Tensor, grid_index: torch.Tensor, voxel: tor
         axis = torch.where(t_x < t_y, torch.where(t_x < t_z, 0, 2), torch.where(t_y < t_z, 1, 2))
         last_t = torch.where(inside, t_max.gather(1, axis[:, None])[:, 0], last_t)
         last_voxel = torch.where(inside[:, None], voxel, last_voxel)
-        finished = occ_here | (was_inside & ~inside)
+        done = (running & (occ_here | (was_inside & ~inside))).nonzero()[:, 0]
         was_inside = was_inside | inside
-        chosen = axis[:, None] == _AXES.to(device)
+        chosen = axis[:, None] == axes
         voxel = voxel + torch.where(chosen, step, 0)
         t_max = t_max + torch.where(chosen, t_delta, 0.0)
-        if finished.any():
-            done = finished.nonzero()[:, 0]
+        if len(done):
             rays = ray_id[done]
             depth[rays], out_voxel[rays], hit[rays] = last_t[done], last_voxel[done], occ_here[done]
-            keep = (~finished).nonzero()[:, 0]
-            if keep.numel() == 0:
+            running[done] = False
+            num_running -= len(done)
+            if num_running == 0:
                 break
-            ray_id, grid_index, voxel, step, t_max, t_delta, last_t, last_voxel, was_inside = (
-                x.index_select(0, keep)
-                for x in (ray_id, grid_index, voxel, step, t_max, t_delta, last_t, last_voxel, was_inside))
+            if num_running < 0.75 * len(ray_id):
+                keep = running.nonzero()[:, 0]
+                ray_id, grid_index, voxel, step, t_max, t_delta, last_t, last_voxel, was_inside = (
+                    x.index_select(0, keep)
+                    for x in (ray_id, grid_index, voxel, step, t_max, t_delta, last_t, last_voxel, was_inside))
+                running = torch.ones(len(keep), dtype=torch.bool, device=device)
     else:  # rays still running after max_steps keep what they have reached
-        depth[ray_id], out_voxel[ray_id] = last_t, last_voxel
+        depth[ray_id[running]], out_voxel[ray_id[running]] = last_t[running], last_voxel[running]
     return depth, out_voxel, hit
 
 
