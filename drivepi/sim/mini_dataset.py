@@ -121,8 +121,9 @@ def generate_mini_dataset(out_dir, num_scenes: int, seed: int, preset: str = 'de
 
 
 def _share_the_cores(threads: int) -> None:
-    """A worker process's torch thread pool gets its share of the cores: 12 workers of as many threads as cores
-    each took 205 s a scene on a 16-core GPU host, 5x a 2-core machine's ~40 s (2026-12-06)."""
+    """A worker process's torch thread pool gets its share of the cores, as the closed loop's workers do. 12
+    workers of as many threads as cores each took 205 s a scene on a 16-core GPU host (2026-12-06), 5x a 2-core
+    machine's per process; this oversubscription was the suspected cause, not re-measured there."""
     torch.set_num_threads(threads)
 
 

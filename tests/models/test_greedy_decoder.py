@@ -47,7 +47,8 @@ def _prefix_and_questions(llm: Qwen2LLM, device: str):
 def test_batched_decoding_gives_each_continuation_its_own_answer(tiny_llm_dir, device):
     """Continuations of different lengths decoded together (padding between the prefix and each of them, one 4D
     mask) give exactly the tokens that decoding each alone gives, whatever the rows (2 rows: three batches, the
-    last with one real row beside an empty one); the prefix cache is left intact. ``Qwen2LLM.generate_batch``
+    last with one real row beside an empty one); the prefix cache is left intact, and a new prefix reaches the
+    batched rows. ``Qwen2LLM.generate_batch``
     batches on CUDA (every batch filling all rows, one graph) and decodes one at a time on the CPU."""
     llm = _random_llm(tiny_llm_dir, device)
     prefix, tails = _prefix_and_questions(llm, device)
@@ -62,6 +63,9 @@ def test_batched_decoding_gives_each_continuation_its_own_answer(tiny_llm_dir, d
             assert [ids for start in range(0, 5, rows) for ids in llm.decoder.generate_batch(
                 tails[start:start + rows], 12, llm.stop_ids, min_rows=rows)] == alone, rows
         assert llm.generate(tails[1], 12, after_prefix=True) == alone[1]  # the single-row path afterwards
+        llm.prefill(prefix.flip(1))  # a new prefix replaces the one the batched rows hold
+        alone = [llm.generate(tail, 12, after_prefix=True) for tail in tails]
+        assert llm.decoder.generate_batch(tails, 12, llm.stop_ids, min_rows=5) == alone
     assert llm.decoder.batched.rows == (16 if device == 'cuda' else 5)
     assert (llm.decoder.batched.graph is not None) == (device == 'cuda')
 

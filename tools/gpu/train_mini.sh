@@ -98,8 +98,8 @@ make_set() {
   rm -rf "$dir"
   # ray casting on the CPU cores, one process each: the torch backend's CUDA path tests every ray against every
   # box, and 16 such processes sharing one H100 finished no scene in 8 minutes (2026-12-06)
-  CUDA_VISIBLE_DEVICES="" python3 tools/create_mini_dataset.py --out-dir "$dir" --num-scenes "$scenes" --seed "$seed" --preset "$PRESET" \
-    --workers "$GEN_WORKERS" --recovery-per-keyframe "$recovery"
+  CUDA_VISIBLE_DEVICES="" python3 tools/create_mini_dataset.py --out-dir "$dir" --num-scenes "$scenes" --seed "$seed" \
+    --preset "$PRESET" --workers "$GEN_WORKERS" --recovery-per-keyframe "$recovery"
   python3 tools/create_data.py nuscenes --root-path "$dir" --out-dir "$dir" --version v1.0-drivepi-mini
   for split in train val; do
     python3 data_engine/generate_qa.py --info "$dir/drivepi_infos_$split.pkl" --out "$dir/qa_$split.jsonl" --seed 0

@@ -73,6 +73,7 @@ class BatchedRows:
         pad: long ``(rows,)`` padding slots before the row's continuation (its rotary position lags its slot
             by that much).
         slots: long ``(max_cache_len,)`` slot indices.
+        prefix_count: which of the decoder's prefixes the rows hold (-1: none yet).
     """
 
     def __init__(self, num_layers: int, rows: int, max_cache_len: int, device: torch.device) -> None:
@@ -81,6 +82,7 @@ class BatchedRows:
         self.visible = torch.zeros((rows, max_cache_len), dtype=torch.bool, device=device)
         self.pad = torch.zeros(rows, dtype=torch.long, device=device)
         self.slots = torch.arange(max_cache_len, device=device)
+        self.prefix_count = -1  # the decoder's prefix_count whose keys and values the rows hold
         self.graph = self.graph_token = self.graph_next = None
 
     def mask_and_positions(self, first_slot: torch.Tensor, length: int,
@@ -115,6 +117,7 @@ class GreedyDecoder:
         self.cache_device: Optional[torch.device] = None
         self.prefix_len = 0
         self.graph = self.graph_token = self.graph_next = None
+        self.prefix_count = 0  # prefixes encoded so far: the batched cache copies a prefix once
         self.batched: Optional[BatchedRows] = None  # made by the first generate_batch, grown when needed
 
     # ------------------------------------------------------------------ cache positions
@@ -158,6 +161,7 @@ class GreedyDecoder:
             self._rewind(0)
             out = self.lm.model(inputs_embeds=prefix_embeds, past_key_values=self.cache, use_cache=True)
         self.prefix_len = prefix_embeds.shape[1]
+        self.prefix_count += 1
         return out.last_hidden_state
 
     @torch.no_grad()
@@ -210,23 +214,27 @@ class GreedyDecoder:
             padded[row, longest - continuation.shape[1]:] = continuation[0]
             pad[row] = longest - continuation.shape[1]
         batched.pad.copy_(pad)
-        batched.visible.copy_((torch.arange(batched.visible.shape[1]) < self.prefix_len)[None]
-                              | (torch.arange(batched.visible.shape[1])[None] >= self.prefix_len + pad[:, None]))
+        batched.visible.copy_((batched.slots < self.prefix_len)[None]
+                              | (batched.slots[None] >= self.prefix_len + batched.pad[:, None]))
         with torch.autocast(padded.device.type, enabled=False):
             for layer, prefix_layer in zip(batched.cache.layers, self.cache.layers):
                 layer.seek(self.prefix_len)
-                layer.keys[:, :, :self.prefix_len] = prefix_layer.keys[:, :, :self.prefix_len]
-                layer.values[:, :, :self.prefix_len] = prefix_layer.values[:, :, :self.prefix_len]
+                if batched.prefix_count != self.prefix_count:  # a new prefix: later rounds reuse it
+                    layer.keys[:, :, :self.prefix_len] = prefix_layer.keys[:, :, :self.prefix_len]
+                    layer.values[:, :, :self.prefix_len] = prefix_layer.values[:, :, :self.prefix_len]
+            batched.prefix_count = self.prefix_count
             mask, positions = batched.mask_and_positions(batched.cache.layers[0].position, longest, self.lm.dtype)
             logits = self.lm(inputs_embeds=padded, attention_mask=mask, position_ids=positions,
                              past_key_values=batched.cache, use_cache=True, logits_to_keep=1).logits
             tokens = logits[:, -1].argmax(-1, keepdim=True)
             generated = [tokens[:len(embeds), 0].tolist()]
+            stopped = [token in stop_ids for token in generated[0]]
             for step in range(1, max_new_tokens):
-                if all(any(t in stop_ids for t in row) for row in zip(*generated)):
+                if all(stopped):
                     break
                 tokens = self._batched_step(batched, tokens)
                 generated.append(tokens[:len(embeds), 0].tolist())
+                stopped = [done or token in stop_ids for done, token in zip(stopped, generated[-1])]
         return [self._until_stop(row, stop_ids) for row in zip(*generated)]
 
     @staticmethod
