@@ -46,7 +46,7 @@ from drivepi.models.heads import stack_field
 from drivepi.utils import load_config, register_all_modules
 
 DEFAULT_CONFIG = 'configs/drivepi/drivepi_qwen2.5-0.5b_8xb4-24e_nuscenes-openocc.py'
-SECTIONS = ('training', 'inference', 'filter_sweep', 'ada3d', 'decode')
+SECTIONS = ('training', 'inference', 'filter_sweep', 'ada3d', 'decode', 'decode_agreement')
 MODULES = ('lidar_branch', 'camera_branch', 'fuser', 'token_filter', 'projector', 'llm.causal_lm.model',
            'back_projector', 'heads.occ', 'heads.flow', 'heads.plan')
 
@@ -238,6 +238,45 @@ def decode_latency(model, inputs, samples, device, args) -> dict:
                 prefill_ms=prefill, prefix_tokens=prefix.shape[1])
 
 
+AGREEMENT_QUESTIONS = ('Is there a car 10 m ahead?', 'How many pedestrians are there?',
+                       'What is at x = 3 m, y = -2 m?', 'Should the ego vehicle stop?')
+
+
+def decode_agreement(model, inputs, samples, device, args) -> dict:
+    """The compiled decoding step against the eager one on the same answers (issue 28: a compiled decoder
+    once left the eager tokens at the 7th token). Per question of ``AGREEMENT_QUESTIONS``: the eager greedy
+    answer of ``--decode-tokens`` tokens after the frame's prefix, then both steps' logits along it
+    (``GreedyDecoder.forced_logits``). A token where the argmaxes differ is a near-tie when the eager top-2
+    margin there is below the largest compiled-eager logit difference of the answer; a margin above it
+    points to a real difference."""
+    llm = model.llm
+    decoder = llm.decoder
+    steps, disagreements, diffs, margins = 0, [], [], []
+    with torch.no_grad(), autocast(device):
+        bev, _ = model.extract_feat(inputs, samples[:1])
+        llm.prefill(model._run_llm(bev[:1], samples[:1], [[]])['embeds'][:1])
+        for number, question in enumerate(AGREEMENT_QUESTIONS):
+            embeds = llm.causal_lm.get_input_embeddings()(
+                torch.tensor([model.prompt.question_ids(question)], device=device))
+            tokens = decoder.generate(embeds, args.decode_tokens, stop_ids=())
+            eager = decoder.forced_logits(embeds, tokens, compiled=False)
+            compiled = decoder.forced_logits(embeds, tokens, compiled=True)
+            top2 = eager.topk(2, dim=-1).values
+            margin = top2[:, 0] - top2[:, 1]
+            diff = (compiled - eager).abs().amax(-1)
+            steps += len(tokens)
+            diffs.append(float(diff.max()))
+            margins += margin.tolist()
+            for step in (compiled.argmax(-1) != eager.argmax(-1)).nonzero().flatten().tolist():
+                disagreements.append(dict(question=number, token=step, margin=float(margin[step]),
+                                          max_logit_diff=diffs[-1]))
+    return dict(tokens=steps, disagreements=disagreements, max_logit_diff=max(diffs),
+                median_logit_diff_per_answer=statistics.median(diffs), min_margin=min(margins),
+                median_margin=statistics.median(margins),
+                all_disagreements_near_ties=all(d['margin'] <= d['max_logit_diff'] for d in disagreements),
+                dtype=str(llm.causal_lm.dtype))
+
+
 def spread(values: list) -> list:
     """[min, max] of the timed runs behind a median."""
     return [min(values), max(values)]
@@ -395,6 +434,12 @@ SECTION_ROWS = dict(
                                                       *s[f'decode_ms_per_token_{name}_range']))
         for name, (label, _, _) in DECODE_VARIANTS.items()]
     + [(f"  prefill of {s['prefix_tokens']} tokens, ms", f"{s['prefill_ms']:.1f}")],
+    decode_agreement=lambda s, r: [
+        ('compiled vs eager decoding: tokens differing / compared', f"{len(s['disagreements'])} / {s['tokens']}"),
+        ('  logit |compiled - eager|, max (median of answers)',
+         f"{s['max_logit_diff']:.4f} ({s['median_logit_diff_per_answer']:.4f})"),
+        ('  eager top-2 margin, min (median)', f"{s['min_margin']:.4f} ({s['median_margin']:.4f})"),
+        ('  every difference a near-tie (margin <= logit diff)', str(s['all_disagreements_near_ties']))],
 )
 
 
@@ -433,7 +478,8 @@ def main() -> None:
             filter_sweep=lambda: filter_sweep(model.deploy(), inputs, samples, device, args),
             ada3d=lambda: ada3d_on_off(cfg, tokenizer, report.get('inference', {'error': 'not run'}), inputs,
                                        samples, device, args),
-            decode=lambda: bench_decode(model.deploy(), inputs, samples, device, args))
+            decode=lambda: bench_decode(model.deploy(), inputs, samples, device, args),
+            decode_agreement=lambda: decode_agreement(model.deploy(), inputs, samples, device, args))
         for name in SECTIONS:
             if name in args.sections:
                 run_section(report, name, sections[name])

@@ -83,3 +83,28 @@ def test_batched_decoding_stops_each_row_at_its_stop_token(tiny_llm_dir):
         expected = whole[:whole.index(full[2][2])] if full[2][2] in whole else whole
         assert part == expected
     assert cut[2] == full[2][:2]
+
+
+@pytest.mark.parametrize('device', ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='the compiled step of the CUDA path needs a CUDA GPU'))])
+def test_forced_logits_follow_the_greedy_answer_and_the_compiled_step_matches_the_eager_one(tiny_llm_dir, device):
+    """Teacher-forced step logits along an answer: their argmaxes are the answer greedy decoding gave (so
+    the forced path feeds the same cache positions as ``generate``), the prefix stays usable afterwards, and
+    the compiled step (CUDA, the LM in bf16) stays within bf16 rounding of the eager logits, so that a token
+    where the two decoders differ can be told apart as a near-tie (``tools/benchmark.py --sections
+    decode_agreement``)."""
+    llm = _random_llm(tiny_llm_dir, device)
+    if device == 'cuda':
+        llm.causal_lm.to(torch.bfloat16)
+    prefix, tails = _prefix_and_questions(llm, device)
+    with torch.no_grad():
+        llm.prefill(prefix)
+        answer = llm.decoder.generate(tails[2], 10, stop_ids=())
+        eager = llm.decoder.forced_logits(tails[2], answer, compiled=False)
+        assert eager.shape == (10, llm.causal_lm.config.vocab_size) and eager.dtype == torch.float32
+        assert eager.argmax(-1).tolist() == answer
+        assert llm.decoder.generate(tails[2], 10, stop_ids=()) == answer
+        if device == 'cuda':
+            compiled = llm.decoder.forced_logits(tails[2], answer, compiled=True)
+            scale = eager.abs().amax(-1, keepdim=True)
+            assert ((compiled - eager).abs() <= 0.05 * scale).all()  # bf16 keeps 8 bits: ~0.4 % per rounding

@@ -257,11 +257,35 @@ class GreedyDecoder:
                 layer.position = layer.position.to(device)
         return self.batched
 
+    @torch.no_grad()
+    def forced_logits(self, embeds: torch.Tensor, token_ids: Sequence[int], compiled: bool) -> torch.Tensor:
+        """The next-token logits along a fixed answer (teacher forcing): row 0 after the continuation
+        ``embeds`` (1, C, D), row ``i`` after ``token_ids[i - 1]`` fed through the one-token step, eager or
+        ``torch.compile``-d as ``compile_step`` compiles it (without the CUDA graph, which replays the
+        compiled kernels). Comparing the two along the eager answer separates a near-tie between the top two
+        logits from a real difference (``tools/benchmark.py --sections decode_agreement``).
+
+        Returns:
+            float32 ``(len(token_ids), vocab)``.
+        """
+        embeds = self._prepare(embeds, self.prefix_len + embeds.shape[1] + len(token_ids))
+        step = torch.compile(self._step_logits, dynamic=False) if compiled else self._step_logits
+        with torch.autocast(embeds.device.type, enabled=False):
+            self._rewind(self.prefix_len)
+            rows = [self.lm(inputs_embeds=embeds, past_key_values=self.cache, use_cache=True,
+                            logits_to_keep=1).logits[:, -1]]
+            for token_id in token_ids[:-1]:
+                rows.append(step(torch.tensor([[token_id]], device=embeds.device)))
+        return torch.cat(rows).float()
+
     # ------------------------------------------------------------------ one-token step
+    def _step_logits(self, token: torch.Tensor) -> torch.Tensor:
+        """Next-token logits (1, vocab) after ``token`` (1, 1); writes one cache slot."""
+        return self.lm(input_ids=token, past_key_values=self.cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+
     def _eager_step(self, token: torch.Tensor) -> torch.Tensor:
         """Next greedy token (1, 1) after ``token`` (1, 1); writes one cache slot."""
-        logits = self.lm(input_ids=token, past_key_values=self.cache, use_cache=True, logits_to_keep=1).logits
-        return logits[:, -1].argmax(-1, keepdim=True)
+        return self._step_logits(token).argmax(-1, keepdim=True)
 
     def _step(self, token: torch.Tensor) -> torch.Tensor:
         if not (self.use_cuda_graph and token.is_cuda):
