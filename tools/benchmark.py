@@ -366,18 +366,22 @@ def module_breakdown(model, inputs, samples, device, args) -> dict:
 
 def write_profile(name: str, fn, device: torch.device, out: Path) -> str:
     """Run ``fn`` once, then profile 3 runs with torch.profiler; write its operator tables (by device time,
-    then by CPU time) to ``<out stem>_profile_<name>.txt``; return the path."""
+    then by CPU time, then by host time per calling source line: which line of ours spends the host's time)
+    to ``<out stem>_profile_<name>.txt``; return the path."""
     from torch.profiler import ProfilerActivity, profile
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
     sort_device = 'cuda_time_total' if device.type == 'cuda' else 'cpu_time_total'
     fn()
-    with profile(activities=activities) as prof:
+    with profile(activities=activities, with_stack=True) as prof:
         for _ in range(3):
             fn()
     averages = prof.key_averages()
+    by_line = prof.key_averages(group_by_stack_n=4)
     path = out.with_name(f'{out.stem}_profile_{name}.txt')
     atomic_write_text(path, f'# 3 runs, sorted by {sort_device}\n' + averages.table(sort_by=sort_device, row_limit=40)
-                      + '\n# sorted by cpu_time_total\n' + averages.table(sort_by='cpu_time_total', row_limit=25))
+                      + '\n# sorted by cpu_time_total\n' + averages.table(sort_by='cpu_time_total', row_limit=25)
+                      + '\n# by calling source line (4 frames), sorted by self_cpu_time_total\n'
+                      + by_line.table(sort_by='self_cpu_time_total', row_limit=30))
     return str(path)
 
 

@@ -220,7 +220,7 @@ def test_packed_sample_fields_and_batching(demo_results, tmp_path):
     assert (points[:, 4] == 0).all()  # no sweeps in the demo: every point has time lag 0
     assert imgs.dtype == torch.uint8 and imgs.shape == (6, 3, 64, 176)
     sample = packed['data_samples']
-    assert sample.gt_occ.dtype == torch.long and sample.gt_occ.shape == OCC_GRID
+    assert sample.gt_occ.dtype == torch.uint8 and sample.gt_occ.shape == OCC_GRID
     assert sample.gt_flow.dtype == torch.float32 and sample.gt_flow.shape == OCC_GRID + (2,)
     assert sample.gt_mask_camera.dtype == torch.bool and sample.gt_mask_camera.shape == OCC_GRID
     assert sample.gt_traj.shape == (6, 2) and sample.gt_traj_mask.shape == (6,)

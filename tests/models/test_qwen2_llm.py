@@ -371,3 +371,29 @@ def test_decoding_ignores_autocast(tiny_llm_dir):
         llm.prefill(prefix)
         assert llm.generate(question, 6, after_prefix=True) == expected
     assert llm.decoder.cache.layers[0].keys.dtype == torch.float32
+
+
+@pytest.mark.parametrize('device', ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='the SDPA backends differ only on a CUDA GPU'))])
+def test_training_forward_avoids_cudnn_attention_with_the_same_hidden_states(tiny_llm_dir, device):
+    """With gradients on, the attention runs on every SDPA backend but cuDNN's (a new cuDNN graph per sequence
+    length costs ~14 ms of host time a call); the hidden states equal those of the no-grad forward, whose
+    backend choice is torch's (on CUDA in bf16 that is cuDNN's when it qualifies)."""
+    from torch.profiler import ProfilerActivity, profile
+    llm = Qwen2LLM(str(tiny_llm_dir), train_mode='full').to(device).train()
+    generator = torch.Generator().manual_seed(0)
+    embeds = torch.randn(2, 37, llm.hidden_size, generator=generator).to(device)
+    mask = torch.ones(2, 37, dtype=torch.bool)
+    mask[1, 30:] = False  # padding: the attention gets a mask
+    dtype = torch.bfloat16 if device == 'cuda' else torch.float32
+    with torch.autocast(device, dtype=dtype, enabled=device == 'cuda'):
+        with torch.no_grad():
+            reference = llm.hidden_states(embeds, mask)
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == 'cuda' else [])
+        with profile(activities=activities) as prof:
+            hidden = llm.hidden_states(embeds.requires_grad_(), mask)
+            hidden[mask.to(device)].sum().backward()
+    assert not [e.key for e in prof.key_averages() if 'cudnn_attention' in e.key]
+    tolerance = 2e-2 if device == 'cuda' else 1e-5
+    assert torch.allclose(hidden[mask.to(device)], reference[mask.to(device)], atol=tolerance, rtol=tolerance)
+    assert embeds.grad is not None and torch.isfinite(embeds.grad).all()

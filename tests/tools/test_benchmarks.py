@@ -47,6 +47,8 @@ def test_benchmark_trains_deploys_and_reports_every_section(tmp_path, tiny_llm_d
     for name in ('training', 'inference'):
         table = (tmp_path / f'bench_profile_{name}.txt').read_text()
         assert 'aten::' in table and 'sorted by cpu_time_total' in table
+        by_line = table.split('by calling source line')[1]
+        assert 'drivepi/' in by_line  # the host time is attributed to our source lines
 
 
 @pytest.mark.parametrize('predictor', ['VoxelImportancePredictor', 'BEVImportancePredictor'])

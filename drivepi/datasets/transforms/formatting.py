@@ -9,7 +9,9 @@ from drivepi.registry import TRANSFORMS
 META_KEYS = ('sample_idx', 'token', 'scene_token', 'scene_name', 'frame_idx', 'ego2global', 'cam2img', 'cam2ego',
              'ego2img', 'img_shape', 'cam_valid', 'ego_fut_cmd', 'ego_status', 'occ_classes')
 # result key -> (data-sample field, dtype); packed when the pipeline produced it
-TENSOR_FIELDS = dict(gt_occ=('gt_occ', torch.long), gt_flow=('gt_flow', torch.float32),
+# gt_occ stays uint8 (17 classes): a batch crosses from the loader workers and to a GPU at an eighth of long's
+# bytes, and stack_field widens it to long on the GPU
+TENSOR_FIELDS = dict(gt_occ=('gt_occ', torch.uint8), gt_flow=('gt_flow', torch.float32),
                      gt_mask_camera=('gt_mask_camera', torch.bool), gt_traj=('gt_traj', torch.float32),
                      gt_traj_mask=('gt_traj_mask', torch.float32))
 
@@ -18,7 +20,7 @@ TENSOR_FIELDS = dict(gt_occ=('gt_occ', torch.long), gt_flow=('gt_flow', torch.fl
 class PackDrivePIInputs(BaseTransform):
     """``{'inputs': {'points': float32 (N,5) ego frame, 'img': uint8 (V,3,H,W)}, 'data_samples':
     Det3DDataSample}`` with the metainfo ``META_KEYS`` and the GT fields the pipeline loaded
-    (``gt_occ`` long, ``gt_flow`` float, ``gt_mask_camera`` bool, ``gt_traj``, ``gt_traj_mask``,
+    (``gt_occ`` uint8, ``gt_flow`` float, ``gt_mask_camera`` bool, ``gt_traj``, ``gt_traj_mask``,
     ``gt_fut_boxes`` list of (N_t,7) tensors) plus ``conversations``.
 
     ``Det3DDataPreprocessor`` batches it: ``inputs['points']`` a list of B tensors, ``inputs['imgs']``

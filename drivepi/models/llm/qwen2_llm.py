@@ -6,6 +6,7 @@ tiny checkpoint of ``tools/make_tiny_llm.py``) and applies the training mode of 
 ``'full'`` (every weight trains); optional gradient checkpointing and bf16 weights. Answers are decoded
 greedily by :class:`GreedyDecoder` (static KV cache, CUDA-graph steps on a GPU).
 """
+import contextlib
 import types
 import warnings
 from pathlib import Path
@@ -17,6 +18,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from peft import LoraConfig, get_peft_model
 from peft.tuners.tuners_utils import BaseTunerLayer
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
 from drivepi.models.cuda_graphs import GraphedFunction
@@ -30,6 +32,10 @@ TRAIN_MODES = ('frozen', 'lora', 'full')
 WEIGHT_PATTERNS = ('*.safetensors', 'pytorch_model*.bin')
 LOSS_AVERAGES = ('token', 'answer')
 DTYPES = dict(float32=torch.float32, bfloat16=torch.bfloat16, float16=torch.float16)
+# attention kernels of a training forward: every SDPA backend but cuDNN's, which builds a new graph for each new
+# sequence length (a training batch's length changes every step): 14 ms of host time per forward and 20 per
+# backward call for 0.4 ms of GPU work (H100, GPU mini recipe, 2026-12-07, tools/benchmark_training.py --profile)
+TRAINING_ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 def has_weights(llm_path: Path) -> bool:
@@ -246,7 +252,8 @@ class Qwen2LLM(BaseModule):
         if self._cuda_graphs and inputs_embeds.is_cuda and not torch.is_grad_enabled() and not self.training \
                 and bool(attention_mask.all()):
             return self._graphed_forward(inputs_embeds).float()
-        return self._last_hidden_state(inputs_embeds, attention_mask.to(inputs_embeds.device)).float()
+        with sdpa_kernel(TRAINING_ATTENTION) if torch.is_grad_enabled() else contextlib.nullcontext():
+            return self._last_hidden_state(inputs_embeds, attention_mask.to(inputs_embeds.device)).float()
 
     def _last_hidden_state(self, inputs_embeds: torch.Tensor, attention_mask: Optional[torch.Tensor] = None):
         """(B, L, D) final-norm hidden states in the LLM dtype (the function the CUDA graph captures)."""
