@@ -17,7 +17,9 @@ batch_size = 16
 max_iters = 5000
 val_interval = 1000
 
-model = dict(llm=dict(llm_path=llm_path),
+# answers up to 96 tokens: a 16-scene set of seed 1 has a 65-token trajectory answer (2026-12-07), and the
+# dataset refuses answers that decoding would cut
+model = dict(llm=dict(llm_path=llm_path), max_answer_tokens=96,
              heads=dict(plan=dict(_base_.modes_plan_head, anchors=data_root + 'plan_anchors_m6.npy')),
              plan_refiner=_base_.modes_plan_refiner)
 train_dataloader = dict(

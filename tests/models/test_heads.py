@@ -206,3 +206,16 @@ def test_stack_field_checks_every_sample():
     batch[1].gt_x = torch.ones(4)
     with pytest.raises(ValueError, match='differs in shape across the batch'):
         stack_field(batch, 'gt_x')
+
+
+def test_stack_field_finite_check_rejects_nan_and_inf_and_accepts_values_whose_sum_overflows():
+    """The finite check sums first: a NaN or +-inf anywhere is refused, while finite values whose float32 sum
+    overflows to inf (3e38 + 3e38) pass through the exact check."""
+    for bad in (float('nan'), float('inf'), -float('inf')):
+        value = torch.zeros(4, 3)
+        value[2, 1] = bad
+        with pytest.raises(ValueError, match=r'data sample 1: `gt_flow` contains NaN/inf'):
+            stack_field([Det3DDataSample(gt_flow=torch.zeros(4, 3)), Det3DDataSample(gt_flow=value)], 'gt_flow')
+    huge = torch.full((4, 3), 3e38)
+    assert not torch.isfinite(huge.sum())
+    assert torch.equal(stack_field([Det3DDataSample(gt_flow=huge)], 'gt_flow'), huge[None])

@@ -14,6 +14,7 @@ states of the planning queries) and DrivePI fills in its input width from that. 
 A new head is one file (a registered subclass) plus one entry in the model config's ``heads`` dict:
 see docs/adding_a_head.md.
 """
+import math
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
@@ -35,6 +36,12 @@ class HeadInputs:
     """
     bev: torch.Tensor
     plan_states: torch.Tensor
+
+
+def _all_finite(value: torch.Tensor) -> bool:
+    """No NaN or inf in ``value``: a NaN or inf makes the sum non-finite, so a finite sum (one pass, no
+    temporaries) settles it; only a non-finite sum (or an overflow of finite values) pays for the exact check."""
+    return math.isfinite(float(value.sum())) or bool(torch.isfinite(value).all())
 
 
 def stack_field(batch_data_samples: Sequence, key: str, shape: Optional[Sequence[int]] = None,
@@ -63,7 +70,7 @@ def stack_field(batch_data_samples: Sequence, key: str, shape: Optional[Sequence
         value = torch.as_tensor(value)
         if shape is not None and tuple(value.shape) != tuple(shape):
             raise ValueError(f'data sample {i}: `{key}` has shape {tuple(value.shape)}, expected {tuple(shape)}')
-        if value.is_floating_point() and not torch.isfinite(value).all():
+        if value.is_floating_point() and not _all_finite(value):
             raise ValueError(f'data sample {i}: `{key}` contains NaN/inf values')
         if value_range is not None and value.numel():
             low, high = (int(v) for v in value.aminmax())
