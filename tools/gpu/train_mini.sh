@@ -165,6 +165,7 @@ python3 tools/train.py "$CONFIG" "${TRAIN_ARGS[@]}" --cfg-options "${ROOTS[@]}" 
   ${CFG_OPTIONS[@]+"${CFG_OPTIONS[@]}"}
 CKPT="$(cat "$WORK/last_checkpoint")"
 ITER="$(basename "$CKPT" .pth)"
+step "training ended at $ITER"  # times the exit too: 64 s passed between the last save and the next step (2026-12-07)
 
 DEVICE=cpu; [ "$CUDA" = 1 ] && DEVICE=cuda
 if [ "$EVAL" != none ]; then
