@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU figure of docs/benchmarks.md in one run: the CUDA-only tests, tools/benchmark.py (training,
-# inference, the redundancy-filter sweep, Ada3D on/off, decoding, with profiles), tools/benchmark_lidar.py and,
+# inference, the redundancy-filter sweep, Ada3D on/off, decoding, with profiles; then the compiled-vs-eager decoding
+# agreement), tools/benchmark_lidar.py and,
 # given a mini set, the evaluation throughput of tools/test.py.
 # Usage (repo root, packages installed, e.g. by tools/gpu/install_on_device.sh):
 #   bash tools/gpu/benchmark_all.sh [OUT_DIR] [DEMO_DIR] [TOKENIZER_DIR] [MINI_DATA]
@@ -22,6 +23,9 @@ python3 tools/benchmark.py --demo-dir "$DEMO_DIR" ${TOKENIZER_DIR:+--tokenizer "
   --out "$OUT_DIR/benchmark.json" > "$OUT_DIR/benchmark.log" 2>&1 \
   || { tail -30 "$OUT_DIR/benchmark.log"; exit 1; }
 grep -v -i warn "$OUT_DIR/benchmark.log" | sed -n '/^device /,$p'
+# compiled against eager decoding along the same answers: near-ties or a real divergence (issue 28)
+python3 tools/benchmark.py --demo-dir "$DEMO_DIR" ${TOKENIZER_DIR:+--tokenizer "$TOKENIZER_DIR"} \
+  --sections decode_agreement --out "$OUT_DIR/decode_agreement.json" 2>&1 | grep -A4 '^compiled vs eager'
 python3 tools/benchmark_lidar.py configs/_base_/models/drivepi_qwen2.5-0.5b.py --demo-dir "$DEMO_DIR" --num-sweeps 1 10 \
   --out "$OUT_DIR/benchmark_lidar.json" 2>&1 | sed -n '/sweeps |/,$p'
 if [ -n "$MINI_DATA" ]; then
