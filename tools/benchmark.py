@@ -368,7 +368,7 @@ def module_breakdown(model, inputs, samples, device, args) -> dict:
 
 def write_profile(name: str, fn, device: torch.device, out: Path) -> str:
     """Run ``fn`` once, then profile 3 runs with torch.profiler; write its operator tables (by device time,
-    then by CPU time, then by host time per calling source line: which line of ours spends the host's time)
+    then by CPU time, then our own functions by host time)
     to ``<out stem>_profile_<name>.txt``; return the path."""
     from torch.profiler import ProfilerActivity, profile
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
@@ -378,13 +378,21 @@ def write_profile(name: str, fn, device: torch.device, out: Path) -> str:
         for _ in range(3):
             fn()
     averages = prof.key_averages()
-    by_line = prof.key_averages(group_by_stack_n=4)
     path = out.with_name(f'{out.stem}_profile_{name}.txt')
     atomic_write_text(path, f'# 3 runs, sorted by {sort_device}\n' + averages.table(sort_by=sort_device, row_limit=40)
                       + '\n# sorted by cpu_time_total\n' + averages.table(sort_by='cpu_time_total', row_limit=25)
-                      + '\n# by calling source line (4 frames), sorted by self_cpu_time_total\n'
-                      + by_line.table(sort_by='self_cpu_time_total', row_limit=30))
+                      + '\n' + our_functions_table(averages, runs=3))
     return str(path)
+
+
+def our_functions_table(averages, runs: int, limit: int = 30) -> str:
+    """DrivePI's own Python functions (``with_stack`` profiler events named ``drivepi/...py(line): name``) by
+    host time per run, inclusive of what they call: which of our functions spends the host's time."""
+    ours = sorted((e for e in averages if 'drivepi/' in e.key), key=lambda e: e.cpu_time_total, reverse=True)
+    lines = [f'# our functions by host time per run (ms, inclusive / self; calls per run), top {limit}']
+    lines += [f'{e.cpu_time_total / 1e3 / runs:9.2f} {e.self_cpu_time_total / 1e3 / runs:9.2f} '
+              f'{e.count / runs:7.1f}  {e.key}' for e in ours[:limit]]
+    return '\n'.join(lines) + '\n'
 
 
 def matmul_peak_tflops(device: torch.device) -> float:

@@ -48,8 +48,10 @@ def test_benchmark_trains_deploys_and_reports_every_section(tmp_path, tiny_llm_d
     for name in ('training', 'inference'):
         table = (tmp_path / f'bench_profile_{name}.txt').read_text()
         assert 'aten::' in table and 'sorted by cpu_time_total' in table
-        by_line = table.split('by calling source line')[1]
-        assert 'drivepi/' in by_line  # the host time is attributed to our source lines
+        ours = table.split('# our functions by host time per run')[1].splitlines()[1:]
+        assert ours and all('drivepi/' in line for line in ours)  # host time attributed to our functions
+        inclusive, own = (float(v) for v in ours[0].split()[:2])
+        assert inclusive >= own >= 0 and inclusive == max(float(line.split()[0]) for line in ours)
 
 
 @pytest.mark.parametrize('predictor', ['VoxelImportancePredictor', 'BEVImportancePredictor'])
