@@ -121,9 +121,9 @@ def generate_mini_dataset(out_dir, num_scenes: int, seed: int, preset: str = 'de
 
 
 def _share_the_cores(threads: int) -> None:
-    """A worker process's torch thread pool gets its share of the cores, as the closed loop's workers do. 12
-    workers of as many threads as cores each took 205 s a scene on a 16-core GPU host (2026-12-06), 5x a 2-core
-    machine's per process; this oversubscription was the suspected cause, not re-measured there."""
+    """A worker process's torch thread pool gets its share of the cores, as the closed loop's workers do. On a
+    16-core GPU host this did not speed generation up: 205 s a scene per process with 12 workers of as many
+    threads as cores (2026-12-06), 252 s with 16 workers of one thread (2026-12-07), about 4x a 2-core machine's."""
     torch.set_num_threads(threads)
 
 
