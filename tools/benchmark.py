@@ -219,15 +219,31 @@ def bench_decode(model, inputs, samples, device, args) -> dict:
     return result
 
 
+# the questions decoded after the frame's prefix (decode_latency times the first)
+DECODE_QUESTIONS = ('Is there a car 10 m ahead?', 'How many pedestrians are there?',
+                       'What is at x = 3 m, y = -2 m?', 'Should the ego vehicle stop?')
+
+
+def frame_prefix(model, inputs, samples) -> torch.Tensor:
+    """The multimodal prefix embeddings (1, P, D) of the first frame (instruction, spatial tokens, planning
+    queries), as the model builds it before answering."""
+    bev, _ = model.extract_feat(inputs, samples[:1])
+    return model._run_llm(bev[:1], samples[:1], [[]])['embeds'][:1]
+
+
+def question_embeds(model, question: str, device) -> torch.Tensor:
+    """The embedded prompt turn (1, C, D) of ``question``."""
+    ids = torch.tensor([model.prompt.question_ids(question)], device=device)
+    return model.llm.causal_lm.get_input_embeddings()(ids)
+
+
 def decode_latency(model, inputs, samples, device, args) -> dict:
     """Prefill ms of the multimodal prefix and ms per decoded token: (time of a ``decode_tokens + 1``-token
     answer - time of a 1-token answer) / ``decode_tokens``; no stop token ends the answers early."""
     llm = model.llm
     with torch.no_grad(), autocast(device):
-        bev, _ = model.extract_feat(inputs, samples[:1])
-        prefix = model._run_llm(bev[:1], samples[:1], [[]])['embeds'][:1]
-        question_ids = torch.tensor([model.prompt.question_ids('Is there a car 10 m ahead?')], device=device)
-        question = llm.causal_lm.get_input_embeddings()(question_ids)
+        prefix = frame_prefix(model, inputs, samples)
+        question = question_embeds(model, DECODE_QUESTIONS[0], device)
         prefill = median_ms(lambda: llm.prefill(prefix), device, args.iters, 3)
 
         def answer(num_tokens: int) -> list:
@@ -240,13 +256,9 @@ def decode_latency(model, inputs, samples, device, args) -> dict:
                 prefill_ms=prefill, prefix_tokens=prefix.shape[1])
 
 
-AGREEMENT_QUESTIONS = ('Is there a car 10 m ahead?', 'How many pedestrians are there?',
-                       'What is at x = 3 m, y = -2 m?', 'Should the ego vehicle stop?')
-
-
 def decode_agreement(model, inputs, samples, device, args) -> dict:
     """The compiled decoding step against the eager one on the same answers (issue 28: a compiled decoder
-    once left the eager tokens at the 7th token). Per question of ``AGREEMENT_QUESTIONS``: the eager greedy
+    once left the eager tokens at the 7th token). Per question of ``DECODE_QUESTIONS``: the eager greedy
     answer of ``--decode-tokens`` tokens after the frame's prefix, then both steps' logits along it
     (``GreedyDecoder.forced_logits``). A token where the argmaxes differ is a near-tie when the eager top-2
     margin there is below the largest compiled-eager logit difference of the answer; a margin above it
@@ -255,11 +267,9 @@ def decode_agreement(model, inputs, samples, device, args) -> dict:
     decoder = llm.decoder
     steps, disagreements, diffs, margins = 0, [], [], []
     with torch.no_grad(), autocast(device):
-        bev, _ = model.extract_feat(inputs, samples[:1])
-        llm.prefill(model._run_llm(bev[:1], samples[:1], [[]])['embeds'][:1])
-        for number, question in enumerate(AGREEMENT_QUESTIONS):
-            embeds = llm.causal_lm.get_input_embeddings()(
-                torch.tensor([model.prompt.question_ids(question)], device=device))
+        llm.prefill(frame_prefix(model, inputs, samples))
+        for number, question in enumerate(DECODE_QUESTIONS):
+            embeds = question_embeds(model, question, device)
             tokens = decoder.generate(embeds, args.decode_tokens, stop_ids=())
             eager = decoder.forced_logits(embeds, tokens, compiled=False)
             compiled = decoder.forced_logits(embeds, tokens, compiled=True)

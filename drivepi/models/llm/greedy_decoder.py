@@ -173,10 +173,7 @@ class GreedyDecoder:
         """
         embeds = self._prepare(embeds, self.prefix_len + embeds.shape[1] + max_new_tokens)
         with torch.autocast(embeds.device.type, enabled=False):
-            self._rewind(self.prefix_len)
-            logits = self.lm(inputs_embeds=embeds, past_key_values=self.cache, use_cache=True,
-                             logits_to_keep=1).logits
-            token = logits[:, -1].argmax(-1, keepdim=True)
+            token = self._continuation_logits(embeds).argmax(-1, keepdim=True)
             new_ids = []
             for step in range(max_new_tokens):
                 token_id = int(token.item())
@@ -271,12 +268,16 @@ class GreedyDecoder:
         embeds = self._prepare(embeds, self.prefix_len + embeds.shape[1] + len(token_ids))
         step = torch.compile(self._step_logits, dynamic=False) if compiled else self._step_logits
         with torch.autocast(embeds.device.type, enabled=False):
-            self._rewind(self.prefix_len)
-            rows = [self.lm(inputs_embeds=embeds, past_key_values=self.cache, use_cache=True,
-                            logits_to_keep=1).logits[:, -1]]
+            rows = [self._continuation_logits(embeds)]
             for token_id in token_ids[:-1]:
                 rows.append(step(torch.tensor([[token_id]], device=embeds.device)))
         return torch.cat(rows).float()
+
+    def _continuation_logits(self, embeds: torch.Tensor) -> torch.Tensor:
+        """Rewind to the end of the prefix, encode the continuation ``embeds`` (1, C, D) after it; returns the
+        next-token logits (1, vocab)."""
+        self._rewind(self.prefix_len)
+        return self.lm(inputs_embeds=embeds, past_key_values=self.cache, use_cache=True, logits_to_keep=1).logits[:, -1]
 
     # ------------------------------------------------------------------ one-token step
     def _step_logits(self, token: torch.Tensor) -> torch.Tensor:
