@@ -48,5 +48,6 @@ param_scheduler = [
 ]
 train_cfg = dict(type='FastResumeIterBasedTrainLoop', max_iters=max_iters, val_interval=val_interval)
 default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=val_interval, max_keep_ckpts=1))
-# the wall-clock budget of a time-limited job (tools/gpu/train_mini.sh sets it from --budget-min)
-custom_hooks = [dict(type='TrainTimeBudgetHook', budget_s=None)]
+# the wall-clock budget of a time-limited job (tools/gpu/train_mini.sh sets it from --budget-min); the schedule is
+# fitted to it (iterations 10-40 timed), so a short job ends its cosine instead of stopping near the peak rate
+custom_hooks = [dict(type='TrainTimeBudgetHook', budget_s=None, fit_schedule=True)]

@@ -1,6 +1,7 @@
-"""Stop a training run cleanly when its wall-clock budget is spent (preemptible and time-limited jobs)."""
+"""Stop a training run cleanly when its wall-clock budget is spent (preemptible and time-limited jobs), and
+optionally fit the run's schedule to that budget."""
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from mmengine.dist import get_dist_info
@@ -19,22 +20,91 @@ class TrainTimeBudgetHook(Hook):
     ``last_checkpoint`` file names it. In a distributed run rank 0's clock decides, so every rank stops at the
     same iteration.
 
+    With ``fit_schedule`` a fresh run times its iterations ``measure[0]`` to ``measure[1]`` (the first ones
+    build kernels and fill the loader) and then shortens ``max_iters`` to the iterations that fit the rest of the
+    budget (times ``margin``, which leaves room for the validations), never lengthens it. Every parameter
+    scheduler that ended at the old ``max_iters`` is moved to end at the new one, a cosine's period with it,
+    so the learning rate completes its decay instead of being cut off at its peak (a scheduler that has begun,
+or would not begin, cannot be fitted: the hook says so and the budget alone stops the run). The fitted length is saved
+    in the checkpoints (``meta['fitted_max_iters']``) and a resumed run keeps it.
+
     Args:
         budget_s: seconds of training; None or <= 0: no budget (the hook does nothing).
+        fit_schedule: fit ``max_iters`` and the schedules to the budget (above).
+        measure: the iterations (start, end) whose mean duration the fit uses.
+        margin: the share of the remaining budget the fitted iterations may take.
     """
 
     priority = 'LOWEST'   # after the CheckpointHook (VERY_LOW) has had its turn at this iteration
 
-    def __init__(self, budget_s: Optional[float] = None) -> None:
+    def __init__(self, budget_s: Optional[float] = None, fit_schedule: bool = False,
+                 measure: Sequence[int] = (10, 40), margin: float = 0.95) -> None:
+        if not 0 <= measure[0] < measure[1]:
+            raise ValueError(f'TrainTimeBudgetHook: measure must be (start, end) with 0 <= start < end, '
+                             f'got {measure}')
         self.budget_s = budget_s if budget_s and budget_s > 0 else None
+        self.fit_schedule, self.measure, self.margin = fit_schedule, tuple(measure), margin
+        self.fitted_max_iters: Optional[int] = None
         self._start: Optional[float] = None
+        self._measure_start: Optional[float] = None
 
     def before_train(self, runner) -> None:
         self._start = time.monotonic()
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        if self.budget_s is None or not self._over_budget(runner):
+        if self.budget_s is None:
             return
+        if self.fit_schedule and self.fitted_max_iters is None:
+            self._time_and_fit(runner)
+        if self._over_budget():
+            self._stop_and_save(runner)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        if self.fitted_max_iters is not None:
+            checkpoint['meta']['fitted_max_iters'] = self.fitted_max_iters
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        fitted = checkpoint.get('meta', {}).get('fitted_max_iters')
+        if fitted is not None:   # the schedulers' fitted ends come back with their own state
+            self.fitted_max_iters = fitted
+            runner.train_loop._max_iters = fitted
+
+    def _time_and_fit(self, runner) -> None:
+        done = runner.iter + 1   # iterations finished
+        if done == self.measure[0]:
+            self._measure_start = time.monotonic()
+        elif done == self.measure[1] and self._measure_start is not None:
+            step_s = (time.monotonic() - self._measure_start) / (self.measure[1] - self.measure[0])
+            left_s = self.budget_s - (time.monotonic() - self._start)
+            fit = int(_from_rank0(done + max(int(self.margin * left_s / step_s), 0)))
+            self.fit(runner, fit, f'{step_s:.3f} s an iteration over iterations {self.measure[0]}-{done}')
+
+    def fit(self, runner, max_iters: int, why: str = '') -> None:
+        """Shorten the run to ``max_iters`` (if shorter) and move the schedules that ended at the old end."""
+        old = runner.train_loop.max_iters
+        new = min(max_iters, old)
+        self.fitted_max_iters = new
+        if new == old:
+            runner.logger.info(f'TrainTimeBudgetHook: {why}; the {old} iterations fit the budget')
+            return
+        moved = [s for s in _schedulers(runner) if s.end == old]
+        unfit = [s for s in moved if s.begin >= new or (hasattr(s, 'T_max') and s.last_step > 0)]
+        if unfit:
+            s = unfit[0]
+            runner.logger.warning(f'TrainTimeBudgetHook: {why}; {type(s).__name__} (iterations {s.begin}-{old}, '
+                                  f'at its step {s.last_step}) cannot be fitted to {new} iterations (it has begun '
+                                  f'or would not begin): the schedule stays, the budget stops the run')
+            self.fitted_max_iters = old
+            return
+        for scheduler in moved:
+            if getattr(scheduler, 'T_max', None) == old - scheduler.begin:
+                scheduler.T_max = new - scheduler.begin
+            scheduler.end = new
+        runner.train_loop._max_iters = new
+        runner.logger.info(f'TrainTimeBudgetHook: {why}; the schedule is fitted to {new} iterations '
+                           f'(configured {old})')
+
+    def _stop_and_save(self, runner) -> None:
         runner.train_loop.stop_training = True
         runner.logger.info(f'TrainTimeBudgetHook: the {self.budget_s:.0f} s training budget is spent at '
                            f'iteration {runner.iter + 1}: saving and stopping')
@@ -46,11 +116,23 @@ class TrainTimeBudgetHook(Hook):
         if not (hook.last_ckpt or '').endswith(name):
             hook._save_checkpoint(runner)
 
-    def _over_budget(self, runner) -> bool:
-        over = time.monotonic() - self._start > self.budget_s
-        if get_dist_info()[1] > 1:   # rank 0 decides for all
-            nccl = torch.distributed.get_backend() == 'nccl'
-            flag = torch.tensor([float(over)], device=torch.cuda.current_device() if nccl else 'cpu')
-            torch.distributed.broadcast(flag, src=0)
-            over = bool(flag.item())
-        return over
+    def _over_budget(self) -> bool:
+        return bool(_from_rank0(float(time.monotonic() - self._start > self.budget_s)))
+
+
+def _from_rank0(value: float) -> float:
+    """Rank 0's ``value`` on every rank of a distributed run (its clock decides for all); ``value`` alone."""
+    if get_dist_info()[1] == 1:
+        return value
+    nccl = torch.distributed.get_backend() == 'nccl'
+    flag = torch.tensor([float(value)], dtype=torch.float64, device=torch.cuda.current_device() if nccl else 'cpu')
+    torch.distributed.broadcast(flag, src=0)
+    return flag.item()
+
+
+def _schedulers(runner) -> list:
+    """The run's parameter schedulers, flattened (MMEngine keeps a list, or a dict of lists per optimizer)."""
+    schedulers = runner.param_schedulers or []
+    if isinstance(schedulers, dict):
+        return [s for group in schedulers.values() for s in group]
+    return list(schedulers)

@@ -1,10 +1,15 @@
 """The wall-clock training budget (TrainTimeBudgetHook) and the resume that does not reload skipped batches
 (FastResumeIterBasedTrainLoop), on a toy model through MMEngine's Runner."""
+import math
+
+import pytest
 import torch
+from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
+from drivepi.registry import HOOKS
 from drivepi.utils import register_all_modules
 
 register_all_modules(init_default_scope=False)
@@ -37,9 +42,9 @@ class IndexModel(BaseModel):
         return dict(loss=((self.w - inputs.float().mean()) ** 2).sum())
 
 
-def make_runner(work_dir, max_iters: int, resume: bool = False, budget_s=None) -> Runner:
+def make_runner(work_dir, max_iters: int, resume: bool = False, budget_s=None, model=None, **runner_args) -> Runner:
     return Runner(
-        model=IndexModel(), work_dir=str(work_dir), experiment_name='toy',
+        model=model or IndexModel(), work_dir=str(work_dir), experiment_name='toy',
         train_dataloader=dict(dataset=IndexDataset(), batch_size=2, num_workers=0,
                               sampler=dict(type='InfiniteSampler', shuffle=True),
                               collate_fn=dict(type='default_collate')),
@@ -47,8 +52,8 @@ def make_runner(work_dir, max_iters: int, resume: bool = False, budget_s=None) -
         train_cfg=dict(type='FastResumeIterBasedTrainLoop', max_iters=max_iters),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=100, by_epoch=False),
                            logger=dict(type='LoggerHook', interval=100)),
-        custom_hooks=[dict(type='TrainTimeBudgetHook', budget_s=budget_s)],
-        randomness=dict(seed=3), resume=resume, default_scope='drivepi')
+        randomness=dict(seed=3), resume=resume, default_scope='drivepi',
+        **{'custom_hooks': [dict(type='TrainTimeBudgetHook', budget_s=budget_s)], **runner_args})
 
 
 def test_resume_trains_on_the_same_samples_without_loading_the_skipped_ones(tmp_path):
@@ -80,3 +85,97 @@ def test_no_budget_runs_to_max_iters(tmp_path):
     runner = make_runner(tmp_path, max_iters=4, budget_s=None)
     runner.train()
     assert len(runner.model.seen) == 4
+
+
+class FakeClock:
+    """``time.monotonic`` of the budget hook: one second per trained batch (``TickingModel``), else frozen."""
+    now = 0.0
+
+    @classmethod
+    def monotonic(cls) -> float:
+        return cls.now
+
+
+class TickingModel(IndexModel):
+    """An ``IndexModel`` whose every batch takes one second of ``FakeClock``; ``lrs`` records the learning rate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lrs = []
+
+    def forward(self, inputs, data_samples=None, mode='loss'):
+        FakeClock.now += 1.0
+        return super().forward(inputs, data_samples, mode)
+
+
+WARMUP, MAX_ITERS, ETA_MIN_RATIO = 10, 200, 0.02
+
+
+def fitted_runner(work_dir, budget_s, margin=0.95, resume=False, measure=(2, 6)) -> Runner:
+    """200 configured iterations: a 10-iteration linear warm-up, then a cosine to the end; a fitting budget hook."""
+    return make_runner(
+        work_dir, max_iters=MAX_ITERS, resume=resume, model=TickingModel(),
+        param_scheduler=[dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=WARMUP),
+                         dict(type='CosineAnnealingLR', by_epoch=False, begin=WARMUP, end=MAX_ITERS,
+                              T_max=MAX_ITERS - WARMUP, eta_min_ratio=ETA_MIN_RATIO)],
+        custom_hooks=[dict(type='TrainTimeBudgetHook', budget_s=budget_s, fit_schedule=True, measure=measure,
+                           margin=margin),
+                      dict(type='EveryIterLRRecorder')])
+
+
+@HOOKS.register_module(force=True)
+class EveryIterLRRecorder(Hook):
+    """Appends the learning rate each iteration trains with to the model's ``lrs``."""
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        runner.model.lrs.append(runner.optim_wrapper.optimizer.param_groups[0]['lr'])
+
+
+def cosine_lr(it: int, end: int) -> float:
+    """The expected rate at iteration ``it`` of a cosine from 0.1 (iteration WARMUP) to 0.1 x ETA_MIN_RATIO."""
+    eta_min = 0.1 * ETA_MIN_RATIO
+    return eta_min + (0.1 - eta_min) * (1 + math.cos(math.pi * (it - WARMUP) / (end - WARMUP))) / 2
+
+
+@pytest.fixture
+def fake_clock(monkeypatch):
+    import drivepi.engine.time_budget_hook as module
+    FakeClock.now = 0.0
+    monkeypatch.setattr(module, 'time', FakeClock)
+
+
+def test_fit_schedule_shortens_the_run_and_completes_the_cosine(tmp_path, fake_clock):
+    runner = fitted_runner(tmp_path, budget_s=100)
+    runner.train()
+    # iterations 3-6 took 1 s each; 94 s of the 100 were left at iteration 6: 6 + int(0.95 x 94) = 95
+    fitted = 6 + int(0.95 * 94)
+    assert runner.train_loop.max_iters == fitted == len(runner.model.seen)
+    cosine = runner.param_schedulers[1]
+    assert (cosine.end, cosine.T_max) == (fitted, fitted - WARMUP)
+    # the rate decays along the fitted cosine and ends at its floor, not near its peak
+    for it in (WARMUP, 50, fitted - 1):
+        assert runner.model.lrs[it] == pytest.approx(cosine_lr(it, fitted), rel=1e-6)
+    assert runner.model.lrs[-1] < 0.1 * 0.01 + 0.1 * ETA_MIN_RATIO
+    assert torch.load(tmp_path / f'iter_{fitted}.pth', weights_only=False)['meta']['fitted_max_iters'] == fitted
+
+
+def test_a_resumed_run_keeps_the_fitted_schedule(tmp_path, fake_clock):
+    first = fitted_runner(tmp_path, budget_s=100, margin=2.0)   # fits 194 iterations, the budget stops it at 101
+    first.train()
+    fitted = 6 + int(2.0 * 94)
+    assert len(first.model.seen) == 101 and first.train_loop.max_iters == fitted
+    second = fitted_runner(tmp_path, budget_s=None, resume=True)  # configured 200, no budget
+    second.train()
+    assert len(second.model.seen) == fitted - 101
+    assert second.model.lrs == pytest.approx([cosine_lr(it, fitted) for it in range(101, fitted)], rel=1e-6)
+
+
+def test_fit_never_lengthens_and_leaves_a_started_cosine_alone(tmp_path, fake_clock):
+    long_budget = fitted_runner(tmp_path / 'long', budget_s=10_000)
+    long_budget.train()
+    assert len(long_budget.model.seen) == MAX_ITERS and long_budget.param_schedulers[1].T_max == MAX_ITERS - WARMUP
+    late = fitted_runner(tmp_path / 'late', budget_s=100, measure=(12, 20))   # the cosine began at 10
+    late.train()
+    assert late.train_loop.max_iters == MAX_ITERS and late.param_schedulers[1].end == MAX_ITERS
+    assert len(late.model.seen) == 101   # the budget stopped it
+    assert late.model.lrs[100] == pytest.approx(cosine_lr(100, MAX_ITERS), rel=1e-6)
