@@ -25,8 +25,8 @@ class TrainTimeBudgetHook(Hook):
     budget (times ``margin``, which leaves room for the validations), never lengthens it. Every parameter
     scheduler that ended at the old ``max_iters`` is moved to end at the new one, a cosine's period with it,
     so the learning rate completes its decay instead of being cut off at its peak (a scheduler that has begun,
-or would not begin, cannot be fitted: the hook says so and the budget alone stops the run). The fitted length is saved
-    in the checkpoints (``meta['fitted_max_iters']``) and a resumed run keeps it.
+    or would not begin, cannot be fitted: the hook says so and the budget alone stops the run). The fitted length
+    is saved in the checkpoints (``meta['fitted_max_iters']``) and a resumed run keeps it.
 
     Args:
         budget_s: seconds of training; None or <= 0: no budget (the hook does nothing).

@@ -43,6 +43,7 @@ class IndexModel(BaseModel):
 
 
 def make_runner(work_dir, max_iters: int, resume: bool = False, budget_s=None, model=None, **runner_args) -> Runner:
+    runner_args.setdefault('custom_hooks', [dict(type='TrainTimeBudgetHook', budget_s=budget_s)])
     return Runner(
         model=model or IndexModel(), work_dir=str(work_dir), experiment_name='toy',
         train_dataloader=dict(dataset=IndexDataset(), batch_size=2, num_workers=0,
@@ -52,8 +53,7 @@ def make_runner(work_dir, max_iters: int, resume: bool = False, budget_s=None, m
         train_cfg=dict(type='FastResumeIterBasedTrainLoop', max_iters=max_iters),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=100, by_epoch=False),
                            logger=dict(type='LoggerHook', interval=100)),
-        randomness=dict(seed=3), resume=resume, default_scope='drivepi',
-        **{'custom_hooks': [dict(type='TrainTimeBudgetHook', budget_s=budget_s)], **runner_args})
+        randomness=dict(seed=3), resume=resume, default_scope='drivepi', **runner_args)
 
 
 def test_resume_trains_on_the_same_samples_without_loading_the_skipped_ones(tmp_path):
@@ -111,6 +111,14 @@ class TickingModel(IndexModel):
 WARMUP, MAX_ITERS, ETA_MIN_RATIO = 10, 200, 0.02
 
 
+@HOOKS.register_module(force=True)
+class EveryIterLRRecorder(Hook):
+    """Appends the learning rate each iteration trains with to the model's ``lrs``."""
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        runner.model.lrs.append(runner.optim_wrapper.optimizer.param_groups[0]['lr'])
+
+
 def fitted_runner(work_dir, budget_s, margin=0.95, resume=False, measure=(2, 6)) -> Runner:
     """200 configured iterations: a 10-iteration linear warm-up, then a cosine to the end; a fitting budget hook."""
     return make_runner(
@@ -121,14 +129,6 @@ def fitted_runner(work_dir, budget_s, margin=0.95, resume=False, measure=(2, 6))
         custom_hooks=[dict(type='TrainTimeBudgetHook', budget_s=budget_s, fit_schedule=True, measure=measure,
                            margin=margin),
                       dict(type='EveryIterLRRecorder')])
-
-
-@HOOKS.register_module(force=True)
-class EveryIterLRRecorder(Hook):
-    """Appends the learning rate each iteration trains with to the model's ``lrs``."""
-
-    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
-        runner.model.lrs.append(runner.optim_wrapper.optimizer.param_groups[0]['lr'])
 
 
 def cosine_lr(it: int, end: int) -> float:
