@@ -151,7 +151,7 @@ def test_decoder_cache_overflow_is_a_clear_error(tiny_llm_dir):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA graphs need a CUDA GPU')
 def test_cuda_graphs_matches_eager_decoding(tiny_llm_dir):
     eager = Qwen2LLM(str(tiny_llm_dir), train_mode='frozen', cuda_graphs=False).eval().cuda()
-    graphed = Qwen2LLM(str(tiny_llm_dir), train_mode='frozen', cuda_graphs=True).eval().cuda()
+    graphed = Qwen2LLM(str(tiny_llm_dir), train_mode='frozen', cuda_graphs=True, compile_decoder=False).eval().cuda()
     for llm in (eager, graphed):  # large random weights: answers that change from token to token
         torch.manual_seed(0)
         for param in llm.parameters():
