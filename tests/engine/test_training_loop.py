@@ -44,13 +44,13 @@ class IndexModel(BaseModel):
 
 def make_runner(work_dir, max_iters: int, resume: bool = False, budget_s=None, model=None, **runner_args) -> Runner:
     runner_args.setdefault('custom_hooks', [dict(type='TrainTimeBudgetHook', budget_s=budget_s)])
+    runner_args.setdefault('train_cfg', dict(type='FastResumeIterBasedTrainLoop', max_iters=max_iters))
     return Runner(
         model=model or IndexModel(), work_dir=str(work_dir), experiment_name='toy',
         train_dataloader=dict(dataset=IndexDataset(), batch_size=2, num_workers=0,
                               sampler=dict(type='InfiniteSampler', shuffle=True),
                               collate_fn=dict(type='default_collate')),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
-        train_cfg=dict(type='FastResumeIterBasedTrainLoop', max_iters=max_iters),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=100, by_epoch=False),
                            logger=dict(type='LoggerHook', interval=100)),
         randomness=dict(seed=3), resume=resume, default_scope='drivepi', **runner_args)
@@ -170,12 +170,64 @@ def test_a_resumed_run_keeps_the_fitted_schedule(tmp_path, fake_clock):
     assert second.model.lrs == pytest.approx([cosine_lr(it, fitted) for it in range(101, fitted)], rel=1e-6)
 
 
-def test_fit_never_lengthens_and_leaves_a_started_cosine_alone(tmp_path, fake_clock):
+def test_fit_never_lengthens_and_shortens_a_started_cosine_to_its_floor(tmp_path, fake_clock):
     long_budget = fitted_runner(tmp_path / 'long', budget_s=10_000)
     long_budget.train()
     assert len(long_budget.model.seen) == MAX_ITERS and long_budget.param_schedulers[1].T_max == MAX_ITERS - WARMUP
     late = fitted_runner(tmp_path / 'late', budget_s=100, measure=(12, 20))   # the cosine began at 10
     late.train()
-    assert late.train_loop.max_iters == MAX_ITERS and late.param_schedulers[1].end == MAX_ITERS
-    assert len(late.model.seen) == 101   # the budget stopped it
-    assert late.model.lrs[100] == pytest.approx(cosine_lr(100, MAX_ITERS), rel=1e-6)
+    fitted = 20 + int(0.95 * 80)
+    assert late.train_loop.max_iters == fitted == len(late.model.seen)
+    assert late.param_schedulers[1].T_max == fitted - WARMUP
+    lrs = late.model.lrs
+    assert lrs[WARMUP:21] == pytest.approx([cosine_lr(it, MAX_ITERS) for it in range(WARMUP, 21)], rel=1e-6)
+    # MMEngine's chainable cosine: from the fit on it falls from its rate then to its floor at the new end
+    eta_min, t0 = 0.1 * ETA_MIN_RATIO, 20 - WARMUP
+    for it in (40, 70, fitted - 1):
+        t = it - WARMUP
+        expected = eta_min + (cosine_lr(20, MAX_ITERS) - eta_min) * (1 + math.cos(math.pi * t / (fitted - WARMUP))) \
+            / (1 + math.cos(math.pi * t0 / (fitted - WARMUP)))
+        assert lrs[it] == pytest.approx(expected, rel=1e-6)
+    assert lrs[-1] < eta_min + 0.1 * 0.01
+
+
+def test_fit_is_made_again_after_each_validation(tmp_path, fake_clock):
+    """A validation every 20 iterations costs 10 s beside 1 s an iteration: the first fit (at iteration 6, 190
+    iterations of the 200 s budget) would run out of time mid-cosine; fitted again after the first validation
+    from the 28 s of iterations 2-20 (1.556 s each), the run ends at 20 + int(0.95 x 170 / 1.556) = 123 with its
+    learning rate at the floor, every later validation finding that it still fits, inside the budget."""
+    from mmengine.evaluator import BaseMetric
+    from mmengine.registry import METRICS
+
+    @METRICS.register_module(force=True)
+    class SampleCount(BaseMetric):
+        def process(self, data_batch, data_samples) -> None:
+            self.results.append(len(data_samples))
+
+        def compute_metrics(self, results) -> dict:
+            return dict(samples=sum(results))
+
+    class SlowValidationModel(TickingModel):
+        def forward(self, inputs, data_samples=None, mode='loss'):
+            if mode == 'loss':
+                return super().forward(inputs, data_samples, mode)
+            FakeClock.now += 10.0 / 4   # 4 batches of the 7-sample set: 10 s a validation
+            return [dict(i=int(i)) for i in inputs]
+
+    runner = make_runner(
+        tmp_path, max_iters=MAX_ITERS, model=SlowValidationModel(),
+        param_scheduler=[dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=WARMUP),
+                         dict(type='CosineAnnealingLR', by_epoch=False, begin=WARMUP, end=MAX_ITERS,
+                              T_max=MAX_ITERS - WARMUP, eta_min_ratio=ETA_MIN_RATIO)],
+        custom_hooks=[dict(type='TrainTimeBudgetHook', budget_s=200, fit_schedule=True, measure=(2, 6)),
+                      dict(type='EveryIterLRRecorder')],
+        train_cfg=dict(type='FastResumeIterBasedTrainLoop', max_iters=MAX_ITERS, val_interval=20),
+        val_dataloader=dict(dataset=IndexDataset(), batch_size=2, num_workers=0,
+                            sampler=dict(type='DefaultSampler', shuffle=False), collate_fn=dict(type='default_collate')),
+        val_evaluator=dict(type='SampleCount'), val_cfg=dict())
+    runner.train()
+    fitted = 20 + int(0.95 * 170 / (28 / 18))
+    assert fitted == 123 and runner.train_loop.max_iters == fitted == len(runner.model.seen)
+    assert FakeClock.now <= 200   # 123 iterations and 7 validations (the last at the end): 193 s
+    assert runner.param_schedulers[1].T_max == fitted - WARMUP
+    assert runner.model.lrs[-1] < 0.1 * ETA_MIN_RATIO + 0.1 * 0.01
