@@ -223,7 +223,8 @@ def test_fit_is_made_again_after_each_validation(tmp_path, fake_clock):
                       dict(type='EveryIterLRRecorder')],
         train_cfg=dict(type='FastResumeIterBasedTrainLoop', max_iters=MAX_ITERS, val_interval=20),
         val_dataloader=dict(dataset=IndexDataset(), batch_size=2, num_workers=0,
-                            sampler=dict(type='DefaultSampler', shuffle=False), collate_fn=dict(type='default_collate')),
+                            sampler=dict(type='DefaultSampler', shuffle=False),
+                            collate_fn=dict(type='default_collate')),
         val_evaluator=dict(type='SampleCount'), val_cfg=dict())
     runner.train()
     fitted = 20 + int(0.95 * 170 / (28 / 18))
