@@ -6,19 +6,23 @@ from drivepi.models.llm import DrivePIPrompt, Qwen2LLM
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='compiled CUDA-graph decoding needs a CUDA GPU')
-def test_compiled_graph_decoding_matches_eager_decoding(tiny_llm_dir):
+def test_compiled_graph_decoding_matches_eager_decoding_one_row_and_batched(tiny_llm_dir):
     eager = Qwen2LLM(str(tiny_llm_dir), train_mode='frozen', cuda_graphs=False).eval().cuda()
     compiled = Qwen2LLM(str(tiny_llm_dir), train_mode='frozen', compile_decoder=True).eval().cuda()
     prompt = DrivePIPrompt(eager.tokenizer)
     embed = eager.causal_lm.get_input_embeddings()
     prefix = embed(torch.tensor([prompt.prefix_ids(1, 0, 0)], device='cuda'))
-    for question in ('Are there any cars?', 'How many cars are there?'):
-        tail = embed(torch.tensor([prompt.question_ids(question)], device='cuda'))
+    tails, answers = [], []
+    for question in ('Are there any cars?', 'How many cars are there?', 'Is it moving?'):
+        tails.append(embed(torch.tensor([prompt.question_ids(question)], device='cuda')))
         for llm in (eager, compiled):
             llm.prefill(prefix)
-        expected = eager.generate(tail, 12, after_prefix=True)
-        assert compiled.generate(tail, 12, after_prefix=True) == expected
+        answers.append(eager.generate(tails[-1], 12, after_prefix=True))
+        assert compiled.generate(tails[-1], 12, after_prefix=True) == answers[-1]
     assert compiled.decoder.graph is not None and compiled.decoder.compile_step
+    # the batched step (the turns of a frame's conversations in evaluation) compiles and replays the same way
+    assert compiled.generate_batch(tails, 12) == answers
+    assert compiled.decoder.batched.graph is not None
 
 
 def _random_llm(tiny_llm_dir, device: str) -> Qwen2LLM:
