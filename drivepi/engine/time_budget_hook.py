@@ -72,10 +72,9 @@ class TrainTimeBudgetHook(Hook):
         done = runner.iter   # iterations finished: the loop validates after its counter moved on
         if done <= self.measure[1] or runner.train_loop.stop_training:
             return
-        now = time.monotonic()
-        step_s = (now - self._measure_start) / (done - self.measure[0])
-        left_s = self.budget_s - (now - self._start)
-        fit = int(_from_rank0(done + max(int(self.margin * left_s / step_s), 1)))
+        step_s = (time.monotonic() - self._measure_start) / (done - self.measure[0])
+        # at least one more iteration: the CheckpointHook saves the last one only when it knows it is the last
+        fit = self._end_within_budget(done, step_s, at_least=1)
         if fit < runner.train_loop.max_iters:
             self.fit(runner, fit, f'{step_s:.3f} s an iteration over iterations {self.measure[0]}-{done}, '
                                   f'validations and saves included')
@@ -96,9 +95,14 @@ class TrainTimeBudgetHook(Hook):
             self._measure_start = time.monotonic()
         elif done == self.measure[1] and self._measure_start is not None:
             step_s = (time.monotonic() - self._measure_start) / (self.measure[1] - self.measure[0])
-            left_s = self.budget_s - (time.monotonic() - self._start)
-            fit = int(_from_rank0(done + max(int(self.margin * left_s / step_s), 0)))
+            fit = self._end_within_budget(done, step_s, at_least=0)
             self.fit(runner, fit, f'{step_s:.3f} s an iteration over iterations {self.measure[0]}-{done}')
+
+    def _end_within_budget(self, done: int, step_s: float, at_least: int) -> int:
+        """The iteration the run can end at: ``done`` plus the iterations of ``step_s`` seconds that fit
+        ``margin`` of the budget left (at least ``at_least``); rank 0's answer on every rank."""
+        left_s = self.budget_s - (time.monotonic() - self._start)
+        return int(_from_rank0(done + max(int(self.margin * left_s / step_s), at_least)))
 
     def fit(self, runner, max_iters: int, why: str = '') -> None:
         """Shorten the run to ``max_iters`` (if shorter) and move the schedules that ended at the old end."""

@@ -119,10 +119,11 @@ class EveryIterLRRecorder(Hook):
         runner.model.lrs.append(runner.optim_wrapper.optimizer.param_groups[0]['lr'])
 
 
-def fitted_runner(work_dir, budget_s, margin=0.95, resume=False, measure=(2, 6)) -> Runner:
+def fitted_runner(work_dir, budget_s, margin=0.95, resume=False, measure=(2, 6), model=None,
+                  **runner_args) -> Runner:
     """200 configured iterations: a 10-iteration linear warm-up, then a cosine to the end; a fitting budget hook."""
     return make_runner(
-        work_dir, max_iters=MAX_ITERS, resume=resume, model=TickingModel(),
+        work_dir, max_iters=MAX_ITERS, resume=resume, model=model or TickingModel(), **runner_args,
         param_scheduler=[dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=WARMUP),
                          dict(type='CosineAnnealingLR', by_epoch=False, begin=WARMUP, end=MAX_ITERS,
                               T_max=MAX_ITERS - WARMUP, eta_min_ratio=ETA_MIN_RATIO)],
@@ -214,13 +215,8 @@ def test_fit_is_made_again_after_each_validation(tmp_path, fake_clock):
             FakeClock.now += 10.0 / 4   # 4 batches of the 7-sample set: 10 s a validation
             return [dict(i=int(i)) for i in inputs]
 
-    runner = make_runner(
-        tmp_path, max_iters=MAX_ITERS, model=SlowValidationModel(),
-        param_scheduler=[dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=WARMUP),
-                         dict(type='CosineAnnealingLR', by_epoch=False, begin=WARMUP, end=MAX_ITERS,
-                              T_max=MAX_ITERS - WARMUP, eta_min_ratio=ETA_MIN_RATIO)],
-        custom_hooks=[dict(type='TrainTimeBudgetHook', budget_s=200, fit_schedule=True, measure=(2, 6)),
-                      dict(type='EveryIterLRRecorder')],
+    runner = fitted_runner(
+        tmp_path, budget_s=200, model=SlowValidationModel(),
         train_cfg=dict(type='FastResumeIterBasedTrainLoop', max_iters=MAX_ITERS, val_interval=20),
         val_dataloader=dict(dataset=IndexDataset(), batch_size=2, num_workers=0,
                             sampler=dict(type='DefaultSampler', shuffle=False),
