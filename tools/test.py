@@ -17,7 +17,7 @@ import contextlib
 import shutil
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator
 
 from mmengine.config import Config, DictAction
 from mmengine.dist import barrier, is_main_process
@@ -104,10 +104,12 @@ def blind_qa_metrics(runner: Runner) -> dict:
     return blind
 
 
-def evaluation_timing(frames: int, seconds: float, steady_frames_per_s: Optional[float]) -> dict:
-    """Wall time of the test loop (the blind pass not included), its throughput and the throughput after
-    the warm-up (``TestThroughputHook``; None for a run too short to have one)."""
-    return dict(frames=frames, seconds=seconds, frames_per_s=frames / seconds, steady_frames_per_s=steady_frames_per_s)
+def evaluation_timing(frames: int, seconds: float, throughput: TestThroughputHook) -> dict:
+    """Wall time of the test loop (the blind pass not included), its throughput, and the throughput after the
+    warm-up with the share of it spent waiting for data (``TestThroughputHook``; None for a run too short)."""
+    return dict(frames=frames, seconds=seconds, frames_per_s=frames / seconds,
+                steady_frames_per_s=throughput.steady_frames_per_s(),
+                steady_data_wait_share=throughput.steady_data_wait_share())
 
 
 def main() -> None:
@@ -118,8 +120,7 @@ def main() -> None:
         start = time.perf_counter()
         metrics = runner.test()
         throughput = next(hook for hook in runner.hooks if isinstance(hook, TestThroughputHook))
-        timing = evaluation_timing(len(runner.test_dataloader.dataset), time.perf_counter() - start,
-                                   throughput.steady_frames_per_s())
+        timing = evaluation_timing(len(runner.test_dataloader.dataset), time.perf_counter() - start, throughput)
         if args.blind:
             metrics.update(blind_qa_metrics(runner))
         if out_dir and is_main_process():
@@ -128,7 +129,8 @@ def main() -> None:
     print(format_metrics_table(metrics))
     steady = timing['steady_frames_per_s']
     print(f"evaluated {timing['frames']} frames in {timing['seconds']:.1f} s: {timing['frames_per_s']:.2f} frames/s, "
-          + (f'{steady:.2f} after the first {throughput.warmup_iters} iterations ' if steady else '')
+          + (f'{steady:.2f} after the first {throughput.warmup_iters} iterations, '
+             f"{100 * timing['steady_data_wait_share']:.0f} % of that time waiting for data " if steady else '')
           + '(data loading, model, answers if the samples have questions, metrics)')
     if args.out_dir:
         print(f'predictions and metrics.json written to {args.out_dir}')
