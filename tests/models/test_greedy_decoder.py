@@ -112,5 +112,8 @@ def test_forced_logits_follow_the_greedy_answer_and_the_compiled_step_matches_th
         assert llm.decoder.generate(tails[2], 10, stop_ids=()) == answer
         if device == 'cuda':
             compiled = llm.decoder.forced_logits(tails[2], answer, compiled=True)
-            scale = eager.abs().amax(-1, keepdim=True)
-            assert ((compiled - eager).abs() <= 0.05 * scale).all()  # bf16 keeps 8 bits: ~0.4 % per rounding
+            # bf16 roundings in another order: single logits differ by up to ~0.06 of logits up to ~8 (H100,
+            # 2026-12-07: a bound of 5 % of the row's largest logit on every logit failed); a step at a wrong cache
+            # position would differ by the logits' own spread on average
+            mean_diff = (compiled - eager).abs().mean(-1)
+            assert (mean_diff <= 0.02 * eager.abs().amax(-1)).all() and (mean_diff < 0.1 * eager.std(-1)).all()
