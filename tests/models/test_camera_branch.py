@@ -92,7 +92,8 @@ def test_sync_free_splat_equals_splat_of_the_selected_samples():
     torch.manual_seed(0)
     lifted = torch.randn(2, 5, 4, 6, 3)
     inside = torch.rand(2, 5, 4, 6) < 0.6
-    cells = torch.where(inside, torch.randint(0, 7, (2, 5, 4, 6)), torch.randint(7, 10 ** 6, (2, 5, 4, 6)))
+    outside_cells = torch.randint(7, 10 ** 6, (2, 5, 4, 6)) * (torch.randint(0, 2, (2, 5, 4, 6)) * 2 - 1)
+    cells = torch.where(inside, torch.randint(0, 7, (2, 5, 4, 6)), outside_cells)  # out of the grid on both sides
     selected = splat(lifted, cells, inside, 7, sync_free=False)
     torch.testing.assert_close(splat(lifted, cells, inside, 7, sync_free=True), selected)
     expected = torch.zeros(7, 3)
