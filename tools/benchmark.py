@@ -12,6 +12,7 @@ Training runs first, as configured (LoRA adapters, the config's ``optim_wrapper`
 AdamW). Then the model is deployed as for inference (LoRA merged into the base weights, eval mode) and
 all inference figures are taken on it, with the LLM's CUDA graphs on and, for comparison, off.
 ``--profile`` writes torch.profiler operator tables beside the JSON and adds a per-module breakdown.
+The ``attention`` section times the LLM's pass over the frame's prompt with each SDPA attention backend.
 Prints a table and writes JSON atomically.
 """
 import argparse
@@ -27,6 +28,7 @@ from pathlib import Path
 import torch
 from mmengine.config import DictAction
 from mmengine.optim import build_optim_wrapper
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from drivepi.benchmarking import (
@@ -46,7 +48,7 @@ from drivepi.models.heads import stack_field
 from drivepi.utils import load_config, register_all_modules
 
 DEFAULT_CONFIG = 'configs/drivepi/drivepi_qwen2.5-0.5b_8xb4-24e_nuscenes-openocc.py'
-SECTIONS = ('training', 'inference', 'filter_sweep', 'ada3d', 'decode', 'decode_agreement')
+SECTIONS = ('training', 'inference', 'filter_sweep', 'ada3d', 'attention', 'decode', 'decode_agreement')
 DEFAULT_SECTIONS = SECTIONS[:-1]  # decode_agreement compiles a decoding step (~30 s): asked for by name
 MODULES = ('lidar_branch', 'camera_branch', 'fuser', 'token_filter', 'projector', 'llm.causal_lm.model',
            'back_projector', 'heads.occ', 'heads.flow', 'heads.plan')
@@ -193,6 +195,32 @@ def count_gflops(model, inputs, samples) -> float:
     finally:
         config._attn_implementation = attn_implementation
     return counter.get_total_flops() / 1e9
+
+
+ATTENTION_BACKENDS = dict(cudnn=SDPBackend.CUDNN_ATTENTION, flash=SDPBackend.FLASH_ATTENTION,
+                          efficient=SDPBackend.EFFICIENT_ATTENTION, math=SDPBackend.MATH)
+
+
+def bench_attention(model, inputs, samples, device, args) -> dict:
+    """The LLM's pass over the frame's prefix (its part of the all-heads frame, without the CUDA graph) with
+    torch's own choice of attention kernel (``default_ms``; cuDNN's on an H100, 3.1 of the frame's 20 ms of
+    kernels, 2026-12-07) and with each SDPA backend of ``ATTENTION_BACKENDS`` alone (``<name>_ms``; None and
+    ``<name>_error`` for a backend that cannot run these shapes here)."""
+    llm = model.llm
+    with torch.no_grad(), autocast(device), cuda_graphs_off(model):
+        prefix = frame_prefix(model, inputs, samples)
+        mask = torch.ones(prefix.shape[:2], dtype=torch.bool)
+
+        def llm_pass() -> torch.Tensor:
+            return llm.hidden_states(prefix, mask)
+        result = dict(prefix_tokens=prefix.shape[1], default_ms=median_ms(llm_pass, device, args.iters, args.warmup))
+        for name, backend in ATTENTION_BACKENDS.items():
+            try:
+                with sdpa_kernel(backend):
+                    result[f'{name}_ms'] = median_ms(llm_pass, device, args.iters, args.warmup)
+            except RuntimeError as error:
+                result[f'{name}_ms'], result[f'{name}_error'] = None, str(error).splitlines()[0]
+    return result
 
 
 DECODE_VARIANTS = dict(  # name: (table label, compile_decoder, cuda_graphs)
@@ -453,6 +481,10 @@ SECTION_ROWS = dict(
                            ('  step, ms (median, min-max)', f"{s['step_ms']:.0f} ({s['step_ms_range'][0]:.0f}-"
                             f"{s['step_ms_range'][1]:.0f})"),
                            ('  peak memory, GiB', f"{s['peak_mem_gib']:.2f}")],
+    attention=lambda s, r: [(f"LLM pass over the {s['prefix_tokens']}-token prefix, ms: torch's choice",
+                             f"{s['default_ms']:.2f}")] + [
+        (f'  {name} attention only', 'cannot run here' if s[f'{name}_ms'] is None else f"{s[f'{name}_ms']:.2f}")
+        for name in ATTENTION_BACKENDS],
     decode=lambda s, r: [('answer decode, ms/token (median, min-max)', '')] + [
         (f'  {label}', '{:.2f} ({:.2f}-{:.2f})'.format(s[f'decode_ms_per_token_{name}'],
                                                       *s[f'decode_ms_per_token_{name}_range']))
@@ -502,6 +534,7 @@ def main() -> None:
             filter_sweep=lambda: filter_sweep(model.deploy(), inputs, samples, device, args),
             ada3d=lambda: ada3d_on_off(cfg, tokenizer, report.get('inference', {'error': 'not run'}), inputs,
                                        samples, device, args),
+            attention=lambda: bench_attention(model.deploy(), inputs, samples, device, args),
             decode=lambda: bench_decode(model.deploy(), inputs, samples, device, args),
             decode_agreement=lambda: decode_agreement(model.deploy(), inputs, samples, device, args))
         for name in SECTIONS:

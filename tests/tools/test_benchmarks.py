@@ -94,18 +94,23 @@ def test_pack_eval_subset_carries_every_file_of_its_samples(tmp_path, mini_datas
     assert {p.name for p in out.iterdir()} >= {'qa_val.jsonl', 'qa_train.jsonl', 'samples'}
 
 
-def test_benchmark_decode_agreement_reports_margins_and_logit_differences(tmp_path, tiny_llm_dir, demo_dir):
+def test_benchmark_decode_agreement_and_attention_sections(tmp_path, tiny_llm_dir, demo_dir):
     """The compiled-vs-eager decoding section on the CPU, with torch.compile disabled (the CUDA test of
     ``GreedyDecoder.forced_logits`` covers the compiled step): both steps are the same function, so no token
-    differs, the logit difference is exactly 0, and every question's answer is counted."""
-    out = tmp_path / 'agree.json'
+    differs, the logit difference is exactly 0, and every question's answer is counted. The attention section
+    times the prompt's LLM pass with each backend the CPU has and names those it has not."""
+    out = tmp_path / 'sections.json'
     result = subprocess.run(
         [sys.executable, 'tools/benchmark.py', 'configs/drivepi/drivepi_mini.py', '--device', 'cpu', '--demo-dir',
          str(demo_dir), '--num-sweeps', '1', '--img-size', '64', '176', '--decode-tokens', '5', '--sections',
-         'decode_agreement', '--out', str(out), '--tokenizer', str(tiny_llm_dir), '--cfg-options',
+         'attention', 'decode_agreement', '--out', str(out), '--tokenizer', str(tiny_llm_dir), '--cfg-options',
          f'model.llm.llm_path={tiny_llm_dir}'],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=dict(os.environ, TORCH_COMPILE_DISABLE='1'))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    attention = json.loads(out.read_text())['attention']
+    assert attention['prefix_tokens'] > 10 and attention['default_ms'] > 0 and attention['math_ms'] > 0
+    assert attention['cudnn_ms'] is None and attention['cudnn_error']  # a CUDA-only kernel
+    assert 'math attention only' in result.stdout
     report = json.loads(out.read_text())['decode_agreement']
     assert report['tokens'] == 4 * 5 and report['disagreements'] == [] and report['max_logit_diff'] == 0
     assert 0 <= report['min_margin'] <= report['median_margin'] and report['all_disagreements_near_ties']
