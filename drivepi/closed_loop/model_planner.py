@@ -28,7 +28,7 @@ import torch
 from drivepi.fileio import atomic_write_bytes, atomic_write_image
 
 from .episode import PlanError
-from .planners import NUM_WAYPOINTS, PLAN_DT, ExpertPlanner, PlanningContext, global_to_ego
+from .planners import NUM_WAYPOINTS, PLAN_DT, PlanningContext, global_to_ego, route_ahead
 
 GT_TRANSFORMS = ('LoadOccFlowGT', 'LoadAnnotations3D', 'BoxesToEgo')
 SWEEP_LOADERS = ('DrivePILoadPointsFromMultiSweeps', 'LoadPointsFromMultiSweeps')
@@ -236,9 +236,12 @@ class ModelPlanner:
 
     @staticmethod
     def _command(ctx: PlanningContext) -> int:
-        """Driving command from the logged route seen from the simulated pose (the info-file rule)."""
+        """Driving command by the info-file rule (the lateral offset 3 s ahead) from the logged route ahead of
+        the simulated ego (:func:`route_ahead`). The expert's poses at the clock's next 3 s would say "turn"
+        before an ego that lags the expert reaches the junction, and "straight" to one that is ahead of it
+        (7.6 % of the replans of a 12-mode model's 84 benchmark episodes, 2026-12-07)."""
         from drivepi.datasets.converters.ego_motion import driving_command
-        return driving_command(ExpertPlanner().plan(ctx), np.ones(NUM_WAYPOINTS))
+        return driving_command(route_ahead(ctx), np.ones(NUM_WAYPOINTS))
 
     @staticmethod
     def _status(ctx: PlanningContext) -> np.ndarray:

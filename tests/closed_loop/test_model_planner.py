@@ -10,7 +10,7 @@ from scipy.spatial import cKDTree
 from drivepi.closed_loop.episode import EpisodeRunner
 from drivepi.closed_loop.kinematics import EgoState
 from drivepi.closed_loop.model_planner import ModelPlanner
-from drivepi.closed_loop.planners import ExpertPlanner, PlanningContext
+from drivepi.closed_loop.planners import PlanningContext, route_ahead
 from drivepi.closed_loop.sources import MiniWorldSource, load_scene_infos
 from drivepi.datasets.converters.ego_motion import driving_command
 from drivepi.registry import MODELS
@@ -62,7 +62,7 @@ def test_model_inputs_are_the_sensors_rerendered_at_the_simulated_pose(setup):
                           dtype=np.float32).reshape(-1, 5)
     np.testing.assert_array_equal(written, rendered)
     assert len(info['lidar_sweeps']) == planner.num_sweeps > 0
-    assert info['ego_fut_cmd'] == driving_command(ExpertPlanner().plan(ctx), np.ones(6))
+    assert info['ego_fut_cmd'] == driving_command(route_ahead(ctx), np.ones(6))
     assert info['ego_fut_mask'].sum() == 0 and info['occ_path'] == '' and info['instances'] == []
     sample = planner.dataset.pipeline(planner.dataset.parse_data_info(info))
     points = sample['inputs']['points'].numpy()
