@@ -43,19 +43,28 @@ def global_to_ego(points: np.ndarray, ego: EgoState) -> np.ndarray:
     return np.stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1]], axis=1)
 
 
+def expert_positions(source, times) -> np.ndarray:
+    """(N, 2) the expert's logged positions (global frame, m) at ``times`` (s) of the episode's source."""
+    return np.array([source.expert_pose(float(t))[:2] for t in times])
+
+
+def expert_ahead(ctx: PlanningContext, start: float) -> np.ndarray:
+    """(6, 2) the expert's positions at ``start`` + 0.5 ... 3 s, seen from the simulated ego."""
+    return global_to_ego(expert_positions(ctx.source, start + PLAN_DT * np.arange(1, NUM_WAYPOINTS + 1)), ctx.ego)
+
+
 def route_time(ctx: PlanningContext, step: float = 0.1) -> float:
     """The logged time (s, on a ``step`` grid over the log) at which the expert was nearest the simulated ego's
     position: where the ego is along the logged route, whether it is ahead of the expert's clock or behind it."""
     times = np.arange(ctx.source.start_time, ctx.source.end_time + step / 2, step)
-    positions = np.array([ctx.source.expert_pose(float(t))[:2] for t in times])
+    positions = expert_positions(ctx.source, times)
     return float(times[np.argmin(np.hypot(*(positions - [ctx.ego.x, ctx.ego.y]).T))])
 
 
 def route_ahead(ctx: PlanningContext) -> np.ndarray:
     """(6, 2) the logged route ahead of the simulated ego, in its frame: the expert's positions 0.5 ... 3 s after
     it passed the ego's place (:func:`route_time`), so at the expert's pace from where the ego is."""
-    times = route_time(ctx) + PLAN_DT * np.arange(1, NUM_WAYPOINTS + 1)
-    return global_to_ego(np.array([ctx.source.expert_pose(float(t))[:2] for t in times]), ctx.ego)
+    return expert_ahead(ctx, route_time(ctx))
 
 
 class ExpertPlanner:
@@ -63,9 +72,7 @@ class ExpertPlanner:
     name = 'expert'
 
     def plan(self, ctx: PlanningContext) -> np.ndarray:
-        times = ctx.ego.t + PLAN_DT * np.arange(1, NUM_WAYPOINTS + 1)
-        future = np.array([ctx.source.expert_pose(float(t))[:2] for t in times])
-        return global_to_ego(future, ctx.ego)
+        return expert_ahead(ctx, ctx.ego.t)
 
 
 class ConstantVelocityPlanner:

@@ -42,17 +42,23 @@ class TestThroughputHook(Hook):
         self.iter_ends.append(time.perf_counter())
         self.iter_frames.append(len(outputs) if outputs is not None else 0)
 
-    def steady_frames_per_s(self) -> Optional[float]:
-        """Frames/s after the warm-up; None when the run had no iteration after it."""
+    def _steady_seconds(self) -> Optional[float]:
+        """Seconds from the end of the warm-up to the end of the last iteration; None when the run had no
+        iteration after the warm-up."""
         if len(self.iter_ends) <= self.warmup_iters:
             return None
-        frames = sum(self.iter_frames[self.warmup_iters:])
-        return frames / (self.iter_ends[-1] - self.iter_ends[self.warmup_iters - 1])
+        return self.iter_ends[-1] - self.iter_ends[self.warmup_iters - 1]
+
+    def steady_frames_per_s(self) -> Optional[float]:
+        """Frames/s after the warm-up; None when the run had no iteration after it."""
+        seconds = self._steady_seconds()
+        return None if seconds is None else sum(self.iter_frames[self.warmup_iters:]) / seconds
 
     def steady_data_wait_share(self) -> Optional[float]:
         """Share (0-1) of the steady time spent waiting for the next batch; None as ``steady_frames_per_s``."""
-        if len(self.iter_ends) <= self.warmup_iters:
+        seconds = self._steady_seconds()
+        if seconds is None:
             return None
         waits = [start - end for start, end in zip(self.iter_starts[self.warmup_iters:],
                                                    self.iter_ends[self.warmup_iters - 1:])]
-        return sum(waits) / (self.iter_ends[-1] - self.iter_ends[self.warmup_iters - 1])
+        return sum(waits) / seconds
