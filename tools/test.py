@@ -106,10 +106,12 @@ def blind_qa_metrics(runner: Runner) -> dict:
 
 def evaluation_timing(frames: int, seconds: float, throughput: TestThroughputHook) -> dict:
     """Wall time of the test loop (the blind pass not included), its throughput, and the throughput after the
-    warm-up with the share of it spent waiting for data (``TestThroughputHook``; None for a run too short)."""
+    warm-up with the shares of it spent waiting for data and in the metrics (``TestThroughputHook``; None for a
+    run too short)."""
     return dict(frames=frames, seconds=seconds, frames_per_s=frames / seconds,
                 steady_frames_per_s=throughput.steady_frames_per_s(),
-                steady_data_wait_share=throughput.steady_data_wait_share())
+                steady_data_wait_share=throughput.steady_data_wait_share(),
+                steady_metric_share=throughput.steady_metric_share())
 
 
 def main() -> None:
@@ -130,7 +132,8 @@ def main() -> None:
     steady = timing['steady_frames_per_s']
     print(f"evaluated {timing['frames']} frames in {timing['seconds']:.1f} s: {timing['frames_per_s']:.2f} frames/s, "
           + (f'{steady:.2f} after the first {throughput.warmup_iters} iterations, '
-             f"{100 * timing['steady_data_wait_share']:.0f} % of that time waiting for data " if steady else '')
+             f"{100 * timing['steady_data_wait_share']:.0f} % of that time waiting for data, "
+             f"{100 * timing['steady_metric_share']:.0f} % in the metrics " if steady else '')
           + '(data loading, model, answers if the samples have questions, metrics)')
     if args.out_dir:
         print(f'predictions and metrics.json written to {args.out_dir}')

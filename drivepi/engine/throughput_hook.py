@@ -2,6 +2,7 @@
 import time
 from typing import List, Optional
 
+import torch
 from mmengine.hooks import Hook
 
 from drivepi.registry import HOOKS
@@ -31,9 +32,26 @@ class TestThroughputHook(Hook):
         self.iter_starts: List[float] = []
         self.iter_ends: List[float] = []
         self.iter_frames: List[int] = []
+        self.metric_seconds: List[float] = []
 
     def before_test_epoch(self, runner) -> None:
-        self.iter_starts, self.iter_ends, self.iter_frames = [], [], []
+        self.iter_starts, self.iter_ends, self.iter_frames, self.metric_seconds = [], [], [], []
+        if runner is not None:
+            self._time_metrics(runner.test_loop.evaluator)
+
+    def _time_metrics(self, evaluator) -> None:
+        """Wrap ``evaluator.process`` (once) so that each call's seconds go to ``metric_seconds``."""
+        if getattr(evaluator.process, 'timed_by', None) is self:
+            return
+        process = evaluator.process
+
+        def timed_process(*args, **kwargs):
+            start = _synchronized_time()
+            process(*args, **kwargs)
+            self.metric_seconds.append(_synchronized_time() - start)
+
+        timed_process.timed_by = self
+        evaluator.process = timed_process
 
     def before_test_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         self.iter_starts.append(time.perf_counter())
@@ -62,3 +80,18 @@ class TestThroughputHook(Hook):
         waits = [start - end for start, end in zip(self.iter_starts[self.warmup_iters:],
                                                    self.iter_ends[self.warmup_iters - 1:])]
         return sum(waits) / seconds
+
+    def steady_metric_share(self) -> Optional[float]:
+        """Share (0-1) of the steady time spent in the metrics; None as ``steady_frames_per_s`` or when the
+        metrics were not timed (the hook saw no runner)."""
+        seconds = self._steady_seconds()
+        if seconds is None or len(self.metric_seconds) != len(self.iter_ends):
+            return None
+        return sum(self.metric_seconds[self.warmup_iters:]) / seconds
+
+
+def _synchronized_time() -> float:
+    """``time.perf_counter()`` after the queued CUDA work (if any) has finished."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return time.perf_counter()

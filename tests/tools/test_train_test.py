@@ -93,6 +93,7 @@ def test_train_resume_and_test(mini_config, mini_dataset, tmp_path):
     assert timing['frames_per_s'] == pytest.approx(timing['frames'] / timing['seconds'])
     assert 'steady_frames_per_s' in timing  # None when the run is within the hook's warm-up
     assert timing['frames'] <= 5 or timing['steady_frames_per_s'] > 0 and 0 <= timing['steady_data_wait_share'] < 1
+    assert timing['frames'] <= 5 or 0 < timing['steady_metric_share'] < 1 - timing['steady_data_wait_share']
     assert f"evaluated {timing['frames']} frames in" in out
 
 
