@@ -40,6 +40,7 @@ from drivepi.geometry import OCC_RANGE, OCC_VOXEL_SIZE
 from drivepi.registry import METRICS
 
 OPENOCC_FLOW_CLASSES = tuple(range(8))
+CPU = torch.device('cpu')
 NONSTANDARD_RAY_SUFFIX = '_reltol'  # ends the ray metrics' keys when the non-standard relative tolerance is on
 
 
@@ -50,10 +51,11 @@ def _field(sample: dict, key: str):
     return sample[key]
 
 
-def _tensor(value, name: str, shape: Optional[tuple] = None) -> torch.Tensor:
-    """``value`` as a CPU tensor, checked for shape and NaN."""
+def _tensor(value, name: str, shape: Optional[tuple] = None, device: torch.device = CPU) -> torch.Tensor:
+    """``value`` as a tensor on ``device`` (in its own dtype: a uint8 grid crosses to a GPU as uint8), checked for
+    shape and NaN."""
     tensor = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
-    tensor = tensor.detach().cpu()
+    tensor = tensor.detach().to(device)
     if shape is not None and tuple(tensor.shape) != shape:
         raise ValueError(f'{name} must have shape {shape}, got {tuple(tensor.shape)}')
     if tensor.is_floating_point() and not torch.isfinite(tensor).all():
@@ -156,22 +158,22 @@ class OccupancyMetric(BaseMetric):
             self.results.append(self._sample_counts(sample))
 
     def _sample_counts(self, sample: dict) -> dict:
-        num_classes = len(self.class_names)
-        gt_occ = _tensor(_field(sample, 'gt_occ'), 'gt_occ').long()
+        num_classes, device = len(self.class_names), self.device
+        gt_occ = _tensor(_field(sample, 'gt_occ'), 'gt_occ', device=device).long()
         if gt_occ.dim() != 3:
             raise ValueError(f'gt_occ must be an (X, Y, Z) grid, got shape {tuple(gt_occ.shape)}')
         grid = tuple(gt_occ.shape)
-        pred_occ = _tensor(_field(sample, 'pred_occ'), 'pred_occ', grid).long()
+        pred_occ = _tensor(_field(sample, 'pred_occ'), 'pred_occ', grid, device).long()
         mask = None
         if self.use_camera_mask:
-            mask = _tensor(_field(sample, 'gt_mask_camera'), 'gt_mask_camera', grid).bool()
+            mask = _tensor(_field(sample, 'gt_mask_camera'), 'gt_mask_camera', grid, device).bool()
         confusion = confusion_matrix(gt_occ, pred_occ, num_classes, mask)   # also checks the class range
         flow = {}
         if self.flow_classes:
-            flow = dict(gt_flow=_tensor(_field(sample, 'gt_flow'), 'gt_flow', grid + (2,)).to(self.device),
-                        pred_flow=_tensor(_field(sample, 'pred_flow'), 'pred_flow', grid + (2,)).to(self.device))
+            flow = dict(gt_flow=_tensor(_field(sample, 'gt_flow'), 'gt_flow', grid + (2,), device),
+                        pred_flow=_tensor(_field(sample, 'pred_flow'), 'pred_flow', grid + (2,), device))
         origins = self.origins(_field(sample, 'scene_token'), _field(sample, 'frame_idx'), sample.get('ego2global'))
-        rays = sample_ray_counts(gt_occ.to(self.device), pred_occ.to(self.device), torch.from_numpy(origins),
+        rays = sample_ray_counts(gt_occ, pred_occ, torch.from_numpy(origins),
                                  self.directions, num_classes, flow_classes=self.flow_classes,
                                  ave_threshold=self.ave_threshold, **flow, **self.ray_cfg)
         return dict(rays=rays, confusion=confusion)

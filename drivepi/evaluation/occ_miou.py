@@ -26,15 +26,21 @@ def confusion_matrix(gt: torch.Tensor, pred: torch.Tensor, num_classes: int,
     if gt.shape != pred.shape or (mask is not None and mask.shape != gt.shape):
         raise ValueError(f'confusion_matrix: shapes differ: gt {tuple(gt.shape)}, pred {tuple(pred.shape)}, '
                          f'mask {None if mask is None else tuple(mask.shape)}')
-    gt, pred = gt.long(), pred.long()
-    if mask is not None:
-        gt, pred = gt[mask.bool()], pred[mask.bool()]
-    for name, grid in (('gt', gt), ('pred', pred)):
-        if grid.numel() and (grid.min() < 0 or grid.max() >= num_classes):
-            raise ValueError(f'confusion_matrix: {name} classes must lie in [0, {num_classes}), got '
-                             f'{int(grid.min())}..{int(grid.max())}')
-    flat = gt.reshape(-1) * num_classes + pred.reshape(-1)
-    return torch.bincount(flat, minlength=num_classes ** 2).reshape(num_classes, num_classes).cpu().numpy()
+    gt, pred = gt.long().reshape(-1), pred.long().reshape(-1)
+    inside = None if mask is None else mask.reshape(-1).bool()
+    if inside is not None:  # class 0 stands in outside the mask: the range is checked where the mask is set
+        gt, pred = torch.where(inside, gt, 0), torch.where(inside, pred, 0)
+    if gt.numel():  # one host read for the four extremes
+        gt_min, pred_min, gt_max, pred_max = torch.stack([gt.min(), pred.min(), gt.max(), pred.max()]).tolist()
+        for name, low, high in (('gt', gt_min, gt_max), ('pred', pred_min, pred_max)):
+            if low < 0 or high >= num_classes:
+                raise ValueError(f'confusion_matrix: {name} classes must lie in [0, {num_classes}), got '
+                                 f'{low}..{high}')
+    flat = gt * num_classes + pred
+    if inside is not None:  # voxels outside the mask go to one extra bin, dropped (no boolean indexing: no sync)
+        flat = torch.where(inside, flat, num_classes ** 2)
+    counts = torch.bincount(flat, minlength=num_classes ** 2 + 1)[:num_classes ** 2]
+    return counts.reshape(num_classes, num_classes).cpu().numpy()
 
 
 def miou_from_confusion(confusion: np.ndarray) -> dict:

@@ -218,21 +218,24 @@ def cast_scene_rays(semantics: torch.Tensor, origins_m: torch.Tensor, directions
         ``depth`` float32 ``([G,] T*R)`` metres, ``voxel`` long ``([G,] T*R, 3)``; origin-major order.
     """
     grids = semantics if semantics.dim() == 4 else semantics[None]
+    device = grids.device
     offset = torch.tensor(point_cloud_range[:3], dtype=torch.float32)
     scale = torch.full((3,), voxel_size, dtype=torch.float32)
     origins_m = origins_m.detach().cpu().float()
     directions = directions.detach().cpu().float()
-    origin_vox = ((origins_m - offset) / scale)[:, None, :].expand(-1, directions.shape[0], -1)
-    end_vox = ((directions[None] + origins_m[:, None]) - offset) / scale
-    ray = (end_vox - origin_vox).double()
+    origin_vox = (origins_m - offset) / scale                                   # (T, 3)
+    end_vox = ((directions[None] + origins_m[:, None]) - offset) / scale       # (T, R, 3)
+    ray = (end_vox - origin_vox[:, None]).double()
     ray_x, ray_y, ray_z = ray.unbind(dim=-1)
     ray = (ray / torch.sqrt(ray_x * ray_x + ray_y * ray_y + ray_z * ray_z)[..., None]).reshape(-1, 3)
-    origin_vox = origin_vox.reshape(-1, 3).double()
+    # one copy of the rays crosses to the grid's device; the grids' copies are made there
+    ray = ray.to(device)
+    origin_vox = origin_vox.to(device).double().repeat_interleave(directions.shape[0], dim=0)
     num_grids, num_rays = len(grids), len(ray)
-    grid_index = torch.arange(num_grids).repeat_interleave(num_rays)
+    grid_index = torch.arange(num_grids, device=device).repeat_interleave(num_rays)
     depth, voxel, hit = traverse_first_hit(grids != free_label, origin_vox.repeat(num_grids, 1),
                                            ray.repeat(num_grids, 1), grid_index)
-    label = grids[grid_index.to(grids.device), voxel[:, 0], voxel[:, 1], voxel[:, 2]].long()
+    label = grids[grid_index, voxel[:, 0], voxel[:, 1], voxel[:, 2]].long()
     label = torch.where(hit, label, torch.full_like(label, free_label))
     outputs = label, (depth * voxel_size).float(), voxel
     if semantics.dim() == 4:

@@ -54,8 +54,10 @@ def _occ_sample(token: str, predict_all_free: bool, mask_front_half: bool) -> De
     return sample
 
 
-def test_occupancy_metric_round_trip(ann_file):
-    metric = METRICS.build(dict(type='OccupancyMetric', ann_file=ann_file, class_names=OCC_CLASSES, device='cpu'))
+@pytest.mark.parametrize('device', ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='the metric on a GPU (grids, rays and counts there) needs CUDA'))])
+def test_occupancy_metric_round_trip(ann_file, device):
+    metric = METRICS.build(dict(type='OccupancyMetric', ann_file=ann_file, class_names=OCC_CLASSES, device=device))
     evaluator = Evaluator([metric])
     evaluator.process([_occ_sample('a', False, False)])
     evaluator.process([_occ_sample('b', True, True)])

@@ -114,3 +114,12 @@ def test_miou_rejects_bad_input():
         confusion_matrix(gt, torch.zeros(2, 2, 3, dtype=torch.long), C)
     with pytest.raises(ValueError, match='classes must lie'):
         confusion_matrix(gt, torch.full((2, 2, 2), 17), C)
+    # the range is checked where the mask is set: a bad class outside it neither raises nor counts
+    pred = gt.clone()
+    pred[0, 0, 0] = 17
+    mask = torch.ones_like(gt, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r'pred classes must lie in \[0, 17\), got 0..17'):
+        confusion_matrix(gt, pred, C, mask)
+    mask[0, 0, 0] = False
+    counts = confusion_matrix(gt, pred, C, mask)
+    assert counts.sum() == 7 and counts[0, 0] == 7
