@@ -168,19 +168,25 @@ class OccupancyGuidedStop(BaseModule):
 
     # ------------------------------------------------------------------ obstacles and paths
     def obstacles(self, occ: torch.Tensor, flow: Optional[torch.Tensor]) -> Obstacles:
-        """:class:`Obstacles` of one sample: occ (X, Y, Z) class labels, flow (X, Y, Z, 2) m/s or None."""
+        """:class:`Obstacles` of one sample: occ (X, Y, Z) class labels, flow (X, Y, Z, 2) m/s or None.
+
+        Only the layers of the height band are read, and the flow only in the obstacle columns (a few thousand
+        of the 40,000): 26 ms a frame on one CPU core when the whole grid was multiplied, the heaviest step of
+        an evaluated frame on a GPU machine (2026-12-07)."""
         x_min, y_min, z_min = self.occ_range[:3]
         z_centres = z_min + (torch.arange(occ.shape[2], device=occ.device) + 0.5) * self.voxel_size
-        band = (z_centres >= self.z_range[0]) & (z_centres <= self.z_range[1])
-        obstacle = torch.isin(occ, torch.tensor(self.obstacle_classes, device=occ.device)) & band
+        band = ((z_centres >= self.z_range[0]) & (z_centres <= self.z_range[1])).nonzero()[:, 0]  # (B,)
+        occ_band = occ.index_select(2, band)  # (X, Y, B)
+        obstacle = torch.isin(occ_band, torch.tensor(self.obstacle_classes, device=occ.device))
         count = obstacle.sum(-1)
         ix, iy = count.nonzero(as_tuple=True)
         centres = torch.stack([x_min + (ix + 0.5) * self.voxel_size, y_min + (iy + 0.5) * self.voxel_size], -1)
-        vulnerable = (torch.isin(occ, torch.tensor(VULNERABLE_CLASSES, device=occ.device)) & band).any(-1)[ix, iy]
+        vulnerable = torch.isin(occ_band[ix, iy], torch.tensor(VULNERABLE_CLASSES, device=occ.device)).any(-1)
         if flow is None or not self.use_flow:
             velocities = torch.zeros_like(centres, dtype=torch.float32)
         else:
-            velocities = (flow.float() * obstacle[..., None]).sum(2)[ix, iy] / count[ix, iy, None].float()
+            column_flow = flow[ix, iy].index_select(1, band).float()  # (N, B, 2)
+            velocities = (column_flow * obstacle[ix, iy][..., None]).sum(1) / count[ix, iy, None].float()
         return Obstacles(centres.float(), velocities, vulnerable | (velocities.norm(dim=-1) > self.static_speed))
 
     def obstacle_cells(self, occ: torch.Tensor, flow: Optional[torch.Tensor]):

@@ -180,3 +180,31 @@ def test_selection_among_free_modes_goes_by_score_and_off_road_penalty():
     selection = OccupancyGuidedStop(lateral_offsets=(1.0,)).select(modes[:1], torch.ones(1), parked_car_grid())
     assert selection['modes'].tolist() == [0, 0] and selection['choice'] == 0  # swerving beats braking here
     assert selection['candidates'][0, -1, 1] == 1.0
+
+
+def test_obstacle_columns_equal_a_column_by_column_count():
+    """Centres, velocities and the dynamic flag against a loop over the columns of a random grid: only layers whose
+    centre lies in the height band count, a column's velocity is the mean flow of its obstacle voxels there."""
+    gen = torch.Generator().manual_seed(0)
+    classes = torch.tensor([FREE_INDEX, ROAD, CAR, OPENOCC_CLASSES.index('pedestrian')])
+    occ = torch.full(OCC_GRID, FREE_INDEX, dtype=torch.uint8)
+    occ[90:110, 90:110] = classes[torch.randint(0, 4, (20, 20, OCC_GRID[2]), generator=gen)].to(torch.uint8)
+    flow = torch.randn(OCC_GRID + (2,), generator=gen)
+    stop = OccupancyGuidedStop(z_range=(0.2, 2.0), static_speed=0.5)
+    found = stop.obstacles(occ, flow)
+    z_centres = [OCC_RANGE[2] + (k + 0.5) * OCC_VOXEL_SIZE for k in range(OCC_GRID[2])]
+    band = [k for k, z in enumerate(z_centres) if 0.2 <= z <= 2.0]
+    assert band == [3, 4, 5, 6, 7]  # centres 0.4-2.0 m
+    expected = []
+    for ix in range(90, 110):
+        for iy in range(90, 110):
+            layers = [k for k in band if int(occ[ix, iy, k]) in stop.obstacle_classes]
+            if layers:
+                velocity = flow[ix, iy, layers].mean(0)
+                walking = any(int(occ[ix, iy, k]) == classes[3] for k in band)
+                expected.append((OCC_RANGE[0] + (ix + 0.5) * OCC_VOXEL_SIZE, OCC_RANGE[1] + (iy + 0.5) * OCC_VOXEL_SIZE,
+                                 velocity, walking or float(velocity.norm()) > 0.5))
+    assert len(found.centres) == len(expected) > 100
+    assert torch.allclose(found.centres, torch.tensor([e[:2] for e in expected]))
+    assert torch.allclose(found.velocities, torch.stack([e[2] for e in expected]), atol=1e-6)
+    assert found.dynamic.tolist() == [e[3] for e in expected]
