@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from drivepi.models.losses import PlanCollisionLoss, box_signed_distance, lovasz_softmax
-from drivepi.models.losses.lovasz_softmax import lovasz_grad
 from drivepi.registry import MODELS
 
 
@@ -16,16 +15,6 @@ def test_lovasz_softmax_hand_computed():
     # class 1: errors [0.2, 0.3] sorted -> fg [1, 0], Jaccard steps [1, 0]     -> 0.3
     probs = torch.tensor([[0.8, 0.2], [0.3, 0.7]])
     assert torch.allclose(lovasz_softmax(probs, torch.tensor([0, 1])), torch.tensor(0.275))
-
-
-def test_lovasz_grad_of_one_scan_equals_the_two_scan_definition():
-    # hand-computed: fg [1, 0, 1]: intersection [1, 1, 0], union [2, 3, 3] -> Jaccard [1/2, 2/3, 1] -> steps
-    assert torch.allclose(lovasz_grad(torch.tensor([1.0, 0.0, 1.0])), torch.tensor([1 / 2, 1 / 6, 1 / 3]))
-    gt_sorted = (torch.rand(3, 20000, generator=torch.Generator().manual_seed(0)) < 0.3).float()
-    gts = gt_sorted.sum(-1, keepdim=True)
-    jaccard = 1.0 - (gts - gt_sorted.cumsum(-1)) / (gts + (1.0 - gt_sorted).cumsum(-1))
-    two_scans = torch.cat([jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]], dim=-1)
-    assert torch.equal(lovasz_grad(gt_sorted), two_scans)
 
 
 def test_lovasz_softmax_equals_one_minus_iou_for_hard_predictions():

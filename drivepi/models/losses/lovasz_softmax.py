@@ -26,12 +26,8 @@ def lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
         (..., N) weights whose dot product with the sorted errors is the Lovasz hinge.
     """
     gts = gt_sorted.sum(-1, keepdim=True)
-    foreground_so_far = gt_sorted.cumsum(-1)
-    intersection = gts - foreground_so_far
-    # the background so far is the position (1-based) less the foreground so far: one scan instead of two (a
-    # scan of a batch's voxels took 3.9 ms on an H100); exact while N < 2**24 in float32
-    positions = torch.arange(1, gt_sorted.shape[-1] + 1, device=gt_sorted.device, dtype=gt_sorted.dtype)
-    union = gts + (positions - foreground_so_far)
+    intersection = gts - gt_sorted.cumsum(-1)
+    union = gts + (1.0 - gt_sorted).cumsum(-1)
     jaccard = 1.0 - intersection / union
     return torch.cat([jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]], dim=-1)
 
