@@ -17,7 +17,9 @@ class TestThroughputHook(Hook):
     steady rate this measures: the frames of the later iterations over the time from the end of the
     warm-up to the end of the last iteration (the final metric computation excluded). Of that time, the share
     spent waiting for the data loader (from the end of one iteration to the start of the next) tells a
-    loader-bound evaluation from a model- or metric-bound one.
+    loader-bound evaluation from a model- or metric-bound one, and the share spent in the metrics (the test
+    loop's ``evaluator.process``, wrapped at the start of each test epoch and timed from one CUDA synchronisation
+    to the next, so that the model's queued GPU work counts as the model's) tells those two apart.
 
     Args:
         warmup_iters: iterations left out (>= 1).
