@@ -5,6 +5,7 @@ from typing import List, Optional
 import torch
 from mmengine.hooks import Hook
 
+from drivepi.benchmarking import synchronized_clock
 from drivepi.registry import HOOKS
 
 
@@ -46,11 +47,13 @@ class TestThroughputHook(Hook):
         if getattr(evaluator.process, 'timed_by', None) is self:
             return
         process = evaluator.process
+        # the test loop's model is on its device by now: CUDA is initialised only when it runs there
+        device = torch.device('cuda' if torch.cuda.is_available() and torch.cuda.is_initialized() else 'cpu')
 
         def timed_process(*args, **kwargs):
-            start = _synchronized_time()
+            start = synchronized_clock(device)
             process(*args, **kwargs)
-            self.metric_seconds.append(_synchronized_time() - start)
+            self.metric_seconds.append(synchronized_clock(device) - start)
 
         timed_process.timed_by = self
         evaluator.process = timed_process
@@ -90,10 +93,3 @@ class TestThroughputHook(Hook):
         if seconds is None or len(self.metric_seconds) != len(self.iter_ends):
             return None
         return sum(self.metric_seconds[self.warmup_iters:]) / seconds
-
-
-def _synchronized_time() -> float:
-    """``time.perf_counter()`` after the queued CUDA work (if any) has finished."""
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
-    return time.perf_counter()
