@@ -152,8 +152,8 @@ class DrivePI(Base3DDetector):
 
     def _run_llm(self, bev: torch.Tensor, data_samples: SampleList, conversations: list,
                  prefill_decoder: bool = False) -> dict:
-        """Token filter and the LLM pass. With ``prefill_decoder`` (one sample, inference) the LLM pass is
-        the answer decoder's prefill, which also keeps the prefix's KV cache for the answers.
+        """Token filter and the LLM pass. With ``prefill_decoder`` (inference) the LLM pass is the answer
+        decoder's prefill, which also keeps every sample's prefix in the decoder's KV cache for the answers.
 
         Returns:
             dict with ``scores`` (B, Hb*Wb), ``hidden`` and ``embeds`` (B, L, D), ``prompt`` (PromptBatch on the
@@ -170,7 +170,7 @@ class DrivePI(Base3DDetector):
                                 prompt.plan_mask, self.plan_queries.expand(b, -1, -1))
         embeds = self._add_place_tokens(embeds, host_prompt.input_ids, bev)
         if prefill_decoder:
-            hidden = self.llm.prefill(embeds)
+            hidden = self.llm.prefill(embeds, host_prompt.attention_mask.sum(1).tolist())
         else:
             hidden = self.llm.hidden_states(embeds, host_prompt.attention_mask)
         spatial_states = rows_at(hidden, host_prompt.spatial_mask)
@@ -251,44 +251,61 @@ class DrivePI(Base3DDetector):
         ``pred_traj`` (T,2) with the default heads; the ``plan_refiner``, if any, rewrites it) and
         ``pred_answers`` (list of lists of str, parallel to ``conversations``) is added to every data sample."""
         bev, _ = self.extract_feat(inputs, data_samples)
-        # one sample with questions: its LLM pass is the decoder's prefill, encoding the prefix only once
-        prefilled = len(data_samples) == 1 and bool(data_samples[0].get('conversations'))
+        conversations = [ds.get('conversations', []) for ds in data_samples]
+        # the LLM pass is the decoder's prefill (each prefix encoded once) when the answers can continue it: one
+        # sample, or several where the decoder batches (every sample's turns then decoded together)
+        prefilled = any(conversations) and (len(data_samples) == 1 or self.llm.batches_decoding(bev.device))
         out = self._run_llm(bev, data_samples, [[] for _ in data_samples], prefill_decoder=prefilled)
         for head in self.heads.values():
             head.predict(out['feats'], data_samples)
         if self.plan_refiner is not None:
             for ds in data_samples:
                 self.plan_refiner.refine(ds)
-        lengths = out['host_prompt'].attention_mask.sum(1).tolist()
-        for i, ds in enumerate(data_samples):
-            conversations = ds.get('conversations', [])
-            if conversations and not prefilled:
-                self.llm.prefill(out['embeds'][i:i + 1, :lengths[i]])
-            ds.pred_answers = self._answer_conversations(conversations, bev[i:i + 1])
+        if prefilled:
+            answers = self._answer_conversations(conversations, bev)
+        else:  # one sample after another, each prefix encoded again for the decoder
+            lengths = out['host_prompt'].attention_mask.sum(1).tolist()
+            answers = []
+            for i, sample_conversations in enumerate(conversations):
+                if sample_conversations:
+                    self.llm.prefill(out['embeds'][i:i + 1, :lengths[i]])
+                answers += self._answer_conversations([sample_conversations], bev[i:i + 1])
+        for ds, sample_answers in zip(data_samples, answers):
+            ds.pred_answers = sample_answers
         return data_samples
 
-    def _answer_conversations(self, conversations: list, bev: torch.Tensor) -> List[List[str]]:
+    def _answer_conversations(self, conversations: List[list], bev: torch.Tensor) -> List[List[List[str]]]:
         """Answer each turn greedily, with the conversation's earlier questions and the model's own answers as
-        context, continuing the sample's prefix (instruction, spatial tokens, queries) that ``llm.prefill``
-        encoded once into the decoder's KV cache. The conversations are independent: their k-th turns are
-        decoded together (``llm.generate_batch``), one round per turn. ``bev`` (1, C, Hb, Wb) gives the
-        place tokens.
+        context, continuing its sample's prefix (instruction, spatial tokens, queries) that ``llm.prefill``
+        encoded once into the decoder's KV cache. The conversations are independent: the k-th turns of all
+        of them, across the samples, are decoded together (``llm.generate_batch``), one round per turn.
+
+        Args:
+            conversations: per sample (in the order of the prefill's prefixes), its conversations.
+            bev: (S, C, Hb, Wb) the samples' BEV features (their place tokens).
 
         Returns:
-            per conversation, its answers (parallel to its turns).
+            per sample, per conversation, its answers (parallel to its turns).
         """
-        histories = [[] for _ in conversations]
-        answers = [[] for _ in conversations]
-        for turn_index in range(max((len(conv) for conv in conversations), default=0)):
-            active = [c for c, conv in enumerate(conversations) if turn_index < len(conv)]
+        owners = [s for s, sample_conversations in enumerate(conversations) for _ in sample_conversations]
+        flat = [conversation for sample_conversations in conversations for conversation in sample_conversations]
+        histories = [[] for _ in flat]
+        answers = [[] for _ in flat]
+        for turn_index in range(max((len(conv) for conv in flat), default=0)):
+            active = [c for c, conv in enumerate(flat) if turn_index < len(conv)]
             continuations = []
             for c in active:
-                ids = histories[c] + self.prompt.question_ids(conversations[c][turn_index]['question'])
-                continuations.append(self._add_place_tokens(self.llm.embed_ids(ids)[None], torch.tensor([ids]), bev))
-            for c, new_ids in zip(active, self.llm.generate_batch(continuations, self.max_answer_tokens)):
+                ids = histories[c] + self.prompt.question_ids(flat[c][turn_index]['question'])
+                continuations.append(self._add_place_tokens(self.llm.embed_ids(ids)[None], torch.tensor([ids]),
+                                                            bev[owners[c]:owners[c] + 1]))
+            decoded = self.llm.generate_batch(continuations, self.max_answer_tokens, [owners[c] for c in active])
+            for c, new_ids in zip(active, decoded):
                 answers[c].append(self.llm.decode(new_ids))
-                histories[c] += self.prompt.turn_ids(conversations[c][turn_index]['question'], answers[c][-1])[0]
-        return answers
+                histories[c] += self.prompt.turn_ids(flat[c][turn_index]['question'], answers[c][-1])[0]
+        per_sample = [[] for _ in conversations]
+        for owner, conversation_answers in zip(owners, answers):
+            per_sample[owner].append(conversation_answers)
+        return per_sample
 
     def deploy(self) -> 'DrivePI':
         """Inference form after training: LoRA adapters folded into the LLM's base weights (the same

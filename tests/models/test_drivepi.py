@@ -295,7 +295,7 @@ def test_single_sample_predict_reuses_its_llm_pass_for_the_answers(model, batch)
     single_batch = collate([make_sample(0, CONVERSATIONS[0])])
     calls = []
     original = model.llm.prefill
-    model.llm.prefill = lambda embeds: calls.append(embeds.shape) or original(embeds)
+    model.llm.prefill = lambda embeds, *args: calls.append(embeds.shape) or original(embeds, *args)
     try:
         single = model(**model.data_preprocessor(single_batch, False), mode='predict')[0]
     finally:
@@ -305,6 +305,39 @@ def test_single_sample_predict_reuses_its_llm_pass_for_the_answers(model, batch)
     torch.testing.assert_close(single.pred_traj, pair.pred_traj, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(single.pred_flow, pair.pred_flow, rtol=1e-4, atol=1e-4)
     assert (single.pred_occ == pair.pred_occ).float().mean() > 0.999
+
+
+def test_samples_answered_together_match_samples_answered_one_after_another(mini_cfg):
+    """Where the decoder batches, a batch's LLM pass is one prefill of every sample's prefix (other scenes and
+    driving commands; padded prefixes: tests/models/test_greedy_decoder.py) and the turns of all samples'
+    conversations are decoded together, each after its own sample's prefix: the same answers and outputs as the
+    samples one after another (each prefix encoded again)."""
+    torch.manual_seed(0)
+    model = MODELS.build(mini_cfg).eval()
+    for param in model.llm.parameters():  # large random weights: answers that differ between the samples
+        param.data.normal_(std=0.5)
+    conversations = [CONVERSATIONS[0], [[dict(question='Is it moving?', answer='no', type='status',
+                                              family='nuscenes_qa')]], []]
+    samples = collate([make_sample(seed, conv) for seed, conv in enumerate(conversations)])
+    assert len({ds.ego_fut_cmd for ds in samples['data_samples']}) == 3
+    outputs, calls = {}, []
+    original = model.llm.prefill
+    model.llm.prefill = lambda embeds, *args: calls.append(tuple(embeds.shape[:1])) or original(embeds, *args)
+    try:
+        for devices in ((), ('cpu',)):
+            model.llm.batch_decoding_devices = devices
+            outputs[devices] = model(**model.data_preprocessor(copy.deepcopy(samples), False), mode='predict')
+    finally:
+        del model.llm.prefill
+    assert calls == [(1,), (1,), (3,)]  # one after another: the samples with questions; together: one pass
+    together, alone = outputs[('cpu',)], outputs[()]
+    assert [ds.pred_answers for ds in together] == [ds.pred_answers for ds in alone]
+    assert [[len(a) for a in ds.pred_answers] for ds in together] == [[2, 1], [1], []]
+    texts = [text for ds in together for answers in ds.pred_answers for text in answers]
+    assert len(set(texts)) >= 3 and all(texts)
+    for a, b in zip(together, alone):
+        torch.testing.assert_close(a.pred_traj, b.pred_traj, rtol=1e-4, atol=1e-4)
+        assert (a.pred_occ == b.pred_occ).float().mean() > 0.999
 
 
 def test_rows_at_gathers_the_masked_positions_in_order():

@@ -76,6 +76,55 @@ def test_batched_decoding_gives_each_continuation_its_own_answer(tiny_llm_dir, d
     assert (llm.decoder.batched.graph is not None) == (device == 'cuda')
 
 
+@pytest.mark.parametrize('device', ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='the batched CUDA-graph step needs a CUDA GPU'))])
+def test_prefixes_of_several_frames_decode_together_as_each_alone(tiny_llm_dir, device):
+    """Three prefixes of different lengths, encoded in one right-padded pass (``set_prefixes``), and
+    continuations of each, decoded in one batch: every row gets the tokens it gets after its own prefix alone,
+    and each prefix's hidden states are those of its own pass (padding hidden). The single-prefix path works
+    again after ``set_prefix``; ``generate`` refuses to guess a prefix among several."""
+    llm = _random_llm(tiny_llm_dir, device)
+    llm.batch_decoding_devices = ('cpu', 'cuda')
+    prefix, tails = _prefix_and_questions(llm, device)
+    prefixes = [prefix, prefix[:, 3:].flip(1), prefix[:, :-4]]  # 14 + 7, 18, 17 positions
+    owners = [0, 2, 1, 1, 2, 0, 1]
+    continuations = [tails[i % len(tails)] for i in range(len(owners))]
+    with torch.no_grad():
+        alone, hidden_alone = [], []
+        for owner, continuation in zip(owners, continuations):
+            llm.prefill(prefixes[owner])
+            alone.append(llm.generate(continuation, 12, after_prefix=True))
+        for one in prefixes:
+            hidden_alone.append(llm.prefill(one)[0])
+        assert len(set(map(tuple, alone))) >= 5  # the prefixes matter: different answers to the same question
+        lengths = [p.shape[1] for p in prefixes]
+        padded = torch.zeros(3, max(lengths), llm.hidden_size, device=device)
+        for row, one in enumerate(prefixes):
+            padded[row, :lengths[row]] = one[0]
+        hidden = llm.prefill(padded, lengths)
+        for row, length in enumerate(lengths):
+            torch.testing.assert_close(hidden[row, :length], hidden_alone[row], rtol=1e-4, atol=1e-4)
+        for rows in (16, 3):
+            llm.decode_batch_rows = rows
+            assert llm.generate_batch(continuations, 12, owners) == alone, rows
+        with pytest.raises(ValueError, match='after set_prefixes'):
+            llm.generate(continuations[0], 12, after_prefix=True)
+        llm.prefill(prefixes[2])
+        assert llm.generate(continuations[1], 12, after_prefix=True) == alone[1]
+        assert llm.generate_batch(continuations[1:2], 12) == alone[1:2]
+
+
+def test_several_prefixes_need_batched_decoding(tiny_llm_dir):
+    """Where decoding goes one continuation after another (the CPU by default) there is one prefix at a time:
+    several at once are refused with the reason, not decoded after the wrong prefix."""
+    llm = _random_llm(tiny_llm_dir, 'cpu')
+    prefix, tails = _prefix_and_questions(llm, 'cpu')
+    with pytest.raises(ValueError, match='need batched decoding'):
+        llm.prefill(prefix.expand(2, -1, -1), [prefix.shape[1]] * 2)
+    with pytest.raises(ValueError, match='lengths'):
+        llm.decoder.set_prefixes(prefix.expand(2, -1, -1), [prefix.shape[1] + 1, 3])
+
+
 def test_batched_decoding_stops_each_row_at_its_stop_token(tiny_llm_dir):
     """Rows that meet a stop token keep no token from it on, while the others go on: a stop id chosen as the
     third token of one row's answer cuts that row (and any other row where it occurs) there."""

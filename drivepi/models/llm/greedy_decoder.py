@@ -18,13 +18,14 @@ to launch): ``compile_step`` fuses it into fewer kernels first. Off CUDA the sam
 step runs eagerly. Decoding runs in the LM's own dtype with autocast off: the static cache holds one
 dtype, and a graph would replay the casts of the autocast state it was captured in.
 
-:meth:`GreedyDecoder.generate_batch` decodes several continuations of the same prefix at once (the turns of
-a frame's conversations): the prefix's keys and values are copied into every row of a second, batched cache,
-each continuation is right-aligned after a gap of padding slots, and one 4D mask hides the padding from
-every query, so row ``b`` sees exactly the prefix, its own continuation and its own new tokens at the
-rotary positions the single-row path gives them. Per token the batch costs about as much as one row where
-decoding is bound by kernel launches (a GPU), so a frame's ~13 conversations take ~4 batched rounds
-instead of ~26 sequential answers.
+:meth:`GreedyDecoder.generate_batch` decodes several continuations at once (the turns of a frame's
+conversations, or of several frames' conversations): the keys and values of each row's prefix are copied into
+that row of a second, batched cache, each continuation is right-aligned after a gap of padding slots, and one
+4D mask hides the padding from every query, so row ``b`` sees exactly its prefix, its own continuation and its
+own new tokens at the rotary positions the single-row path gives them. Per token the batch costs about as much
+as one row where decoding is bound by kernel launches (a GPU), so a frame's ~13 conversations take ~4 batched
+rounds instead of ~26 sequential answers. The prefixes of several frames are encoded together by
+:meth:`GreedyDecoder.set_prefixes` (right-padded, one pass, the same 4D mask) into a cache of one row per frame.
 """
 from typing import List, Optional, Sequence, Tuple
 
@@ -73,7 +74,7 @@ class BatchedRows:
         pad: long ``(rows,)`` padding slots before the row's continuation (its rotary position lags its slot
             by that much).
         slots: long ``(max_cache_len,)`` slot indices.
-        prefix_count: which of the decoder's prefixes the rows hold (-1: none yet).
+        prefix_key: which prefixes the rows hold (the decoder's prefix count and each row's prefix; None: none yet).
     """
 
     def __init__(self, num_layers: int, rows: int, max_cache_len: int, device: torch.device) -> None:
@@ -82,7 +83,7 @@ class BatchedRows:
         self.visible = torch.zeros((rows, max_cache_len), dtype=torch.bool, device=device)
         self.pad = torch.zeros(rows, dtype=torch.long, device=device)
         self.slots = torch.arange(max_cache_len, device=device)
-        self.prefix_count = -1  # the decoder's prefix_count whose keys and values the rows hold
+        self.prefix_key = None  # (the decoder's prefix_count, each row's prefix) whose keys and values the rows hold
         self.graph = self.graph_token = self.graph_next = None
 
     def mask_and_positions(self, first_slot: torch.Tensor, length: int,
@@ -117,7 +118,10 @@ class GreedyDecoder:
         self.cache_device: Optional[torch.device] = None
         self.prefix_len = 0
         self.graph = self.graph_token = self.graph_next = None
-        self.prefix_count = 0  # prefixes encoded so far: the batched cache copies a prefix once
+        self.prefix_count = 0  # prefix encodings so far: the batched cache copies a prefix once
+        # the prefixes of set_prefixes (one row each) and their lengths; None after set_prefix (one prefix in cache)
+        self.prefixes: Optional[BatchedRows] = None
+        self.prefix_lens: List[int] = [0]
         self.batched: Optional[BatchedRows] = None  # made by the first generate_batch, grown when needed
 
     # ------------------------------------------------------------------ cache positions
@@ -130,16 +134,17 @@ class GreedyDecoder:
         for layer in self.cache.layers:
             layer.seek(position)
 
-    def _prepare(self, embeds: torch.Tensor, new_positions: int) -> torch.Tensor:
-        """Check the input and the cache capacity (a new device starts a fresh cache); ``embeds`` in the
-        LM's dtype."""
-        if embeds.dim() != 3 or embeds.shape[0] != 1:
-            raise ValueError('GreedyDecoder decodes one sequence: embeddings must be (1, L, D), '
+    def _prepare(self, embeds: torch.Tensor, new_positions: int, rows: int = 1) -> torch.Tensor:
+        """Check the input ((rows, L, D)) and the cache capacity (a new device starts a fresh cache); ``embeds``
+        in the LM's dtype."""
+        if embeds.dim() != 3 or embeds.shape[0] != rows:
+            raise ValueError(f'GreedyDecoder expects {rows} sequence(s) here: embeddings must be ({rows}, L, D), '
                              f'got {tuple(embeds.shape)}')
         if embeds.device != self.cache_device:
             self.cache = Cache(layers=[PrefixCacheLayer(self.max_cache_len)
                                        for _ in range(self.lm.config.num_hidden_layers)])
             self.cache_device, self.prefix_len, self.graph, self.batched = embeds.device, 0, None, None
+            self.prefixes, self.prefix_lens = None, [0]
         if new_positions > self.max_cache_len:
             raise ValueError(f'{new_positions} positions exceed the decoder cache of {self.max_cache_len}; '
                              'raise max_cache_len (Qwen2LLM decode_cache_len)')
@@ -153,14 +158,48 @@ class GreedyDecoder:
         Returns:
             the prefix's final-norm hidden states (1, P, D) in the LM dtype (None for ``None``).
         """
+        self.prefixes = None
         if prefix_embeds is None:
-            self.prefix_len = 0
+            self.prefix_len, self.prefix_lens = 0, [0]
             return None
         prefix_embeds = self._prepare(prefix_embeds, prefix_embeds.shape[1])
         with torch.autocast(prefix_embeds.device.type, enabled=False):
             self._rewind(0)
             out = self.lm.model(inputs_embeds=prefix_embeds, past_key_values=self.cache, use_cache=True)
         self.prefix_len = prefix_embeds.shape[1]
+        self.prefix_lens = [self.prefix_len]
+        self.prefix_count += 1
+        return out.last_hidden_state
+
+    @torch.no_grad()
+    def set_prefixes(self, prefix_embeds: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
+        """Encode ``S`` right-padded prefixes ``prefix_embeds`` (S, P, D), row ``s`` holding ``lengths[s]`` real
+        positions, in one pass into a cache of one row per prefix, which :meth:`generate_batch` continues by
+        its ``prefix_rows``. Padding positions are hidden from every query; row ``s`` sees what
+        :meth:`set_prefix` of its first ``lengths[s]`` positions would encode.
+
+        Returns:
+            the prefixes' final-norm hidden states (S, P, D) in the LM dtype (meaningless at padding positions).
+        """
+        rows, length = prefix_embeds.shape[:2]
+        if len(lengths) != rows or not all(0 < n <= length for n in lengths):
+            raise ValueError(f'set_prefixes: {rows} prefixes of up to {length} positions need as many lengths in '
+                             f'1..{length}, got {list(lengths)}')
+        prefix_embeds = self._prepare(prefix_embeds, length, rows)
+        if self.prefixes is None or self.prefixes.rows != rows:
+            self.prefixes = BatchedRows(len(self.cache.layers), rows, self.max_cache_len, prefix_embeds.device)
+        prefixes = self.prefixes
+        prefixes.pad.zero_()
+        prefixes.visible.copy_(prefixes.slots[None] < torch.tensor(lengths, device=prefix_embeds.device)[:, None])
+        with torch.autocast(prefix_embeds.device.type, enabled=False):
+            for layer in prefixes.cache.layers:
+                layer.seek(0)
+            mask, positions = prefixes.mask_and_positions(torch.zeros((), dtype=torch.long,
+                                                                      device=prefix_embeds.device),
+                                                          length, self.lm.dtype)
+            out = self.lm.model(inputs_embeds=prefix_embeds, attention_mask=mask, position_ids=positions,
+                                past_key_values=prefixes.cache, use_cache=True)
+        self.prefix_len, self.prefix_lens = 0, list(lengths)  # generate (one row) has no prefix now
         self.prefix_count += 1
         return out.last_hidden_state
 
@@ -171,6 +210,8 @@ class GreedyDecoder:
         Returns:
             the new token ids, up to ``max_new_tokens``, without the stop token that ended them.
         """
+        if self.prefixes is not None:
+            raise ValueError('generate continues the prefix of set_prefix; after set_prefixes use generate_batch')
         embeds = self._prepare(embeds, self.prefix_len + embeds.shape[1] + max_new_tokens)
         with torch.autocast(embeds.device.type, enabled=False):
             token = self._continuation_logits(embeds).argmax(-1, keepdim=True)
@@ -186,9 +227,10 @@ class GreedyDecoder:
 
     @torch.no_grad()
     def generate_batch(self, continuations: Sequence[torch.Tensor], max_new_tokens: int,
-                       stop_ids: Sequence[int], min_rows: int = 1) -> List[List[int]]:
-        """Greedy continuations of the prefix by several sequences at once, each as :meth:`generate` would
-        give it alone (up to floating-point summation order).
+                       stop_ids: Sequence[int], min_rows: int = 1,
+                       prefix_rows: Optional[Sequence[int]] = None) -> List[List[int]]:
+        """Greedy continuations of the prefixes by several sequences at once, each as :meth:`generate` would
+        give it alone after its prefix (up to floating-point summation order).
 
         Args:
             continuations: ``N`` tensors ``(1, C_n, D)``.
@@ -196,30 +238,35 @@ class GreedyDecoder:
             stop_ids: token ids that end a row.
             min_rows: rows of the batched cache at least (unused rows decode nothing useful): a fixed row
                 count keeps one CUDA graph for every batch up to it.
+            prefix_rows: ``N`` indices of the prefix each continuation follows (rows of :meth:`set_prefixes`);
+                None: the one prefix of :meth:`set_prefix` (or the first of :meth:`set_prefixes`) for all.
 
         Returns:
             per continuation, its new token ids without the stop token that ended them.
         """
         if not continuations:
             return []
+        prefix_rows = [0] * len(continuations) if prefix_rows is None else list(prefix_rows)
+        if len(prefix_rows) != len(continuations) or not all(0 <= r < len(self.prefix_lens) for r in prefix_rows):
+            raise ValueError(f'prefix_rows {prefix_rows} must give each of the {len(continuations)} continuations '
+                             f'one of the {len(self.prefix_lens)} prefixes')
+        prefix_end = max(self.prefix_lens)  # every row's continuation starts after the longest prefix
         longest = max(c.shape[1] for c in continuations)
-        embeds = [self._prepare(c, self.prefix_len + longest + max_new_tokens) for c in continuations]
+        embeds = [self._prepare(c, prefix_end + longest + max_new_tokens) for c in continuations]
         batched = self._batched_rows(max(len(embeds), min_rows), embeds[0].device)
+        source = torch.tensor(prefix_rows + [0] * (batched.rows - len(embeds)))
+        prefix_lens = torch.tensor(self.prefix_lens)[source]
         padded = embeds[0].new_zeros((batched.rows, longest, embeds[0].shape[-1]))
-        pad = torch.full((batched.rows,), longest, dtype=torch.long)
+        gap = torch.full((batched.rows,), longest, dtype=torch.long)
         for row, continuation in enumerate(embeds):
             padded[row, longest - continuation.shape[1]:] = continuation[0]
-            pad[row] = longest - continuation.shape[1]
-        batched.pad.copy_(pad)
-        batched.visible.copy_((batched.slots < self.prefix_len)[None]
-                              | (batched.slots[None] >= self.prefix_len + batched.pad[:, None]))
+            gap[row] = longest - continuation.shape[1]
+        batched.pad.copy_(prefix_end - prefix_lens + gap)
+        prefix_lens = prefix_lens.to(batched.slots.device)
+        batched.visible.copy_((batched.slots[None] < prefix_lens[:, None])
+                              | (batched.slots[None] >= prefix_lens[:, None] + batched.pad[:, None]))
         with torch.autocast(padded.device.type, enabled=False):
-            for layer, prefix_layer in zip(batched.cache.layers, self.cache.layers):
-                layer.seek(self.prefix_len)
-                if batched.prefix_count != self.prefix_count:  # a new prefix: later rounds reuse it
-                    layer.keys[:, :, :self.prefix_len] = prefix_layer.keys[:, :, :self.prefix_len]
-                    layer.values[:, :, :self.prefix_len] = prefix_layer.values[:, :, :self.prefix_len]
-            batched.prefix_count = self.prefix_count
+            self._copy_prefixes(batched, source, prefix_end)
             mask, positions = batched.mask_and_positions(batched.cache.layers[0].position, longest, self.lm.dtype)
             logits = self.lm(inputs_embeds=padded, attention_mask=mask, position_ids=positions,
                              past_key_values=batched.cache, use_cache=True, logits_to_keep=1).logits
@@ -244,13 +291,30 @@ class GreedyDecoder:
             out.append(token_id)
         return out
 
+    def _copy_prefixes(self, batched: BatchedRows, source: torch.Tensor, prefix_end: int) -> None:
+        """Give row ``b`` of ``batched`` the keys and values of prefix ``source[b]`` (its first ``prefix_end``
+        slots; later rounds with the same prefixes skip the copy) and seek every row to ``prefix_end``."""
+        key = (self.prefix_count, tuple(source.tolist()))
+        index = source.to(batched.slots.device)
+        for layer, prefix_layer in zip(batched.cache.layers, self._prefix_layers()):
+            layer.seek(prefix_end)
+            if batched.prefix_key != key:
+                layer.keys[:, :, :prefix_end] = prefix_layer.keys[index, :, :prefix_end]
+                layer.values[:, :, :prefix_end] = prefix_layer.values[index, :, :prefix_end]
+        batched.prefix_key = key
+
+    def _prefix_layers(self) -> list:
+        """The cache layers holding the current prefix(es): one row after :meth:`set_prefix`, one a prefix after
+        :meth:`set_prefixes`."""
+        return (self.cache if self.prefixes is None else self.prefixes.cache).layers
+
     def _batched_rows(self, rows: int, device: torch.device) -> BatchedRows:
         """The batched cache with at least ``rows`` rows, its layers allocated like the prefix cache's."""
         if self.batched is None or self.batched.rows < rows:
             self.batched = BatchedRows(len(self.cache.layers), rows, self.max_cache_len, device)
-            for layer, prefix_layer in zip(self.batched.cache.layers, self.cache.layers):
-                layer.lazy_initialization(prefix_layer.keys.expand(rows, -1, -1, -1),
-                                          prefix_layer.values.expand(rows, -1, -1, -1))
+            for layer, prefix_layer in zip(self.batched.cache.layers, self._prefix_layers()):
+                layer.lazy_initialization(prefix_layer.keys[:1].expand(rows, -1, -1, -1),
+                                          prefix_layer.values[:1].expand(rows, -1, -1, -1))
                 layer.position = layer.position.to(device)
         return self.batched
 

@@ -137,9 +137,10 @@ class Qwen2LLM(BaseModule):
             decoding). Its tokens equal eager decoding's except where eager's top two logits are closer than
             the compiled step's bf16 rounding (``tools/benchmark.py --sections decode_agreement``: 4 of 256
             tokens, each such a near-tie). Off CUDA the step runs eagerly whatever this says.
-        decode_batch_rows: continuations of one prefix that :meth:`generate_batch` decodes together on a GPU
-            (rows of the batched KV cache, ``decode_batch_rows x decode_cache_len`` positions); 1 decodes them
-            one after another.
+        decode_batch_rows: continuations that :meth:`generate_batch` decodes together (rows of the batched KV
+            cache, ``decode_batch_rows x decode_cache_len`` positions); 1 decodes them one after another.
+        batch_decoding_devices: device types on which :meth:`generate_batch` batches (a GPU, where a step costs
+            kernel launches, not arithmetic); elsewhere it decodes one continuation after another.
     """
 
     def __init__(self, llm_path: str, tokenizer_path: Optional[str] = None,
@@ -147,7 +148,7 @@ class Qwen2LLM(BaseModule):
                  train_mode: str = 'lora', lora_cfg: Optional[dict] = None, gradient_checkpointing: bool = False,
                  dtype: str = 'float32', loss_weight: float = 1.0, loss_average: str = 'token',
                  decode_cache_len: int = 4096, cuda_graphs: bool = True, compile_decoder: bool = True,
-                 decode_batch_rows: int = 16):
+                 decode_batch_rows: int = 16, batch_decoding_devices: Sequence[str] = ('cuda',)):
         super().__init__()
         if train_mode not in TRAIN_MODES:
             raise ValueError(f'train_mode {train_mode!r} is not one of {TRAIN_MODES}')
@@ -180,6 +181,7 @@ class Qwen2LLM(BaseModule):
         if decode_batch_rows < 1:
             raise ValueError(f'decode_batch_rows must be at least 1, got {decode_batch_rows}')
         self.decode_batch_rows = decode_batch_rows
+        self.batch_decoding_devices = tuple(batch_decoding_devices)
         self._decoder: Optional[GreedyDecoder] = None
         self._graphed_forward = GraphedFunction(self._last_hidden_state)
         self.cuda_graphs = cuda_graphs
@@ -296,13 +298,25 @@ class Qwen2LLM(BaseModule):
                                           self.compile_decoder)
         return self._decoder
 
-    def prefill(self, prefix_embeds: torch.Tensor) -> torch.Tensor:
-        """Encode a prefix (1, P, D) once; ``generate(..., after_prefix=True)`` calls extend it.
+    def prefill(self, prefix_embeds: torch.Tensor, lengths: Optional[Sequence[int]] = None) -> torch.Tensor:
+        """Encode prefixes (S, P, D) once; ``generate(..., after_prefix=True)`` (one prefix) and
+        :meth:`generate_batch` calls continue them. Several prefixes (right-padded, row ``s`` holding
+        ``lengths[s]`` positions) need batched decoding (:meth:`batches_decoding`).
 
         Returns:
-            the prefix's last-layer (final-norm) hidden states (1, P, D) as float32, as ``hidden_states``.
+            the prefixes' last-layer (final-norm) hidden states (S, P, D) as float32, as ``hidden_states``.
         """
-        return self.decoder.set_prefix(prefix_embeds).float()
+        if prefix_embeds.shape[0] == 1:
+            return self.decoder.set_prefix(prefix_embeds).float()
+        if not self.batches_decoding(prefix_embeds.device):
+            raise ValueError(f'several prefixes at once need batched decoding, which is off on '
+                             f'{prefix_embeds.device.type} (decode_batch_rows={self.decode_batch_rows}, '
+                             f'batch_decoding_devices={self.batch_decoding_devices}): prefill one at a time')
+        return self.decoder.set_prefixes(prefix_embeds, lengths).float()
+
+    def batches_decoding(self, device: torch.device) -> bool:
+        """Whether :meth:`generate_batch` decodes continuations together on ``device``."""
+        return self.decode_batch_rows > 1 and device.type in self.batch_decoding_devices
 
     def generate(self, inputs_embeds: torch.Tensor, max_new_tokens: int, after_prefix: bool = False) -> List[int]:
         """Greedy decoding with the KV cache for one unpadded sequence.
@@ -319,21 +333,28 @@ class Qwen2LLM(BaseModule):
             self.decoder.set_prefix(None)
         return self.decoder.generate(inputs_embeds, max_new_tokens, self.stop_ids)
 
-    def generate_batch(self, continuations: Sequence[torch.Tensor], max_new_tokens: int) -> List[List[int]]:
-        """Greedy decoding of several continuations ``(1, C_n, D)`` of the last ``prefill``'s prefix (each as
-        ``generate(..., after_prefix=True)`` gives it alone): on a GPU ``decode_batch_rows`` at a time, every
-        batch filling all rows so that one CUDA graph serves every batch size. On the CPU, where a step costs
-        arithmetic rather than launches, one after another: rows that wait for the batch's longest answer cost
-        more there than they save (2 cores, model-zoo mini checkpoint: 0.46-0.53 frames/s one at a time,
-        0.36-0.38 batched).
+    def generate_batch(self, continuations: Sequence[torch.Tensor], max_new_tokens: int,
+                       prefix_rows: Optional[Sequence[int]] = None) -> List[List[int]]:
+        """Greedy decoding of several continuations ``(1, C_n, D)`` of the last ``prefill``'s prefixes
+        (``prefix_rows``: which prefix each continues; None: the first), each as ``generate(...,
+        after_prefix=True)`` gives it alone after its prefix. Where :meth:`batches_decoding` (a GPU by default),
+        ``decode_batch_rows`` at a time, every batch filling all rows so that one CUDA graph serves every batch
+        size; elsewhere one after another: on the CPU, rows that wait for the batch's longest answer cost more
+        than they save (2 cores, model-zoo mini checkpoint: 0.46-0.53 frames/s one at a time, 0.36-0.38
+        batched).
 
         Returns:
             per continuation, the new token ids without the closing stop token.
         """
-        rows = self.decode_batch_rows
-        if rows == 1 or not continuations or not continuations[0].is_cuda:
+        if not continuations:
+            return []
+        if not self.batches_decoding(continuations[0].device):
+            if len(self.decoder.prefix_lens) > 1:
+                raise ValueError('continuations of several prefixes need batched decoding')
             return [self.decoder.generate(c, max_new_tokens, self.stop_ids) for c in continuations]
-        min_rows = rows if self._cuda_graphs else 1
+        rows = self.decode_batch_rows
+        prefix_rows = [0] * len(continuations) if prefix_rows is None else list(prefix_rows)
+        min_rows = rows if self._cuda_graphs and continuations[0].is_cuda else 1
         return [ids for start in range(0, len(continuations), rows)
                 for ids in self.decoder.generate_batch(continuations[start:start + rows], max_new_tokens,
-                                                       self.stop_ids, min_rows)]
+                                                       self.stop_ids, min_rows, prefix_rows[start:start + rows])]
