@@ -218,10 +218,27 @@ class OccupancyGuidedStop(BaseModule):
         inside = ((cos * px + sin * py).abs() <= self.half_length) & ((-sin * px + cos * py).abs() <= self.half_width)
         return inside & ~inside[:, :1]
 
+    def within_reach(self, paths: torch.Tensor, times: torch.Tensor, obstacles: Obstacles) -> Obstacles:
+        """The obstacle cells that can enter the footprint of a (P, S, 2) path at the (S,) ``times``: those whose
+        box swept from t = 0 to the last time overlaps the box of every footprint centre grown by
+        ``half_length + half_width`` (a point inside the footprint lies at most that far from its centre along
+        each axis). :meth:`footprint_cells` gives the others no cell, so dropping them changes no hit: most of a
+        scene's thousands of columns lie far off the paths (26 ms of host time a frame on a GPU machine with
+        all of them, 2026-12-07)."""
+        cos, sin = path_headings(paths)
+        centres = (paths + EGO_REAR_AXLE_TO_CENTER * torch.cat([cos, sin], -1)).reshape(-1, 2)
+        reach = self.half_length + self.half_width + 0.01  # 1 cm against rounding
+        low, high = centres.amin(0) - reach, centres.amax(0) + reach
+        end = obstacles.centres + obstacles.velocities * times[-1]
+        near = (torch.minimum(obstacles.centres, end) <= high) & (torch.maximum(obstacles.centres, end) >= low)
+        keep = near.all(-1).nonzero()[:, 0]
+        return Obstacles(*(field.index_select(0, keep) for field in obstacles))
+
     def first_hits(self, paths: torch.Tensor, times: torch.Tensor, obstacles: Obstacles) -> torch.Tensor:
         """(P,) long: per (P, S, 2) path the first sample whose footprint holds ``min_cells`` obstacle cells, S
-        where none does (no host synchronisation)."""
+        where none does (one host synchronisation on a GPU: the count of cells within reach)."""
         num, samples = paths.shape[:2]
+        obstacles = self.within_reach(paths, times, obstacles)
         cells = len(obstacles.centres)
         if not cells:
             return torch.full((num,), samples, dtype=torch.long, device=paths.device)
@@ -285,6 +302,7 @@ class OccupancyGuidedStop(BaseModule):
         if not self.lateral_offsets:
             return None
         if self.swerve_static_only:
+            obstacles = self.within_reach(path[None], times, obstacles)
             blocking = self.footprint_cells(path[None], times, obstacles)[0, hit]
             if bool((blocking & obstacles.dynamic).any()):
                 return None

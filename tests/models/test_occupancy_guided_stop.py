@@ -13,6 +13,7 @@ from drivepi.geometry import (
     OPENOCC_CLASSES,
 )
 from drivepi.models import OccupancyGuidedStop
+from drivepi.models.occupancy_guided_stop import Obstacles
 
 CAR, ROAD = OPENOCC_CLASSES.index('car'), OPENOCC_CLASSES.index('driveable_surface')
 STRAIGHT = torch.tensor([[5.0 * (k + 1), 0.0] for k in range(6)])  # 10 m/s, waypoints every 0.5 s
@@ -208,3 +209,23 @@ def test_obstacle_columns_equal_a_column_by_column_count():
     assert torch.allclose(found.centres, torch.tensor([e[:2] for e in expected]))
     assert torch.allclose(found.velocities, torch.stack([e[2] for e in expected]), atol=1e-6)
     assert found.dynamic.tolist() == [e[3] for e in expected]
+
+
+def test_cells_out_of_reach_are_dropped_without_changing_a_hit():
+    """The pre-filter of ``first_hits`` against every cell: random obstacle cells all over the grid, moving with
+    random velocities, and paths that turn and one that stands: the first hits equal those counted over all cells
+    (the filter only drops cells that no footprint reaches), and most cells are dropped."""
+    gen = torch.Generator().manual_seed(0)
+    stop = OccupancyGuidedStop(min_cells=1)
+    obstacles = Obstacles(torch.rand(300, 2, generator=gen) * 80 - 40, torch.randn(300, 2, generator=gen),
+                          torch.zeros(300, dtype=torch.bool))
+    k = torch.arange(1, 7, dtype=torch.float32)
+    trajs = torch.stack([torch.stack([4.0 * k * torch.cos(a * k / 6), 4.0 * k * torch.sin(a * k / 6)], -1)
+                         for a in torch.linspace(-0.6, 0.6, 9)] + [torch.zeros(6, 2)])
+    paths, times = stop.sample_paths(trajs)
+    near = stop.within_reach(paths, times, obstacles)
+    assert 0 < len(near.centres) < 0.5 * len(obstacles.centres)
+    every_cell = stop.footprint_cells(paths, times, obstacles).sum(-1) >= stop.min_cells
+    expected = torch.where(every_cell.any(1), every_cell.float().argmax(1), paths.shape[1])
+    hits = stop.first_hits(paths, times, obstacles)
+    assert torch.equal(hits, expected) and len(set(hits.tolist())) >= 5  # hits at many samples, and none
