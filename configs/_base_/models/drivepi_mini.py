@@ -22,7 +22,7 @@ model = dict(
     fuser=dict(in_channels=[bev_channels, 16], out_channels=bev_channels),
     token_filter=dict(keep_ratio=0.25, hidden_channels=16),
     llm=dict(_delete_=True, type='Qwen2LLM', llm_path=llm_path, train_mode='full', gradient_checkpointing=False,
-             dtype='float32', loss_weight=1.0),
+             dtype='float32', loss_weight=1.0, decode_batch_rows=64),  # a test batch's turns of a round in one
     heads=dict(
         occ=dict(mid_channels=16,
                  loss_lovasz=dict(type='LovaszSoftmaxLoss', loss_weight=1.0, max_voxels=50000)),  # CPU: subsample
