@@ -3,15 +3,21 @@
 # checkpoint of the long mini recipe on a mini set (or the subset tools/gpu/pack_eval_subset.py packs),
 # without questions (configs/drivepi/drivepi_mini_long_no_questions.py: occupancy, flow and planning metrics
 # only) and with them (greedy answers, QA metric). Prints each run's frames/s and the share of the steady time
-# spent waiting for data (tools/test.py's last line; no predictions written).
-# Usage (repo root, packages installed):  bash tools/gpu/benchmark_eval.sh MINI_DATA [OUT_DIR]
+# spent waiting for data (tools/test.py's last line; no predictions written). The configs' batch of 8 frames; the
+# held-out samples are repeated to FRAMES (default 112) so that a small subset leaves steady iterations after the
+# throughput hook's 5 warm-up iterations (40 frames at batch 8).
+# Usage (repo root, packages installed):  [FRAMES=N] bash tools/gpu/benchmark_eval.sh MINI_DATA [OUT_DIR]
 set -euo pipefail
 MINI_DATA="${1:?a mini set, e.g. .bench/drivepi-mini}"
 OUT_DIR="${2:-work_dirs/benchmarks}"
 mkdir -p "$OUT_DIR"
 CKPT="$(ls model_zoo/drivepi_mini_long/drivepi_mini_long-*.pth | head -n 1)"
-DATA="test_dataloader.dataset.data_root=$MINI_DATA/ test_evaluator.0.data_root=$MINI_DATA/
-      test_dataloader.num_workers=8 test_dataloader.persistent_workers=True"
+INDICES="$(python3 -c "
+from drivepi.fileio import read_pickle
+n = len(read_pickle('$MINI_DATA/drivepi_infos_val.pkl')['data_list'])
+print('[' + ','.join(str(i % n) for i in range(max(n, ${FRAMES:-112}))) + ']')")"
+DATA="test_dataloader.dataset.indices=$INDICES test_dataloader.dataset.data_root=$MINI_DATA/
+      test_evaluator.0.data_root=$MINI_DATA/ test_dataloader.num_workers=8 test_dataloader.persistent_workers=True"
 for run in no_questions questions; do
   if [ "$run" = no_questions ]; then
     CONFIG=configs/drivepi/drivepi_mini_long_no_questions.py EXTRA=""
