@@ -302,9 +302,9 @@ class OccupancyGuidedStop(BaseModule):
         if not self.lateral_offsets:
             return None
         if self.swerve_static_only:
-            obstacles = self.within_reach(path[None], times, obstacles)
-            blocking = self.footprint_cells(path[None], times, obstacles)[0, hit]
-            if bool((blocking & obstacles.dynamic).any()):
+            near = self.within_reach(path[None], times, obstacles)  # of this path only: the shifted ones get all
+            blocking = self.footprint_cells(path[None], times, near)[0, hit]
+            if bool((blocking & near.dynamic).any()):
                 return None
         shifted = torch.stack([self.shifted_path(path, s_path, offset) for offset in self.lateral_offsets])
         free = (self.first_hits(shifted, times, obstacles) == len(path)) & (self.offroad_fraction(shifted, occ) == 0)

@@ -104,6 +104,17 @@ def test_swerves_onto_the_first_free_offset_path():
     assert OccupancyGuidedStop()(STRAIGHT, parked_car_grid())[-1, 0] < 20.0  # without offsets it brakes
 
 
+def test_a_wide_shift_is_checked_against_cells_far_from_the_planned_path():
+    """A 6 m shift left runs into a second car parked at y = 5.2-7.2 m, out of reach of the planned path (its
+    footprint centres' box grown by half length + half width: |y| <= ~4.4 m) but across the shifted one: the
+    shift must see it and brake; with the lane at 6 m free, it shifts."""
+    blocked = parked_car_grid()
+    blocked[cell(14.0, 5.2)[0]:cell(30.0, 7.2)[0], cell(14.0, 5.2)[1]:cell(30.0, 7.2)[1], 3:7] = CAR
+    guided = OccupancyGuidedStop(lateral_offsets=(6.0,))
+    assert guided(STRAIGHT, parked_car_grid())[-1, 1] == pytest.approx(6.0)
+    torch.testing.assert_close(guided(STRAIGHT, blocked), OccupancyGuidedStop()(STRAIGHT, blocked))
+
+
 def test_does_not_swerve_off_the_road():
     """Sidewalk left of y = 0.8 m: the 1 m shift would put the ego's centre over it, so the plan brakes instead
     (the same waypoints as without offsets)."""
