@@ -86,6 +86,13 @@ def path_headings(path: torch.Tensor):
     return heading.cos()[..., None], heading.sin()[..., None]
 
 
+def footprint_centres(paths: torch.Tensor):
+    """Centres (..., S, 2) of the ego footprint at the samples of (..., S, 2) rear-axle paths, m, and the heading's
+    cos and sin (..., S, 1) (:func:`path_headings`)."""
+    cos, sin = path_headings(paths)
+    return paths + EGO_REAR_AXLE_TO_CENTER * torch.cat([cos, sin], dim=-1), cos, sin
+
+
 def arc_lengths(path: torch.Tensor) -> torch.Tensor:
     """(N,) cumulative arc length (m) of an (N, 2) polyline, 0 at its first point."""
     steps = (path[1:] - path[:-1]).norm(dim=-1)
@@ -210,11 +217,9 @@ class OccupancyGuidedStop(BaseModule):
         """(P, S, N) bool: obstacle cell n (moved by its velocity) inside the ego footprint at sample s of path p
         ((P, S, 2) rear-axle positions); cells in the footprint at t = 0 never count (the ego's own cell or a
         mislabelled neighbour would block everything)."""
-        cos, sin = path_headings(paths)
-        centre_x = paths[..., 0:1] + EGO_REAR_AXLE_TO_CENTER * cos
-        centre_y = paths[..., 1:2] + EGO_REAR_AXLE_TO_CENTER * sin
+        centre, cos, sin = footprint_centres(paths)
         moved = obstacles.centres[None] + obstacles.velocities[None] * times[:, None, None]  # (S, N, 2)
-        px, py = moved[None, ..., 0] - centre_x, moved[None, ..., 1] - centre_y  # (P, S, N)
+        px, py = moved[None, ..., 0] - centre[..., 0:1], moved[None, ..., 1] - centre[..., 1:2]  # (P, S, N)
         inside = ((cos * px + sin * py).abs() <= self.half_length) & ((-sin * px + cos * py).abs() <= self.half_width)
         return inside & ~inside[:, :1]
 
@@ -225,8 +230,7 @@ class OccupancyGuidedStop(BaseModule):
         each axis). :meth:`footprint_cells` gives the others no cell, so dropping them changes no hit: most of a
         scene's thousands of columns lie far off the paths (26 ms of host time a frame on a GPU machine with
         all of them, 2026-12-07)."""
-        cos, sin = path_headings(paths)
-        centres = (paths + EGO_REAR_AXLE_TO_CENTER * torch.cat([cos, sin], -1)).reshape(-1, 2)
+        centres = footprint_centres(paths)[0].reshape(-1, 2)
         reach = self.half_length + self.half_width + 0.01  # 1 cm against rounding
         low, high = centres.amin(0) - reach, centres.amax(0) + reach
         end = obstacles.centres + obstacles.velocities * times[-1]
@@ -265,8 +269,7 @@ class OccupancyGuidedStop(BaseModule):
         """(P,): share of the samples of (P, S, 2) rear-axle paths whose footprint centre lies over a column of
         ``occ`` (X, Y, Z) labelled non-driveable ground (sidewalk, terrain, other flat) without driveable surface;
         columns the occupancy leaves unlabelled count as road."""
-        cos, sin = path_headings(paths)
-        centre = paths + EGO_REAR_AXLE_TO_CENTER * torch.cat([cos, sin], dim=-1)
+        centre = footprint_centres(paths)[0]
         x_min, y_min = self.occ_range[:2]
         ix = ((centre[..., 0] - x_min) / self.voxel_size).long().clamp(0, occ.shape[0] - 1)
         iy = ((centre[..., 1] - y_min) / self.voxel_size).long().clamp(0, occ.shape[1] - 1)
