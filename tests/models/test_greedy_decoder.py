@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from drivepi.models.llm import DrivePIPrompt, Qwen2LLM
+from drivepi.models.llm.greedy_decoder import attention_window
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='compiled CUDA-graph decoding needs a CUDA GPU')
@@ -19,10 +20,10 @@ def test_compiled_graph_decoding_matches_eager_decoding_one_row_and_batched(tiny
             llm.prefill(prefix)
         answers.append(eager.generate(tails[-1], 12, after_prefix=True))
         assert compiled.generate(tails[-1], 12, after_prefix=True) == answers[-1]
-    assert compiled.decoder.graph is not None and compiled.decoder.compile_step
+    assert compiled.decoder.graphs and compiled.decoder.compile_step
     # the batched step (the turns of a frame's conversations in evaluation) compiles and replays the same way
     assert compiled.generate_batch(tails, 12) == answers
-    assert compiled.decoder.batched.graph is not None
+    assert compiled.decoder.batched.graphs
 
 
 def _random_llm(tiny_llm_dir, device: str) -> Qwen2LLM:
@@ -73,7 +74,7 @@ def test_batched_decoding_gives_each_continuation_its_own_answer(tiny_llm_dir, d
         alone = [llm.generate(tail, 12, after_prefix=True) for tail in tails]
         assert llm.decoder.generate_batch(tails, 12, llm.stop_ids, min_rows=5) == alone
     assert llm.decoder.batched.rows == (16 if device == 'cuda' else 5)
-    assert (llm.decoder.batched.graph is not None) == (device == 'cuda')
+    assert bool(llm.decoder.batched.graphs) == (device == 'cuda')
 
 
 @pytest.mark.parametrize('device', ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
@@ -166,3 +167,36 @@ def test_forced_logits_follow_the_greedy_answer_and_the_compiled_step_matches_th
             # position would differ by the logits' own spread on average
             mean_diff = (compiled - eager).abs().mean(-1)
             assert (mean_diff <= 0.02 * eager.abs().amax(-1)).all() and (mean_diff < 0.1 * eager.std(-1)).all()
+
+
+def test_attention_window_holds_what_a_call_fills():
+    """The slots a call's attention reads: the power of two from 256 that holds the needed slots, at most the
+    cache."""
+    assert [attention_window(n, 4096) for n in (1, 256, 257, 700, 1025, 4096)] == [256, 256, 512, 1024, 2048, 4096]
+    assert attention_window(300, 300) == 300 and attention_window(5, 100) == 100
+
+
+@pytest.mark.parametrize('device', ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='the CUDA-graph steps of each window need a CUDA GPU'))])
+def test_answers_in_any_attention_window_are_those_of_a_plain_forward(tiny_llm_dir, device):
+    """Greedy answers read only the cache window a call fills (256 slots after a short prefix, 512 after one of
+    240 positions), one row and batched: every answer token is the argmax of the LM's plain forward (no cache,
+    no mask) over prefix, question and the answer so far."""
+    llm = _random_llm(tiny_llm_dir, device)
+    llm.batch_decoding_devices = ('cpu', 'cuda')
+    prefix, tails = _prefix_and_questions(llm, device)
+    generator = torch.Generator().manual_seed(2)
+    long_prefix = torch.cat([prefix, torch.randn(1, 240 - prefix.shape[1], llm.hidden_size,
+                                                 generator=generator).to(device)], dim=1)
+    embed = llm.causal_lm.get_input_embeddings()
+    with torch.no_grad():
+        for one, window in ((prefix, 256), (long_prefix, 512)):
+            llm.prefill(one)
+            alone = [llm.decoder.generate(tail, 12, stop_ids=()) for tail in tails[:3]]
+            assert llm.decoder.cache.layers[0].window == window
+            batched = llm.decoder.generate_batch(tails[:3], 12, stop_ids=(), min_rows=4)
+            assert batched == alone and llm.decoder.batched.cache.layers[0].window == window
+            for tail, answer in zip(tails, alone):
+                context = torch.cat([one, tail, embed(torch.tensor([answer[:-1]], device=device))], dim=1)
+                plain = llm.causal_lm(inputs_embeds=context).logits[0, -len(answer):].argmax(-1)
+                assert plain.tolist() == answer

@@ -165,7 +165,7 @@ def test_cuda_graphs_matches_eager_decoding(tiny_llm_dir):
             llm.prefill(prefix)
         expected = eager.generate(tail, 12, after_prefix=True)
         assert graphed.generate(tail, 12, after_prefix=True) == expected and len(set(expected)) > 2
-        assert graphed.decoder.graph is not None  # the steps were replayed from the graph
+        assert graphed.decoder.graphs  # the steps were replayed from a graph
 
 
 def trainable_names(llm):
