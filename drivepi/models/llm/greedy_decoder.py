@@ -102,7 +102,7 @@ class BatchedRows:
             by that much).
         slots: long ``(max_cache_len,)`` slot indices.
         prefix_key: which prefixes the rows hold (the decoder's prefix count and each row's prefix; None: none yet).
-        graphs: the batched step's CUDA graphs by attention window: (graph, input tokens, output tokens).
+        graphs: the batched step's CUDA graphs by attention window: (input tokens, graph, output tokens).
     """
 
     def __init__(self, num_layers: int, rows: int, max_cache_len: int, device: torch.device) -> None:
@@ -112,7 +112,7 @@ class BatchedRows:
         self.pad = torch.zeros(rows, dtype=torch.long, device=device)
         self.slots = torch.arange(max_cache_len, device=device)
         self.prefix_key = None  # (the decoder's prefix_count, each row's prefix) whose keys and values the rows hold
-        self.graphs: Dict[int, Tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+        self.graphs: Dict[int, Tuple[torch.Tensor, torch.cuda.CUDAGraph, torch.Tensor]] = {}
 
     def mask_and_positions(self, first_slot: torch.Tensor, length: int,
                            dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -147,7 +147,7 @@ class GreedyDecoder:
         self.cache: Optional[Cache] = None  # made on first use, on the inputs' device
         self.cache_device: Optional[torch.device] = None
         self.prefix_len = 0
-        self.graphs: Dict[int, Tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}  # step graphs by window
+        self.graphs: Dict[int, Tuple[torch.Tensor, torch.cuda.CUDAGraph, torch.Tensor]] = {}  # step graphs by window
         self.prefix_count = 0  # prefix encodings so far: the batched cache copies a prefix once
         # the prefixes of set_prefixes (one row each) and their lengths; None after set_prefix (one prefix in cache)
         self.prefixes: Optional[BatchedRows] = None
