@@ -193,27 +193,26 @@ def _traverse_steps(occupied: torch.Tensor, grid_index: torch.Tensor, voxel: tor
     return depth, out_voxel, hit
 
 
-def scene_rays(origins_m: torch.Tensor, directions: torch.Tensor, device: torch.device,
+def scene_rays(origins_m: torch.Tensor, directions: torch.Tensor,
                point_cloud_range: Sequence[float] = OCC_RANGE,
                voxel_size: float = OCC_VOXEL_SIZE) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Voxel-unit origins and unit directions of every direction from every origin, on ``device``, with the
+    """Voxel-unit origins and unit directions of every direction from every origin, formed on the CPU with the
     reference's roundings: origins and end points (one metre along the ray) in float32 as
-    ``(p - range_min) / voxel_size``, a true division by a tensor (IEEE-rounded on the CPU and on CUDA, where a
-    division by a Python scalar would multiply by its reciprocal and move rays that run exactly along voxel faces),
-    and the direction in float64 as ``r / sqrt(rx*rx + ry*ry + rz*rz)``, one operation a kernel (no fused
-    multiply-add): the same bits on every device (a CUDA test checks it). Made where the grids are, so a GPU
-    evaluation forms its ~112 k rays there instead of on the host (~9-27 ms a frame there, 2026-12-07).
+    ``(p - range_min) / voxel_size``, a true division by a tensor, and the direction in float64 as
+    ``r / sqrt(rx*rx + ry*ry + rz*rz)``. On the host, so that every device traverses the same numbers: the same
+    operations on an H100 gave other bits in the unit directions (a CUDA test, 2026-12-07), and a division by a
+    Python scalar there multiplies by its reciprocal, which moves rays that run exactly along voxel faces.
 
     Args:
         origins_m: float ``(T, 3)`` ray origins, metres, ego frame. directions: float ``(R, 3)`` unit directions.
 
     Returns:
-        float64 ``(T*R, 3)`` origins in voxel units and ``(T*R, 3)`` unit directions, origin-major.
+        float64 ``(T*R, 3)`` origins in voxel units and ``(T*R, 3)`` unit directions, origin-major, on the CPU.
     """
-    offset = torch.tensor(point_cloud_range[:3], dtype=torch.float32, device=device)
-    scale = torch.full((3,), voxel_size, dtype=torch.float32, device=device)
-    origins_m = origins_m.detach().to(device, torch.float32)
-    directions = directions.detach().to(device, torch.float32)
+    offset = torch.tensor(point_cloud_range[:3], dtype=torch.float32)
+    scale = torch.full((3,), voxel_size, dtype=torch.float32)
+    origins_m = origins_m.detach().cpu().float()
+    directions = directions.detach().cpu().float()
     origin_vox = (origins_m - offset) / scale                                   # (T, 3)
     end_vox = ((directions[None] + origins_m[:, None]) - offset) / scale       # (T, R, 3)
     ray = (end_vox - origin_vox[:, None]).double()
@@ -226,7 +225,7 @@ def cast_scene_rays(semantics: torch.Tensor, origins_m: torch.Tensor, directions
                     free_label: int, point_cloud_range: Sequence[float] = OCC_RANGE,
                     voxel_size: float = OCC_VOXEL_SIZE) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Cast every direction from every origin through a semantic grid (SparseOcc's per-sample render), the
-    rays formed on the grid's device by :func:`scene_rays`.
+    rays formed on the host by :func:`scene_rays` (one copy crosses to the grids' device).
 
     Args:
         semantics: long ``(X, Y, Z)`` class indices, or ``(G, X, Y, Z)`` for G grids cast with the
@@ -243,7 +242,7 @@ def cast_scene_rays(semantics: torch.Tensor, origins_m: torch.Tensor, directions
     """
     grids = semantics if semantics.dim() == 4 else semantics[None]
     device = grids.device
-    origin_vox, ray = scene_rays(origins_m, directions, device, point_cloud_range, voxel_size)
+    origin_vox, ray = (x.to(device) for x in scene_rays(origins_m, directions, point_cloud_range, voxel_size))
     num_grids, num_rays = len(grids), len(ray)
     grid_index = torch.arange(num_grids, device=device).repeat_interleave(num_rays)
     depth, voxel, hit = traverse_first_hit(grids != free_label, origin_vox.repeat(num_grids, 1),
