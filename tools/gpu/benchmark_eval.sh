@@ -6,7 +6,9 @@
 # spent waiting for data (tools/test.py's last line; no predictions written). The configs' batch of 8 frames; the
 # held-out samples are repeated to FRAMES (default 112) so that a small subset leaves steady iterations after the
 # throughput hook's 5 warm-up iterations (40 frames at batch 8).
-# Usage (repo root, packages installed):  [FRAMES=N] bash tools/gpu/benchmark_eval.sh MINI_DATA [OUT_DIR]
+# PROFILE=1 also profiles each run's main process (cProfile): OUT_DIR/eval_<run>_tottime.txt lists its 40 costliest
+# functions by own time.
+# Usage (repo root, packages installed):  [FRAMES=N] [PROFILE=1] bash tools/gpu/benchmark_eval.sh MINI_DATA [OUT_DIR]
 set -euo pipefail
 MINI_DATA="${1:?a mini set, e.g. .bench/drivepi-mini}"
 OUT_DIR="${2:-work_dirs/benchmarks}"
@@ -29,7 +31,12 @@ for run in no_questions questions; do
            model.max_answer_tokens=96"
   fi
   # shellcheck disable=SC2086
-  python3 tools/test.py "$CONFIG" "$CKPT" --work-dir "$OUT_DIR/eval_logs" --cfg-options $DATA $EXTRA \
+  python3 ${PROFILE:+-m cProfile -o "$OUT_DIR/eval_$run.prof"} tools/test.py "$CONFIG" "$CKPT" \
+    --work-dir "$OUT_DIR/eval_logs" --cfg-options $DATA $EXTRA \
     > "$OUT_DIR/eval_$run.log" 2>&1 || { tail -30 "$OUT_DIR/eval_$run.log"; exit 1; }
   grep -E '^evaluated ' "$OUT_DIR/eval_$run.log" | sed "s/^/$run: /"
+  if [ -n "${PROFILE:-}" ]; then
+    python3 -c "import pstats, sys; pstats.Stats(sys.argv[1]).sort_stats('tottime').print_stats(40)" \
+      "$OUT_DIR/eval_$run.prof" > "$OUT_DIR/eval_${run}_tottime.txt"
+  fi
 done
