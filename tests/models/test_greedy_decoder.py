@@ -183,7 +183,6 @@ def test_answers_in_any_attention_window_are_those_of_a_plain_forward(tiny_llm_d
     240 positions), one row and batched: every answer token is the argmax of the LM's plain forward (no cache,
     no mask) over prefix, question and the answer so far."""
     llm = _random_llm(tiny_llm_dir, device)
-    llm.batch_decoding_devices = ('cpu', 'cuda')
     prefix, tails = _prefix_and_questions(llm, device)
     generator = torch.Generator().manual_seed(2)
     long_prefix = torch.cat([prefix, torch.randn(1, 240 - prefix.shape[1], llm.hidden_size,
