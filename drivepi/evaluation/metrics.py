@@ -51,14 +51,15 @@ def _field(sample: dict, key: str):
     return sample[key]
 
 
-def _tensor(value, name: str, shape: Optional[tuple] = None, device: torch.device = CPU) -> torch.Tensor:
+def _tensor(value, name: str, shape: Optional[tuple] = None, device: torch.device = CPU,
+            check_finite: bool = True) -> torch.Tensor:
     """``value`` as a tensor on ``device`` (in its own dtype: a uint8 grid crosses to a GPU as uint8), checked for
-    shape and NaN."""
+    shape and (unless ``check_finite`` is False) NaN."""
     tensor = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
     tensor = tensor.detach().to(device)
     if shape is not None and tuple(tensor.shape) != shape:
         raise ValueError(f'{name} must have shape {shape}, got {tuple(tensor.shape)}')
-    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+    if check_finite and tensor.is_floating_point() and not torch.isfinite(tensor).all():
         raise ValueError(f'{name} holds NaN or inf')
     return tensor
 
@@ -154,29 +155,40 @@ class OccupancyMetric(BaseMetric):
         self.directions = lidar_ray_directions().to(self.device)
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
-        for sample in data_samples:
-            self.results.append(self._sample_counts(sample))
+        """Each sample's ray counts and confusion matrix; the batch's grids are cast and counted together."""
+        num_classes = len(self.class_names)
+        grids = [self._sample_grids(sample) for sample in data_samples]
+        batch = {key: torch.stack([g[key] for g in grids]) for key in grids[0]}
+        for key in ('gt_flow', 'pred_flow'):   # one host read per field and batch
+            if key in batch and not torch.isfinite(batch[key]).all():
+                bad = [sample.get('token', f'#{i}') for i, (sample, g) in enumerate(zip(data_samples, grids))
+                       if not torch.isfinite(g[key]).all()]
+                raise ValueError(f'{key} holds NaN or inf in samples {bad}')
+        confusion = confusion_matrix(batch['gt_occ'], batch['pred_occ'], num_classes,   # also checks the classes
+                                     batch.get('gt_mask_camera'))
+        origins = [torch.from_numpy(self.origins(_field(s, 'scene_token'), _field(s, 'frame_idx'), s.get('ego2global')))
+                   for s in data_samples]
+        rays = sample_ray_counts(batch['gt_occ'], batch['pred_occ'], origins, self.directions, num_classes,
+                                 gt_flow=batch.get('gt_flow'), pred_flow=batch.get('pred_flow'),
+                                 flow_classes=self.flow_classes, ave_threshold=self.ave_threshold, **self.ray_cfg)
+        self.results.extend(dict(rays=r, confusion=c) for r, c in zip(rays, confusion))
 
-    def _sample_counts(self, sample: dict) -> dict:
-        num_classes, device = len(self.class_names), self.device
+    def _sample_grids(self, sample: dict) -> dict:
+        """One sample's grids on the metric's device, shapes checked (finiteness: by the caller, per batch):
+        ``gt_occ``, ``pred_occ`` long ``(X, Y, Z)``, ``gt_mask_camera`` bool (with the camera mask), ``gt_flow``,
+        ``pred_flow`` float ``(X, Y, Z, 2)`` (with flow classes)."""
+        device = self.device
         gt_occ = _tensor(_field(sample, 'gt_occ'), 'gt_occ', device=device).long()
         if gt_occ.dim() != 3:
             raise ValueError(f'gt_occ must be an (X, Y, Z) grid, got shape {tuple(gt_occ.shape)}')
         grid = tuple(gt_occ.shape)
-        pred_occ = _tensor(_field(sample, 'pred_occ'), 'pred_occ', grid, device).long()
-        mask = None
+        grids = dict(gt_occ=gt_occ, pred_occ=_tensor(_field(sample, 'pred_occ'), 'pred_occ', grid, device).long())
         if self.use_camera_mask:
-            mask = _tensor(_field(sample, 'gt_mask_camera'), 'gt_mask_camera', grid, device).bool()
-        confusion = confusion_matrix(gt_occ, pred_occ, num_classes, mask)   # also checks the class range
-        flow = {}
+            grids['gt_mask_camera'] = _tensor(_field(sample, 'gt_mask_camera'), 'gt_mask_camera', grid, device).bool()
         if self.flow_classes:
-            flow = dict(gt_flow=_tensor(_field(sample, 'gt_flow'), 'gt_flow', grid + (2,), device),
-                        pred_flow=_tensor(_field(sample, 'pred_flow'), 'pred_flow', grid + (2,), device))
-        origins = self.origins(_field(sample, 'scene_token'), _field(sample, 'frame_idx'), sample.get('ego2global'))
-        rays = sample_ray_counts(gt_occ, pred_occ, torch.from_numpy(origins),
-                                 self.directions, num_classes, flow_classes=self.flow_classes,
-                                 ave_threshold=self.ave_threshold, **flow, **self.ray_cfg)
-        return dict(rays=rays, confusion=confusion)
+            for key in ('gt_flow', 'pred_flow'):
+                grids[key] = _tensor(_field(sample, key), key, grid + (2,), device, check_finite=False)
+        return grids
 
     def compute_metrics(self, results: list) -> dict:
         _require(results, self)

@@ -13,21 +13,25 @@ import torch
 
 def confusion_matrix(gt: torch.Tensor, pred: torch.Tensor, num_classes: int,
                      mask: Optional[torch.Tensor] = None) -> np.ndarray:
-    """Confusion counts of one sample.
+    """Confusion counts of one sample, or of each of S samples (one host read).
 
     Args:
-        gt, pred: integer ``(X, Y, Z)`` class grids with values in ``[0, num_classes)``.
+        gt, pred: integer ``(X, Y, Z)`` class grids, or ``(S, X, Y, Z)`` for S samples, with values in
+            ``[0, num_classes)``.
         num_classes: C, free included.
-        mask: optional bool ``(X, Y, Z)``; only voxels where it is True count (Occ3D ``mask_camera``).
+        mask: optional bool, the shape of ``gt``; only voxels where it is True count (Occ3D ``mask_camera``).
 
     Returns:
-        int64 ``(C, C)``: ``[gt class, predicted class]`` voxel counts.
+        int64 ``(C, C)``, or ``(S, C, C)`` for S samples: ``[gt class, predicted class]`` voxel counts.
     """
-    if gt.shape != pred.shape or (mask is not None and mask.shape != gt.shape):
-        raise ValueError(f'confusion_matrix: shapes differ: gt {tuple(gt.shape)}, pred {tuple(pred.shape)}, '
+    if gt.shape != pred.shape or (mask is not None and mask.shape != gt.shape) or gt.dim() not in (3, 4):
+        raise ValueError(f'confusion_matrix: gt, pred (and mask) must share one (X, Y, Z) or (S, X, Y, Z) shape, '
+                         f'got gt {tuple(gt.shape)}, pred {tuple(pred.shape)}, '
                          f'mask {None if mask is None else tuple(mask.shape)}')
-    gt, pred = gt.long().reshape(-1), pred.long().reshape(-1)
-    inside = None if mask is None else mask.reshape(-1).bool()
+    batched = gt.dim() == 4
+    num_samples = len(gt) if batched else 1
+    gt, pred = gt.long().reshape(num_samples, -1), pred.long().reshape(num_samples, -1)
+    inside = None if mask is None else mask.reshape(num_samples, -1).bool()
     if inside is not None:  # class 0 stands in outside the mask: the range is checked where the mask is set
         gt, pred = torch.where(inside, gt, 0), torch.where(inside, pred, 0)
     if gt.numel():  # one host read for the four extremes
@@ -36,11 +40,13 @@ def confusion_matrix(gt: torch.Tensor, pred: torch.Tensor, num_classes: int,
             if low < 0 or high >= num_classes:
                 raise ValueError(f'confusion_matrix: {name} classes must lie in [0, {num_classes}), got '
                                  f'{low}..{high}')
-    flat = gt * num_classes + pred
+    cells = num_classes ** 2
+    flat = gt * num_classes + pred + cells * torch.arange(num_samples, device=gt.device)[:, None]
     if inside is not None:  # voxels outside the mask go to one extra bin, dropped (no boolean indexing: no sync)
-        flat = torch.where(inside, flat, num_classes ** 2)
-    counts = torch.bincount(flat, minlength=num_classes ** 2 + 1)[:num_classes ** 2]
-    return counts.reshape(num_classes, num_classes).cpu().numpy()
+        flat = torch.where(inside, flat, num_samples * cells)
+    counts = torch.bincount(flat.reshape(-1), minlength=num_samples * cells + 1)[:num_samples * cells]
+    counts = counts.reshape(num_samples, num_classes, num_classes).cpu().numpy()
+    return counts if batched else counts[0]
 
 
 def miou_from_confusion(confusion: np.ndarray) -> dict:

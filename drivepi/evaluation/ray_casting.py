@@ -221,35 +221,63 @@ def scene_rays(origins_m: torch.Tensor, directions: torch.Tensor,
     return origin_vox.double().repeat_interleave(directions.shape[0], dim=0), ray
 
 
-def cast_scene_rays(semantics: torch.Tensor, origins_m: torch.Tensor, directions: torch.Tensor,
-                    free_label: int, point_cloud_range: Sequence[float] = OCC_RANGE,
-                    voxel_size: float = OCC_VOXEL_SIZE) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Cast every direction from every origin through a semantic grid (SparseOcc's per-sample render), the
-    rays formed on the host by :func:`scene_rays` (one copy crosses to the grids' device).
+def cast_sample_rays(semantics: torch.Tensor, origins_m: Sequence[torch.Tensor], directions: torch.Tensor,
+                     free_label: int, point_cloud_range: Sequence[float] = OCC_RANGE,
+                     voxel_size: float = OCC_VOXEL_SIZE) -> Tuple[torch.Tensor, ...]:
+    """Cast every direction from every origin of each sample through that sample's grids, all samples in one
+    traversal (a batch's GT and predicted grids at once); the rays formed on the host by :func:`scene_rays`
+    (one copy crosses to the grids' device).
 
     Args:
-        semantics: long ``(X, Y, Z)`` class indices, or ``(G, X, Y, Z)`` for G grids cast with the
-            same rays in one pass (e.g. GT and prediction); ``free_label`` = empty.
-        origins_m: float ``(T, 3)`` ray origins, metres, ego frame.
+        semantics: long ``(S, G, X, Y, Z)`` class indices: G grids per sample (e.g. GT and prediction), all cast
+            with the sample's rays; ``free_label`` = empty.
+        origins_m: S float ``(T_s, 3)`` ray origins, metres, in each sample's ego frame.
         directions: float ``(R, 3)`` unit directions.
         free_label: index of the free class.
         point_cloud_range: grid range, metres.
         voxel_size: cubic voxel edge, metres.
 
     Returns:
-        ``label`` long ``([G,] T*R)`` class of the reported voxel (free when nothing is hit),
-        ``depth`` float32 ``([G,] T*R)`` metres, ``voxel`` long ``([G,] T*R, 3)``; origin-major order.
+        ``label`` long ``(G, N)`` class of the reported voxel (free when nothing is hit), ``depth`` float32
+        ``(G, N)`` metres, ``voxel`` long ``(G, N, 3)`` and ``ray_sample`` long ``(N,)`` the sample of each ray;
+        ``N = R * sum(T_s)`` rays, sample-major, origin-major inside a sample.
     """
-    grids = semantics if semantics.dim() == 4 else semantics[None]
-    device = grids.device
-    origin_vox, ray = (x.to(device) for x in scene_rays(origins_m, directions, point_cloud_range, voxel_size))
-    num_grids, num_rays = len(grids), len(ray)
-    grid_index = torch.arange(num_grids, device=device).repeat_interleave(num_rays)
+    if semantics.dim() != 5 or len(origins_m) != semantics.shape[0]:
+        raise ValueError(f'cast_sample_rays: semantics must be (S, G, X, Y, Z) with one origin set per sample, got '
+                         f'{tuple(semantics.shape)} and {len(origins_m)} origin sets')
+    num_samples, num_grids = semantics.shape[:2]
+    device = semantics.device
+    rays = [scene_rays(origins, directions, point_cloud_range, voxel_size) for origins in origins_m]
+    origin_vox, ray = (torch.cat(parts).to(device) for parts in zip(*rays))
+    ray_sample = torch.repeat_interleave(torch.arange(num_samples), torch.tensor([len(r[0]) for r in rays]))
+    ray_sample = ray_sample.to(device)
+    grids = semantics.reshape(num_samples * num_grids, *semantics.shape[2:])
+    grid_index = (ray_sample[None] * num_grids + torch.arange(num_grids, device=device)[:, None]).reshape(-1)
     depth, voxel, hit = traverse_first_hit(grids != free_label, origin_vox.repeat(num_grids, 1),
                                            ray.repeat(num_grids, 1), grid_index)
     label = grids[grid_index, voxel[:, 0], voxel[:, 1], voxel[:, 2]].long()
     label = torch.where(hit, label, torch.full_like(label, free_label))
-    outputs = label, (depth * voxel_size).float(), voxel
-    if semantics.dim() == 4:
-        return tuple(x.reshape(num_grids, num_rays, *x.shape[1:]) for x in outputs)
-    return outputs
+    num_rays = len(ray)
+    return (label.reshape(num_grids, num_rays), (depth * voxel_size).float().reshape(num_grids, num_rays),
+            voxel.reshape(num_grids, num_rays, 3), ray_sample)
+
+
+def cast_scene_rays(semantics: torch.Tensor, origins_m: torch.Tensor, directions: torch.Tensor,
+                    free_label: int, point_cloud_range: Sequence[float] = OCC_RANGE,
+                    voxel_size: float = OCC_VOXEL_SIZE) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cast every direction from every origin through a semantic grid (SparseOcc's per-sample render): the
+    one-sample case of :func:`cast_sample_rays`.
+
+    Args:
+        semantics: long ``(X, Y, Z)`` class indices, or ``(G, X, Y, Z)`` for G grids cast with the
+            same rays in one pass (e.g. GT and prediction); ``free_label`` = empty.
+        origins_m: float ``(T, 3)`` ray origins, metres, ego frame.
+        directions, free_label, point_cloud_range, voxel_size: as :func:`cast_sample_rays`.
+
+    Returns:
+        ``label`` long ``([G,] T*R)`` class of the reported voxel (free when nothing is hit),
+        ``depth`` float32 ``([G,] T*R)`` metres, ``voxel`` long ``([G,] T*R, 3)``; origin-major order.
+    """
+    grids = semantics if semantics.dim() == 4 else semantics[None]
+    outputs = cast_sample_rays(grids[None], [origins_m], directions, free_label, point_cloud_range, voxel_size)[:3]
+    return outputs if semantics.dim() == 4 else tuple(x[0] for x in outputs)

@@ -20,16 +20,17 @@ devkit (OpenDriveLab/OccNet ``projects/mmdet3d_plugin/datasets/ray_metrics.py``,
   reported voxel) over the TP rays at the 2 m threshold; mAVE = NaN-mean over the flow classes.
 - OccScore = 0.9 RayIoU + 0.1 max(1 - mAVE, 0) with RayIoU as a fraction (the devkit's formula).
 
-State per sample is a few count arrays (:class:`RayCounts`), summed over the data set.
+State per sample is a few count arrays (:class:`RayCounts`), summed over the data set; the samples of a batch
+are cast and counted together (:func:`sample_ray_counts`).
 """
 import math
 from dataclasses import dataclass, fields
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from drivepi.evaluation.ray_casting import cast_scene_rays
+from drivepi.evaluation.ray_casting import cast_sample_rays
 from drivepi.geometry import OCC_RANGE, OCC_VOXEL_SIZE
 
 RAY_THRESHOLDS_M = (1.0, 2.0, 4.0)
@@ -61,8 +62,9 @@ def count_rays(gt_label: torch.Tensor, gt_depth: torch.Tensor, pred_label: torch
                pred_depth: torch.Tensor, num_classes: int, thresholds: Sequence[float] = RAY_THRESHOLDS_M,
                nonstandard_relative_depth_tol: Optional[float] = None,
                gt_flow: Optional[torch.Tensor] = None, pred_flow: Optional[torch.Tensor] = None,
-               flow_classes: Sequence[int] = (), ave_threshold: float = AVE_THRESHOLD_M) -> RayCounts:
-    """Per-class ray counts of one sample from the rays' classes and depths.
+               flow_classes: Sequence[int] = (), ave_threshold: float = AVE_THRESHOLD_M,
+               ray_sample: Optional[torch.Tensor] = None, num_samples: int = 1) -> List[RayCounts]:
+    """Per-class ray counts of each sample from the rays' classes and depths.
 
     Args:
         gt_label, pred_label: long ``(N,)`` class of each ray's reported voxel; the last class is free.
@@ -72,17 +74,22 @@ def count_rays(gt_label: torch.Tensor, gt_depth: torch.Tensor, pred_label: torch
         nonstandard_relative_depth_tol: None for the reference protocol; a tolerance ``tol`` also accepts
             ``|error| / gt_depth < tol`` (the early OccNet devkit's rule: not the standard number).
         gt_flow, pred_flow: optional float ``(N, 2)`` flow (m/s) at each ray's reported voxel.
-        flow_classes: class indices whose flow error enters mAVE.
+        flow_classes: class indices whose flow enters mAVE.
         ave_threshold: the threshold (one of ``thresholds``) whose TP rays are used for mAVE.
+        ray_sample: long ``(N,)`` the sample of each ray, in ``[0, num_samples)`` (default: all of sample 0).
+        num_samples: S.
 
     Returns:
-        :class:`RayCounts` over the rays whose GT class is not free.
+        S :class:`RayCounts`, each over its sample's rays whose GT class is not free (a few host reads in all,
+        whatever S).
     """
     if ave_threshold not in thresholds:
         raise ValueError(f'ave_threshold {ave_threshold} m is not one of the thresholds {list(thresholds)}')
     free = num_classes - 1
     valid = gt_label != free
-    gt_label, pred_label = gt_label[valid].long(), pred_label[valid].long()
+    if ray_sample is None:
+        ray_sample = torch.zeros_like(gt_label)
+    gt_label, pred_label, ray_sample = gt_label[valid].long(), pred_label[valid].long(), ray_sample[valid].long()
     gt_depth = gt_depth[valid].double()
     error = (pred_depth[valid].double() - gt_depth).abs()
     same = gt_label == pred_label
@@ -92,58 +99,72 @@ def count_rays(gt_label: torch.Tensor, gt_depth: torch.Tensor, pred_label: torch
         if nonstandard_relative_depth_tol is not None:
             close |= error / gt_depth < nonstandard_relative_depth_tol
         tp_rays[threshold] = same & close
-    flow_err, flow_tp = np.zeros(num_classes), np.zeros(num_classes)
+    bins = ray_sample * num_classes + gt_label   # (sample, GT class) of each ray
+    shape = (num_samples, num_classes)
+    flow_err = flow_tp = torch.zeros(shape, dtype=torch.float64, device=gt_label.device)
     if flow_classes and gt_flow is not None:
-        flow_err, flow_tp = _flow_error(gt_label, tp_rays[ave_threshold], gt_flow[valid], pred_flow[valid],
-                                        num_classes, flow_classes)
-    return RayCounts(gt=_class_counts(gt_label, num_classes), pred=_class_counts(pred_label, num_classes),
-                     tp=np.stack([_class_counts(gt_label[tp_rays[t]], num_classes) for t in thresholds]),
-                     flow_err=flow_err, flow_tp=flow_tp)
+        flow_err, flow_tp = _flow_error(bins, gt_label, tp_rays[ave_threshold], gt_flow[valid], pred_flow[valid],
+                                        num_classes, flow_classes, shape)
+    counts = torch.stack([_bin_counts(bins, shape), _bin_counts(ray_sample * num_classes + pred_label, shape),
+                          *(_bin_counts(torch.where(tp_rays[t], bins, -1), shape) for t in thresholds),
+                          flow_err, flow_tp], dim=1).cpu().numpy()   # (S, 4 + K, C): one host read
+    num_thresholds = len(thresholds)
+    return [RayCounts(gt=c[0], pred=c[1], tp=c[2:2 + num_thresholds], flow_err=c[2 + num_thresholds],
+                      flow_tp=c[3 + num_thresholds]) for c in counts]
 
 
-def _class_counts(label: torch.Tensor, num_classes: int) -> np.ndarray:
-    """float64 ``(C,)`` number of entries per class."""
-    return torch.bincount(label, minlength=num_classes).cpu().numpy().astype(np.float64)
+def _bin_counts(bins: torch.Tensor, shape: Tuple[int, int]) -> torch.Tensor:
+    """float64 ``shape`` (S, C) number of entries per flat bin ``sample * C + class``; bins < 0 are not counted."""
+    size = shape[0] * shape[1]
+    counts = torch.bincount(torch.where(bins < 0, size, bins), minlength=size + 1)[:size]
+    return counts.reshape(shape).double()
 
 
-def _flow_error(label: torch.Tensor, tp_rays: torch.Tensor, gt_flow: torch.Tensor, pred_flow: torch.Tensor,
-                num_classes: int, flow_classes: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
-    """Summed flow L2 error and TP count per class over TP rays of the flow classes."""
+def _flow_error(bins: torch.Tensor, label: torch.Tensor, tp_rays: torch.Tensor, gt_flow: torch.Tensor,
+                pred_flow: torch.Tensor, num_classes: int, flow_classes: Sequence[int],
+                shape: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """float64 ``shape`` (S, C) summed flow L2 error and TP count per (sample, class) bin over the TP rays of the
+    flow classes."""
     is_flow_class = torch.zeros(num_classes, dtype=torch.bool, device=label.device)
     is_flow_class[list(flow_classes)] = True
     rays = tp_rays & is_flow_class[label]
-    err = (pred_flow[rays].double() - gt_flow[rays].double()).norm(dim=-1)
-    err_sum = torch.zeros(num_classes, dtype=torch.float64, device=label.device).index_add_(0, label[rays], err)
-    return err_sum.cpu().numpy(), _class_counts(label[rays], num_classes)
+    err = (pred_flow.double() - gt_flow.double()).norm(dim=-1) * rays
+    err_sum = torch.zeros(shape[0] * shape[1], dtype=torch.float64, device=label.device).index_add_(0, bins, err)
+    return err_sum.reshape(shape), _bin_counts(torch.where(rays, bins, -1), shape)
 
 
-def sample_ray_counts(gt_sem: torch.Tensor, pred_sem: torch.Tensor, origins_m: torch.Tensor,
+def sample_ray_counts(gt_sem: torch.Tensor, pred_sem: torch.Tensor, origins_m: Sequence[torch.Tensor],
                       directions: torch.Tensor, num_classes: int, gt_flow: Optional[torch.Tensor] = None,
                       pred_flow: Optional[torch.Tensor] = None, flow_classes: Sequence[int] = (),
                       thresholds: Sequence[float] = RAY_THRESHOLDS_M,
                       nonstandard_relative_depth_tol: Optional[float] = None,
                       ave_threshold: float = AVE_THRESHOLD_M, point_cloud_range: Sequence[float] = OCC_RANGE,
-                      voxel_size: float = OCC_VOXEL_SIZE) -> RayCounts:
-    """Cast the rays through one sample's GT and predicted grids and count them.
+                      voxel_size: float = OCC_VOXEL_SIZE) -> List[RayCounts]:
+    """Cast the rays of S samples through their GT and predicted grids in one pass and count each sample's rays.
 
     Args:
-        gt_sem, pred_sem: long ``(X, Y, Z)`` class grids (same device; CPU or CUDA).
-        origins_m: float ``(T, 3)`` origins in metres (ego frame of this sample).
-        directions: float ``(R, 3)`` unit ray directions.
+        gt_sem, pred_sem: long ``(S, X, Y, Z)`` class grids (same device; CPU or CUDA).
+        origins_m: S float ``(T_s, 3)`` origins in metres (ego frame of each sample).
+        directions: float ``(R, 3)`` unit directions.
         num_classes: classes including free (free = last).
-        gt_flow, pred_flow: optional float ``(X, Y, Z, 2)`` flow in m/s.
+        gt_flow, pred_flow: optional float ``(S, X, Y, Z, 2)`` flow in m/s.
         flow_classes, thresholds, nonstandard_relative_depth_tol, ave_threshold: see :func:`count_rays`.
         point_cloud_range, voxel_size: grid geometry (metres).
+
+    Returns:
+        S :class:`RayCounts`.
     """
-    (gt_label, pred_label), (gt_depth, pred_depth), (gt_vox, pred_vox) = cast_scene_rays(
-        torch.stack([gt_sem, pred_sem]), origins_m, directions, num_classes - 1, point_cloud_range, voxel_size)
+    (gt_label, pred_label), (gt_depth, pred_depth), (gt_vox, pred_vox), ray_sample = cast_sample_rays(
+        torch.stack([gt_sem, pred_sem], dim=1), origins_m, directions, num_classes - 1, point_cloud_range,
+        voxel_size)
     ray_flow = {}
     if gt_flow is not None and pred_flow is not None:
-        ray_flow = dict(gt_flow=gt_flow[gt_vox[:, 0], gt_vox[:, 1], gt_vox[:, 2]],
-                        pred_flow=pred_flow[pred_vox[:, 0], pred_vox[:, 1], pred_vox[:, 2]],
+        ray_flow = dict(gt_flow=gt_flow[ray_sample, gt_vox[:, 0], gt_vox[:, 1], gt_vox[:, 2]],
+                        pred_flow=pred_flow[ray_sample, pred_vox[:, 0], pred_vox[:, 1], pred_vox[:, 2]],
                         flow_classes=flow_classes)
     return count_rays(gt_label, gt_depth, pred_label, pred_depth, num_classes, thresholds,
-                      nonstandard_relative_depth_tol, ave_threshold=ave_threshold, **ray_flow)
+                      nonstandard_relative_depth_tol, ave_threshold=ave_threshold, ray_sample=ray_sample,
+                      num_samples=len(gt_sem), **ray_flow)
 
 
 def occ_score(ray_iou: float, mave: float) -> float:

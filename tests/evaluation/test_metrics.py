@@ -75,6 +75,35 @@ def test_occupancy_metric_round_trip(ann_file, device):
     assert metrics['occ/OccScore'] == pytest.approx(100 * (0.9 * 0.5 + 0.1 * 0.7), abs=1e-4)
 
 
+@pytest.mark.parametrize('device', ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='the metric on a GPU (grids, rays and counts there) needs CUDA'))])
+def test_a_batch_gives_each_sample_the_counts_it_gets_alone(ann_file, device):
+    """The batch's grids are cast and counted together: each sample's ray counts and confusion matrix must be
+    those of the sample processed alone (a mix-up of samples or origins moves them between samples)."""
+    samples = [_occ_sample('a', False, False), _occ_sample('b', True, True)]
+    samples[1].gt_occ[120:123, 90:93, 2:4] = CAR      # the samples differ in GT too
+    cfg = dict(type='OccupancyMetric', ann_file=ann_file, class_names=OCC_CLASSES, device=device)
+    together, alone = METRICS.build(cfg), METRICS.build(cfg)
+    together.process({}, [s.to_dict() for s in samples])
+    for sample in samples:
+        alone.process({}, [sample.to_dict()])
+    assert len(together.results) == 2
+    for batched, single in zip(together.results, alone.results):
+        assert np.array_equal(batched['confusion'], single['confusion'])
+        for field in ('gt', 'pred', 'tp', 'flow_tp'):
+            assert np.array_equal(getattr(batched['rays'], field), getattr(single['rays'], field)), field
+        assert np.allclose(batched['rays'].flow_err, single['rays'].flow_err, rtol=1e-12)
+    assert together.results[0]['rays'].tp.sum() > 0 and together.results[1]['rays'].tp.sum() == 0
+
+
+def test_occupancy_metric_names_the_sample_whose_flow_is_not_finite(ann_file):
+    metric = METRICS.build(dict(type='OccupancyMetric', ann_file=ann_file, class_names=OCC_CLASSES, device='cpu'))
+    samples = [_occ_sample('a', False, False), _occ_sample('b', False, False)]
+    samples[1].pred_flow[3, 4, 5, 0] = float('nan')
+    with pytest.raises(ValueError, match=r"pred_flow holds NaN or inf in samples \['b'\]"):
+        metric.process({}, [s.to_dict() for s in samples])
+
+
 def test_occupancy_metric_rejects_mismatched_poses_and_missing_fields(ann_file, tmp_path):
     metric = METRICS.build(dict(type='OccupancyMetric', ann_file=ann_file, class_names=OCC_CLASSES, device='cpu'))
     sample = _occ_sample('a', False, False)

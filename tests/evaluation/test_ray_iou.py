@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from drivepi.evaluation.occ_miou import confusion_matrix, miou_from_confusion
+from drivepi.evaluation.ray_casting import lidar_ray_directions
 from drivepi.evaluation.ray_iou import count_rays, occ_score, sample_ray_counts, summarize_ray_counts
 from drivepi.geometry import FREE_INDEX
 
@@ -27,7 +28,7 @@ def _rays():
 
 
 def test_ray_counts_per_threshold_by_the_reference_protocol():
-    counts = count_rays(*_rays(), num_classes=C)
+    counts, = count_rays(*_rays(), num_classes=C)
     assert counts.gt[[CAR, PED, ROAD]].tolist() == [3, 1, 1] and counts.gt.sum() == 5
     assert counts.pred[[CAR, ROAD, FREE]].tolist() == [3, 1, 1] and counts.pred.sum() == 5
     assert counts.tp[:, CAR].tolist() == [1, 1, 3] and counts.tp.sum() == 5
@@ -44,7 +45,7 @@ def test_ray_counts_per_threshold_by_the_reference_protocol():
 
 
 def test_ray_counts_with_the_nonstandard_relative_tolerance():
-    counts = count_rays(*_rays(), num_classes=C, nonstandard_relative_depth_tol=0.1)
+    counts, = count_rays(*_rays(), num_classes=C, nonstandard_relative_depth_tol=0.1)
     assert counts.tp[:, CAR].tolist() == [2, 2, 3]
 
 
@@ -56,7 +57,7 @@ def test_mave_over_true_positive_rays_at_2m():
     pred_flow[0] = torch.tensor([2.0, 0.6])     # TP at 2 m: error 0.6
     pred_flow[1] = torch.tensor([9.0, 9.0])     # not TP at 2 m: ignored
     pred_flow[5] = torch.tensor([2.0, -0.2])    # error 2.5 m: not TP at 2 m (TP only with the 10 % rule)
-    counts = count_rays(gt_l, gt_d, pr_l, pr_d, C, gt_flow=gt_flow, pred_flow=pred_flow,
+    counts, = count_rays(gt_l, gt_d, pr_l, pr_d, C, gt_flow=gt_flow, pred_flow=pred_flow,
                         flow_classes=range(8))
     assert counts.flow_tp[CAR] == 1 and counts.flow_tp.sum() == 1
     summary = summarize_ray_counts(counts, flow_classes=range(8))
@@ -64,7 +65,7 @@ def test_mave_over_true_positive_rays_at_2m():
     assert np.isnan(summary['ave'][PED])                        # no TP pedestrian ray
     assert summary['mave'] == pytest.approx(0.6)
     assert summary['occ_score'] == pytest.approx(0.9 * summary['ray_iou'] + 0.1 * 0.4)
-    relaxed = count_rays(gt_l, gt_d, pr_l, pr_d, C, nonstandard_relative_depth_tol=0.1, gt_flow=gt_flow,
+    relaxed, = count_rays(gt_l, gt_d, pr_l, pr_d, C, nonstandard_relative_depth_tol=0.1, gt_flow=gt_flow,
                          pred_flow=pred_flow, flow_classes=range(8))
     assert summarize_ray_counts(relaxed, flow_classes=range(8))['ave'][CAR] == pytest.approx(0.4)
 
@@ -83,12 +84,42 @@ def test_sample_ray_counts_on_crafted_grids():
     origin = torch.tensor([[0.25, 0.75, 0.75]])
     direction = torch.tensor([[1.0, 0.0, 0.0]])
     grid = dict(point_cloud_range=(0, 0, 0, 4, 1.5, 1.5), voxel_size=0.5)
-    counts = sample_ray_counts(gt, pred, origin, direction, C, thresholds=(0.25, 1.0), ave_threshold=1.0, **grid)
+    counts, = sample_ray_counts(gt[None], pred[None], [origin], direction, C, thresholds=(0.25, 1.0), ave_threshold=1.0,
+                                **grid)
     assert counts.gt[CAR] == 1 and counts.pred[CAR] == 1
     assert counts.tp[:, CAR].tolist() == [0, 1]                # depths 1.25 m vs 1.75 m
-    empty = sample_ray_counts(gt, torch.full_like(gt, FREE), origin, direction, C, thresholds=(1.0,),
+    empty, = sample_ray_counts(gt[None], torch.full_like(gt, FREE)[None], [origin], direction, C, thresholds=(1.0,),
                               ave_threshold=1.0, **grid)
     assert empty.gt[CAR] == 1 and empty.pred[FREE] == 1 and empty.tp.sum() == 0
+
+
+def test_samples_counted_together_get_the_counts_they_get_alone():
+    """Three samples with their own grids, flows and origins (one with two origins) in one cast: every count of
+    each sample equals that sample's own cast; swapping two samples' origins changes them."""
+    generator = torch.Generator().manual_seed(0)
+    shape = (12, 10, 4)
+    gt = torch.randint(0, C, (3,) + shape, generator=generator)
+    gt[gt > 3] = FREE                                          # mostly free, a few classes
+    pred = torch.where(torch.rand((3,) + shape, generator=generator) < 0.3, FREE, gt)
+    gt_flow, pred_flow = (torch.rand((3,) + shape + (2,), generator=generator) for _ in range(2))
+    origins = [torch.tensor([[1.1, 2.3, 0.9]]), torch.tensor([[3.2, 1.4, 1.2], [4.1, 2.6, 0.7]]),
+               torch.tensor([[2.0, 3.1, 1.6]])]
+    directions = lidar_ray_directions()[::97]
+    cfg = dict(flow_classes=range(8), point_cloud_range=(0, 0, 0, 6, 5, 2), voxel_size=0.5)
+    together = sample_ray_counts(gt, pred, origins, directions, C, gt_flow=gt_flow, pred_flow=pred_flow, **cfg)
+    for s, counts in enumerate(together):
+        alone, = sample_ray_counts(gt[s:s + 1], pred[s:s + 1], [origins[s]], directions, C, gt_flow=gt_flow[s:s + 1],
+                                   pred_flow=pred_flow[s:s + 1], **cfg)
+        for field in ('gt', 'pred', 'tp', 'flow_tp'):
+            assert np.array_equal(getattr(counts, field), getattr(alone, field)), (s, field)
+        assert np.allclose(counts.flow_err, alone.flow_err, rtol=1e-12)
+        assert counts.gt.sum() > 0 and counts.tp.sum() > 0 and counts.flow_tp.sum() > 0
+    swapped = sample_ray_counts(gt, pred, origins[::-1], directions, C, gt_flow=gt_flow, pred_flow=pred_flow, **cfg)
+    assert not np.array_equal(swapped[0].gt, together[0].gt)
+    confusion = confusion_matrix(gt, pred, C, gt != 2)
+    assert confusion.shape == (3, C, C)
+    for s in range(3):
+        assert np.array_equal(confusion[s], confusion_matrix(gt[s], pred[s], C, gt[s] != 2))
 
 
 def test_miou_with_and_without_camera_mask():
@@ -110,7 +141,7 @@ def test_miou_with_and_without_camera_mask():
 
 def test_miou_rejects_bad_input():
     gt = torch.zeros(2, 2, 2, dtype=torch.long)
-    with pytest.raises(ValueError, match='shapes differ'):
+    with pytest.raises(ValueError, match='must share one'):
         confusion_matrix(gt, torch.zeros(2, 2, 3, dtype=torch.long), C)
     with pytest.raises(ValueError, match='classes must lie'):
         confusion_matrix(gt, torch.full((2, 2, 2), 17), C)
