@@ -29,7 +29,7 @@ rounds instead of ~26 sequential answers. The prefixes of several frames are enc
 Attention reads only the first slots of the cache that a call can fill (:func:`attention_window`, a power of two:
 one CUDA graph per window), and the host reads the batch's tokens one step behind the GPU.
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from transformers import Cache, PreTrainedModel, StaticLayer
@@ -426,17 +426,7 @@ class GreedyDecoder:
     def _step(self, token: torch.Tensor) -> torch.Tensor:
         if not (self.use_cuda_graph and token.is_cuda):
             return self._eager_step(token)
-        window = self.cache.layers[0].window
-        if window not in self.graphs:
-            position = self._position().clone()
-            static_token = token.clone()
-            step = torch.compile(self._eager_step, dynamic=False) if self.compile_step else self._eager_step
-            self.graphs[window] = (static_token,) + capture(step, (static_token,),
-                                                            undo_warmup=lambda: self._rewind(position))
-        static_token, graph, next_token = self.graphs[window]
-        static_token.copy_(token)
-        graph.replay()
-        return next_token
+        return self._graphed_step(self.graphs, self.cache, self._eager_step, token)
 
     def _eager_batched_step(self, batched: BatchedRows, tokens: torch.Tensor) -> torch.Tensor:
         """Next greedy tokens ``(rows, 1)`` after ``tokens`` ``(rows, 1)``; writes one slot of every row."""
@@ -448,16 +438,22 @@ class GreedyDecoder:
     def _batched_step(self, batched: BatchedRows, tokens: torch.Tensor) -> torch.Tensor:
         if not (self.use_cuda_graph and tokens.is_cuda):
             return self._eager_batched_step(batched, tokens)
-        window = batched.cache.layers[0].window
-        if window not in batched.graphs:
-            position = batched.cache.layers[0].position.clone()
+        return self._graphed_step(batched.graphs, batched.cache, self._eager_batched_step, tokens, batched)
+
+    def _graphed_step(self, graphs: Dict[int, tuple], cache: Cache, step: Callable[..., torch.Tensor],
+                      tokens: torch.Tensor, *args) -> torch.Tensor:
+        """``step(*args, tokens)`` replayed from the CUDA graph of ``cache``'s attention window in ``graphs``,
+        captured on first use (``torch.compile``-d first when ``compile_step``; the warm-up run's cache write
+        undone). Returns the graph's output tokens, overwritten by the next replay."""
+        window = cache.layers[0].window
+        if window not in graphs:
+            position = cache.layers[0].position.clone()
+            compiled = torch.compile(step, dynamic=False) if self.compile_step else step
             static_tokens = tokens.clone()
-            step = torch.compile(self._eager_batched_step, dynamic=False) if self.compile_step \
-                else self._eager_batched_step
-            batched.graphs[window] = (static_tokens,) + capture(
-                lambda token: step(batched, token), (static_tokens,),
-                undo_warmup=lambda: [layer.seek(position) for layer in batched.cache.layers])
-        static_tokens, graph, next_tokens = batched.graphs[window]
+            graphs[window] = (static_tokens,) + capture(
+                lambda token: compiled(*args, token), (static_tokens,),
+                undo_warmup=lambda: [layer.seek(position) for layer in cache.layers])
+        static_tokens, graph, next_tokens = graphs[window]
         static_tokens.copy_(tokens)
         graph.replay()
         return next_tokens
