@@ -13,6 +13,9 @@ default_hooks = dict(
     # max_skipped_in_a_row of them in a row training stops naming the last good checkpoint; no checkpoint with a
     # non-finite weight is written (drivepi/engine/nonfinite_guard.py)
     nonfinite_guard=dict(type='NonFiniteGuardHook', max_skipped_in_a_row=3),
+    # loader workers hand tensors over by shared-memory file name, not one socket fetch of a file descriptor per
+    # tensor (drivepi/engine/tensor_sharing_hook.py)
+    tensor_sharing=dict(type='TensorSharingHook', strategy='file_system'),
 )
 
 env_cfg = dict(
