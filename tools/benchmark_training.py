@@ -143,7 +143,8 @@ def table_rows(report: dict) -> list:
     def fmt(value, spec):
         return format(value, spec) if isinstance(value, (int, float)) else str(value)
     rows = [('config', report['config']), ('device', report['device_name']),
-            ('batch size, loader workers', f"{report['batch_size']}, {report['num_workers']}"),
+            ('batch size, loader workers (tensor sharing)',
+             f"{report['batch_size']}, {report['num_workers']} ({report['tensor_sharing']})"),
             ('optimizer wrapper', report['optim_wrapper']),
             ('samples/s', fmt(report['samples_per_s'], '.1f')),
             ('s/step (wall)', fmt(report['s_per_step'], '.4f')),
@@ -166,6 +167,9 @@ def main(argv=None) -> dict:
     cfg = train_config(args)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = cfg.get('env_cfg', {}).get('cudnn_benchmark', False)
+    sharing = (cfg.get('default_hooks') or {}).get('tensor_sharing')
+    if sharing:   # as the Runner's before_run: the loader's workers hand tensors over the config's way
+        HOOKS.build(sharing).before_run(None)
     loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model).to(device)
@@ -175,6 +179,7 @@ def main(argv=None) -> dict:
     report = dict(config=args.config, data_root=args.data_root, device=str(device), torch=torch.__version__,
                   device_name=torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor(),
                   batch_size=args.batch_size, num_workers=args.num_workers, iters=args.iters, warmup=args.warmup,
+                  tensor_sharing=torch.multiprocessing.get_sharing_strategy(),
                   num_train_samples=len(loader.dataset), optim_wrapper=type(optim_wrapper).__name__,
                   amp_dtype=str(getattr(optim_wrapper, 'cast_dtype', None)))
     report.update(measure(model, optim_wrapper, loader, device, args))

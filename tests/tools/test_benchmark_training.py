@@ -5,6 +5,8 @@ import json
 import math
 from pathlib import Path
 
+import torch
+
 from conftest import REPO_ROOT
 
 
@@ -18,10 +20,15 @@ def test_benchmark_training_on_the_mini_set(tmp_path, mini_dataset, tiny_llm_dir
     spec.loader.exec_module(tool)
     out = tmp_path / 'train.json'
     config = REPO_ROOT / 'configs' / 'drivepi' / 'drivepi_mini.py'
-    tool.main([str(config), '--data-root', str(root), '--batch-size', '2', '--iters', '1', '--warmup', '1',
-               '--num-workers', '0', '--device', 'cpu', '--out', str(out),
-               '--cfg-options', f'model.llm.llm_path={tiny_llm_dir}'])
+    strategy = torch.multiprocessing.get_sharing_strategy()
+    try:
+        tool.main([str(config), '--data-root', str(root), '--batch-size', '2', '--iters', '1', '--warmup', '1',
+                   '--num-workers', '0', '--device', 'cpu', '--out', str(out),
+                   '--cfg-options', f'model.llm.llm_path={tiny_llm_dir}'])
+    finally:
+        torch.multiprocessing.set_sharing_strategy(strategy)
     report = json.loads(out.read_text())
+    assert report['tensor_sharing'] == 'file_system'   # the config's default_hooks.tensor_sharing, as in training
     assert report['batch_size'] == 2 and report['num_train_samples'] > 0
     assert report['samples_per_s'] > 0 and math.isclose(report['samples_per_s'] * report['s_per_step'], 2)
     assert 0 <= report['loader_wait_s_per_step'] < report['s_per_step']
