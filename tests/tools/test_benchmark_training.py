@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 
 import torch
-
 from conftest import REPO_ROOT
 
 
