@@ -253,8 +253,12 @@ def collision_per_step(traj: np.ndarray, fut_boxes: Sequence[np.ndarray], conven
         raise ValueError(f'collision convention {convention!r} is not one of {COLLISION_CONVENTIONS}')
     make_boxes = ego_boxes if convention == 'uniad_vad' else sparsedrive_ego_boxes
     ego = box_footprints(make_boxes(traj, **ego_box_cfg))
-    return np.array([bool(shapely.intersects(ego[t], box_footprints(agents)).any()) if len(agents) else False
-                     for t, agents in enumerate(fut_boxes)])
+    agents = [np.asarray(boxes, np.float64).reshape(-1, 7) for boxes in fut_boxes]
+    step = np.repeat(np.arange(len(traj)), [len(boxes) for boxes in agents])   # the time of each agent box
+    hit = np.zeros(len(traj), dtype=bool)
+    if len(step):   # every step's boxes in one shapely call
+        np.logical_or.at(hit, step, shapely.intersects(ego[step], box_footprints(np.concatenate(agents))))
+    return hit
 
 
 def summarize_planning(l2: np.ndarray, collision: np.ndarray, gt_collision: np.ndarray, valid: np.ndarray,

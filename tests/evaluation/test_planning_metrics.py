@@ -49,6 +49,16 @@ def test_collision_through_a_box_versus_beside_it():
     assert not collision_per_step(beside, boxes).any()
 
 
+def test_collision_pairs_each_box_with_the_waypoint_of_its_own_time():
+    """Boxes at several times, different counts per time: a box counts only against its own time's waypoint."""
+    straight = np.stack([np.linspace(3.5, 21, 6), np.zeros(6)], axis=1)   # waypoints 3.5 m apart along x
+    boxes = list(NO_BOXES)
+    boxes[1] = np.concatenate([_box(-20.0, 15.0, 4.0, 2.0), _box(30.0, -15.0, 4.0, 2.0)])   # far off the path
+    boxes[3] = _box(straight[3, 0] + 0.5, 0.0, 4.0, 2.0)          # on waypoint 3
+    boxes[4] = _box(straight[1, 0] + 0.5, 0.0, 4.0, 2.0)          # where the ego was at time 1, not at time 4
+    assert collision_per_step(straight, boxes).tolist() == [False, False, False, True, False, False]
+
+
 def test_collision_respects_agent_box_rotation():
     traj = np.stack([np.arange(1, 7) * 10.0, np.zeros(6)], axis=1)
     thin = list(NO_BOXES)
