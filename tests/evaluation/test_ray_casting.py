@@ -210,7 +210,7 @@ def test_cuda_triton_traversal_equals_the_torch_steps():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='casting through grids on a GPU needs a CUDA GPU')
-def test_a_cast_through_grids_on_a_gpu_gives_the_cpu_results():
+def test_a_cuda_cast_through_grids_gives_the_cpu_results():
     """The ~112 k rays of a frame, origins on voxel faces included, cast through grids on the GPU (rays formed on the
     host, the Triton traversal): the same labels, depths and voxels as on the CPU."""
     origins = torch.tensor([[0.94, 0.0, 1.84], [0.0, 0.0, 0.0], [12.4, -3.2, 1.6], [-7.13, 2.71, 0.33]])
