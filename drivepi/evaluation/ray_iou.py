@@ -74,7 +74,7 @@ def count_rays(gt_label: torch.Tensor, gt_depth: torch.Tensor, pred_label: torch
         nonstandard_relative_depth_tol: None for the reference protocol; a tolerance ``tol`` also accepts
             ``|error| / gt_depth < tol`` (the early OccNet devkit's rule: not the standard number).
         gt_flow, pred_flow: optional float ``(N, 2)`` flow (m/s) at each ray's reported voxel.
-        flow_classes: class indices whose flow enters mAVE.
+        flow_classes: class indices whose flow error enters mAVE.
         ave_threshold: the threshold (one of ``thresholds``) whose TP rays are used for mAVE.
         ray_sample: long ``(N,)`` the sample of each ray, in ``[0, num_samples)`` (default: all of sample 0).
         num_samples: S.
@@ -128,7 +128,7 @@ def _flow_error(bins: torch.Tensor, label: torch.Tensor, tp_rays: torch.Tensor, 
     is_flow_class = torch.zeros(num_classes, dtype=torch.bool, device=label.device)
     is_flow_class[list(flow_classes)] = True
     rays = tp_rays & is_flow_class[label]
-    err = (pred_flow.double() - gt_flow.double()).norm(dim=-1) * rays
+    err = torch.where(rays, (pred_flow.double() - gt_flow.double()).norm(dim=-1), 0.0)   # other rays' flow unread
     err_sum = torch.zeros(shape[0] * shape[1], dtype=torch.float64, device=label.device).index_add_(0, bins, err)
     return err_sum.reshape(shape), _bin_counts(torch.where(rays, bins, -1), shape)
 

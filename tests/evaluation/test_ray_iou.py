@@ -55,7 +55,7 @@ def test_mave_over_true_positive_rays_at_2m():
     gt_flow[:, 0] = 2.0
     pred_flow = gt_flow.clone()
     pred_flow[0] = torch.tensor([2.0, 0.6])     # TP at 2 m: error 0.6
-    pred_flow[1] = torch.tensor([9.0, 9.0])     # not TP at 2 m: ignored
+    pred_flow[1] = torch.tensor([float("nan"), 9.0])   # not TP at 2 m: never read
     pred_flow[5] = torch.tensor([2.0, -0.2])    # error 2.5 m: not TP at 2 m (TP only with the 10 % rule)
     counts, = count_rays(gt_l, gt_d, pr_l, pr_d, C, gt_flow=gt_flow, pred_flow=pred_flow,
                         flow_classes=range(8))
