@@ -152,7 +152,7 @@ class OccupancyMetric(BaseMetric):
         self.use_camera_mask = use_camera_mask
         self.device = torch.device('cuda' if device == 'auto' and torch.cuda.is_available()
                                    else 'cpu' if device == 'auto' else device)
-        self.directions = lidar_ray_directions().to(self.device)
+        self.directions = lidar_ray_directions()   # on the host, where the rays are formed (scene_rays)
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         """Each sample's ray counts and confusion matrix; the batch's grids are cast and counted together."""
