@@ -7,6 +7,7 @@ Camera images are random with the real nuScenes calibration; training GT is rand
 import statistics
 import time
 from pathlib import Path
+from typing import Tuple
 
 import numpy as np
 import torch
@@ -84,6 +85,24 @@ def timed_runs(fn, device: torch.device, iters: int, warmup: int) -> list:
 def median_ms(fn, device: torch.device, iters: int, warmup: int) -> float:
     """Median wall time (ms) of ``fn()`` over ``iters`` synchronised runs after ``warmup`` runs."""
     return 1e3 * statistics.median(timed_runs(fn, device, iters, warmup))
+
+
+def gpu_kernels(fn, runs: int = 5) -> Tuple[float, float]:
+    """GPU kernels per ``fn()``: (kernel count, kernel ms summed over kernels, so kernels of two streams that
+    overlap count twice), from torch.profiler over ``runs`` calls after one untimed call."""
+    from torch.profiler import ProfilerActivity, profile
+    fn()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(runs):
+            fn()
+        torch.cuda.synchronize()
+    kernels = [e for e in prof.key_averages() if getattr(e, 'self_device_time_total', 0) > 0]
+    return (sum(e.count for e in kernels) / runs, sum(e.self_device_time_total for e in kernels) / 1e3 / runs)
+
+
+def gpu_kernel_ms(fn, runs: int = 5) -> float:
+    """GPU kernel ms per ``fn()`` (:func:`gpu_kernels`)."""
+    return gpu_kernels(fn, runs)[1]
 
 
 def module_timing_hooks(modules: dict, device: torch.device, times: dict) -> list:

@@ -35,6 +35,8 @@ from drivepi.benchmarking import (
     DEFAULT_DEMO_DIR,
     FILTER_SETTINGS,
     build_model,
+    gpu_kernel_ms,
+    gpu_kernels,
     load_demo_sweep,
     make_batch,
     median_ms,
@@ -170,19 +172,6 @@ def host_syncs(fn) -> dict:
     return dict(host_syncs_per_frame=sum(sites.values()), host_sync_sites=dict(sites.most_common(8)))
 
 
-def gpu_kernel_ms(fn, runs: int = 5) -> float:
-    """GPU kernel time per ``fn()`` (ms, summed over kernels, so kernels of two streams that overlap count
-    twice), from torch.profiler over ``runs`` calls after one untimed call."""
-    from torch.profiler import ProfilerActivity, profile
-    fn()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(runs):
-            fn()
-        torch.cuda.synchronize()
-    kernel_us = sum(getattr(e, 'self_device_time_total', 0) for e in prof.key_averages())
-    return kernel_us / 1e3 / runs
-
-
 def count_gflops(model, inputs, samples) -> float:
     """GFLOPs of one all-heads forward counted by torch's FlopCounterMode (matmuls, convolutions,
     attention; spconv's sparse convolutions are custom ops and are not counted). Attention is counted
@@ -223,27 +212,37 @@ def bench_attention(model, inputs, samples, device, args) -> dict:
     return result
 
 
-DECODE_VARIANTS = dict(  # name: (table label, compile_decoder, cuda_graphs)
-    compiled=('compiled CUDA graph', True, True), no_compile=('CUDA graph', False, True),
-    no_cuda_graphs=('eager', False, False))
+DECODE_VARIANTS = dict(  # name: (table label, compile_decoder, cuda_graphs, decode_compile_options)
+    compiled=('compiled CUDA graph', True, True, None),
+    coordinate_descent=('  + coordinate-descent tuning', True, True, dict(coordinate_descent_tuning=True)),
+    max_autotune=('  + max-autotune', True, True, dict(max_autotune=True, coordinate_descent_tuning=True)),
+    no_compile=('CUDA graph', False, True, None), no_cuda_graphs=('eager', False, False, None))
 
 
 def bench_decode(model, inputs, samples, device, args) -> dict:
     """Per-token greedy answer decoding after the frame's multimodal prefix (KV cache) for each of
-    ``DECODE_VARIANTS`` (``decode_ms_per_token_<variant>`` and its ``_range``); ``decode_ms_per_token``,
-    ``prefill_ms`` and ``prefix_tokens`` are those of the LLM's configured variant."""
+    ``DECODE_VARIANTS`` (``decode_ms_per_token_<variant>`` and its ``_range``; on a GPU also
+    ``decode_kernels_per_token_<variant>`` and ``decode_kernel_ms_per_token_<variant>``); ``decode_ms_per_token``,
+    ``prefill_ms`` and ``prefix_tokens`` are those of the variant the LLM is configured as (the first variant
+    when none matches)."""
     llm = model.llm
-    configured = (llm.compile_decoder, llm.cuda_graphs)
+    configured = (llm.compile_decoder, llm.cuda_graphs, llm.decode_compile_options)
     runs = {}
-    for name, (_, compile_decoder, graphs) in DECODE_VARIANTS.items():
-        llm.compile_decoder, llm.cuda_graphs = compile_decoder, graphs  # the setter drops the decoder
+    for name, (_, compile_decoder, graphs, options) in DECODE_VARIANTS.items():
+        llm.compile_decoder, llm.decode_compile_options = compile_decoder, options
+        llm.cuda_graphs = graphs  # the setter drops the decoder
         runs[name] = decode_latency(model, inputs, samples, device, args)
-    llm.compile_decoder, llm.cuda_graphs = configured
-    default = 'no_cuda_graphs' if not llm.cuda_graphs else 'compiled' if llm.compile_decoder else 'no_compile'
-    result = dict(runs[default])
+    llm.compile_decoder, llm.decode_compile_options = configured[0], configured[2]
+    llm.cuda_graphs = configured[1]
+    default = next((name for name, variant in DECODE_VARIANTS.items() if variant[1:] == configured),
+                   next(iter(DECODE_VARIANTS)))
+    result = dict(runs[default], configured_variant=default)
     for name, run in runs.items():
         result[f'decode_ms_per_token_{name}'] = run['decode_ms_per_token']
         result[f'decode_ms_per_token_{name}_range'] = run['decode_ms_per_token_range']
+        for key in ('decode_kernels_per_token', 'decode_kernel_ms_per_token'):
+            if key in run:
+                result[f'{key}_{name}'] = run[key]
     return result
 
 
@@ -279,9 +278,15 @@ def decode_latency(model, inputs, samples, device, args) -> dict:
         assert len(answer(args.decode_tokens + 1)) == args.decode_tokens + 1
         one = median_ms(lambda: answer(1), device, args.iters, 3)
         full = timed_runs(lambda: answer(args.decode_tokens + 1), device, max(3, args.iters // 4), 2)
-    per_token = [(1e3 * t - one) / args.decode_tokens for t in full]
-    return dict(decode_ms_per_token=statistics.median(per_token), decode_ms_per_token_range=spread(per_token),
-                prefill_ms=prefill, prefix_tokens=prefix.shape[1])
+        per_token = [(1e3 * t - one) / args.decode_tokens for t in full]
+        result = dict(decode_ms_per_token=statistics.median(per_token), decode_ms_per_token_range=spread(per_token),
+                      prefill_ms=prefill, prefix_tokens=prefix.shape[1])
+        if device.type == 'cuda':
+            kernels_full, ms_full = gpu_kernels(lambda: answer(args.decode_tokens + 1), runs=2)
+            kernels_one, ms_one = gpu_kernels(lambda: answer(1), runs=2)
+            result.update(decode_kernels_per_token=(kernels_full - kernels_one) / args.decode_tokens,
+                          decode_kernel_ms_per_token=(ms_full - ms_one) / args.decode_tokens)
+    return result
 
 
 def decode_agreement(model, inputs, samples, device, args) -> dict:
@@ -485,10 +490,12 @@ SECTION_ROWS = dict(
                              f"{s['default_ms']:.2f}")] + [
         (f'  {name} attention only', 'cannot run here' if s[f'{name}_ms'] is None else f"{s[f'{name}_ms']:.2f}")
         for name in ATTENTION_BACKENDS],
-    decode=lambda s, r: [('answer decode, ms/token (median, min-max)', '')] + [
-        (f'  {label}', '{:.2f} ({:.2f}-{:.2f})'.format(s[f'decode_ms_per_token_{name}'],
-                                                      *s[f'decode_ms_per_token_{name}_range']))
-        for name, (label, _, _) in DECODE_VARIANTS.items()]
+    decode=lambda s, r: [('answer decode, ms/token (median, min-max); GPU kernels/token, kernel ms/token', '')] + [
+        (f'  {label}', '{:.2f} ({:.2f}-{:.2f}); {}, {}'.format(
+            s[f'decode_ms_per_token_{name}'], *s[f'decode_ms_per_token_{name}_range'],
+            *(f"{s[f'{key}_{name}']:.{digits}f}" if f'{key}_{name}' in s else 'n/a'
+              for key, digits in (('decode_kernels_per_token', 0), ('decode_kernel_ms_per_token', 2)))))
+        for name, (label, *_) in DECODE_VARIANTS.items()]
     + [(f"  prefill of {s['prefix_tokens']} tokens, ms", f"{s['prefill_ms']:.1f}")],
     decode_agreement=lambda s, r: [
         ('compiled vs eager decoding: tokens differing / compared', f"{len(s['disagreements'])} / {s['tokens']}"),

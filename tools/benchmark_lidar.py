@@ -5,7 +5,9 @@ frame; ``--num-sweeps`` > 1 stacks copies of it shifted as if the ego drove 5 m/
 reach multi-sweep point counts), and measures per variant: non-empty voxels, kept voxels and
 ``voxel_keep_ratio``, active voxels after each sparse encoder layer, BEV cells with LiDAR features,
 latency of the whole branch and of each stage (median / mean over ``--iters`` after ``--warmup``;
-inference, ``torch.no_grad``), and peak CUDA memory.
+inference, ``torch.no_grad``), of a training pass (forward and backward of the branch in training mode, as at
+training batch 4 with ``--batch-size 4``), on a GPU the kernel time of both passes (what the branch costs the GPU
+whatever the host does), and peak CUDA memory.
 Prints a table and writes JSON atomically.
 
     python tools/benchmark_lidar.py configs/_base_/models/drivepi_qwen2.5-0.5b.py --device cuda \
@@ -19,7 +21,14 @@ from pathlib import Path
 import torch
 from mmengine.config import DictAction
 
-from drivepi.benchmarking import DEFAULT_DEMO_DIR, load_demo_sweep, module_timing_hooks, stack_sweeps, timed_runs
+from drivepi.benchmarking import (
+    DEFAULT_DEMO_DIR,
+    gpu_kernel_ms,
+    load_demo_sweep,
+    module_timing_hooks,
+    stack_sweeps,
+    timed_runs,
+)
 from drivepi.fileio import atomic_write_json
 from drivepi.registry import MODELS
 from drivepi.utils import load_config, register_all_modules
@@ -64,27 +73,41 @@ def run_variant(cfg: dict, points: torch.Tensor, batch_size: int, device: torch.
         _, aux = branch(batch)
     for handle in handles:
         handle.remove()
+    training = timed_runs(lambda: training_pass(branch, batch), device, iters, warmup)
     result = dict(num_points=len(points), num_voxels=int(aux['num_voxels']),
                   num_kept_voxels=int(aux['num_kept_voxels']),
                   voxel_keep_ratio=float(aux['voxel_keep_ratio']), bev_active_ratio=float(aux['bev_active_ratio']),
                   latency_ms_median=1e3 * statistics.median(totals), latency_ms_mean=1e3 * statistics.mean(totals),
                   stage_ms_median={name: 1e3 * statistics.median(t) for name, t in stage_times.items()},
-                  encoder_layer_voxels=encoder_voxels)
+                  encoder_layer_voxels=encoder_voxels, train_ms_median=1e3 * statistics.median(training))
     if device.type == 'cuda':
         result['peak_memory_mb'] = torch.cuda.max_memory_allocated(device) / 2 ** 20
+        with torch.no_grad():
+            result['kernel_ms'] = gpu_kernel_ms(lambda: branch.eval()(batch))
+        result['train_kernel_ms'] = gpu_kernel_ms(lambda: training_pass(branch, batch))
     return result
+
+
+def training_pass(branch: torch.nn.Module, batch: list) -> None:
+    """Forward and backward of ``branch`` in training mode (the BEV features' mean as the loss; no
+    occupancy targets, so no importance loss)."""
+    branch.train()
+    bev, _ = branch(batch)
+    bev.float().mean().backward()
 
 
 def print_table(rows: list) -> None:
     header = ['sweeps', 'ada3d', 'points', 'voxels', 'kept', 'keep_ratio', 'bev_active', 'ms_median', 'ms_mean',
-              'voxelize_ms', 'predict_ms', 'filter_ms', 'backbone_ms', 'peak_MB']
+              'voxelize_ms', 'predict_ms', 'filter_ms', 'backbone_ms', 'kernel_ms', 'train_ms', 'train_kern_ms',
+              'peak_MB']
     print(' | '.join(f'{h:>11}' for h in header))
     for r in rows:
         stages = [f"{r['stage_ms_median'].get(stage, 0.0):.2f}" for stage in STAGES]
         values = [r['num_sweeps'], 'on' if r['filter'] else 'off', r['num_points'], r['num_voxels'],
                   r['num_kept_voxels'], f"{r['voxel_keep_ratio']:.3f}", f"{r['bev_active_ratio']:.3f}",
                   f"{r['latency_ms_median']:.1f}", f"{r['latency_ms_mean']:.1f}", *stages,
-                  f"{r.get('peak_memory_mb', float('nan')):.0f}"]
+                  f"{r.get('kernel_ms', float('nan')):.2f}", f"{r['train_ms_median']:.1f}",
+                  f"{r.get('train_kernel_ms', float('nan')):.2f}", f"{r.get('peak_memory_mb', float('nan')):.0f}"]
         print(' | '.join(f'{v:>11}' for v in values))
     for r in rows:
         print(f"active voxels per encoder layer, {r['num_sweeps']} sweeps, Ada3D {'on' if r['filter'] else 'off'}: "

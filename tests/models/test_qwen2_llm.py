@@ -397,3 +397,50 @@ def test_training_forward_avoids_cudnn_attention_with_the_same_hidden_states(tin
     tolerance = 5e-2 if device == 'cuda' else 1e-5  # bf16 through different attention kernels
     assert torch.allclose(hidden[mask.to(device)], reference[mask.to(device)], atol=tolerance, rtol=tolerance)
     assert embeds.grad is not None and torch.isfinite(embeds.grad).all()
+
+
+def training_pass_outputs(llm: Qwen2LLM, embeds: torch.Tensor, mask: torch.Tensor) -> list:
+    """Hidden states of a training pass over ``embeds`` (padding rows of ``mask`` dropped) and the trainable
+    parameters' gradients of their squared mean, under bf16 autocast on a GPU."""
+    llm.zero_grad()
+    with torch.autocast(embeds.device.type, dtype=torch.bfloat16, enabled=embeds.is_cuda):
+        hidden = llm.hidden_states(embeds, mask)[mask.to(embeds.device)]
+    hidden.square().mean().backward()
+    return [hidden.detach()] + [p.grad.clone() for p in llm.parameters() if p.requires_grad]
+
+
+def lora_llm_with_live_adapters(tiny_llm_dir, device: str, **kwargs) -> Qwen2LLM:
+    """A LoRA LLM whose adapters are the same for every call (seeded) and change its outputs."""
+    torch.manual_seed(0)
+    llm = Qwen2LLM(str(tiny_llm_dir), train_mode='lora', lora_cfg=LORA, **kwargs).to(device).train()
+    for name, param in llm.named_parameters():
+        if 'lora_B' in name:  # B starts at zero: give the adapters an effect (and lora_A a gradient)
+            param.data.normal_(std=0.5)
+    return llm
+
+
+def test_compiled_training_stays_eager_off_cuda(tiny_llm_dir):
+    llm = lora_llm_with_live_adapters(tiny_llm_dir, 'cpu', compile_training=True)
+    eager = lora_llm_with_live_adapters(tiny_llm_dir, 'cpu')
+    embeds = torch.randn(2, 11, llm.hidden_size, generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(2, 11, dtype=torch.bool)
+    for a, b in zip(training_pass_outputs(llm, embeds, mask), training_pass_outputs(eager, embeds, mask)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert llm._compiled_training_pass is None  # nothing was compiled on the CPU
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='compile_training compiles only on a CUDA GPU')
+def test_a_cuda_compiled_training_pass_gives_the_eager_outputs_and_gradients(tiny_llm_dir):
+    """The compiled decoder pass (dynamic shapes) equals the eager one in hidden states and LoRA gradients, for
+    two prompt lengths (one compilation) and with padding."""
+    compiled = lora_llm_with_live_adapters(tiny_llm_dir, 'cuda', compile_training=True)
+    eager = lora_llm_with_live_adapters(tiny_llm_dir, 'cuda')
+    for length in (29, 41):
+        embeds = torch.randn(2, length, compiled.hidden_size, generator=torch.Generator().manual_seed(length)).cuda()
+        mask = torch.ones(2, length, dtype=torch.bool)
+        mask[1, length - 5:] = False
+        ours, reference = training_pass_outputs(compiled, embeds, mask), training_pass_outputs(eager, embeds, mask)
+        assert len(ours) == len(reference) > 2
+        for a, b in zip(ours, reference):  # bf16: fused kernels round differently
+            torch.testing.assert_close(a, b, rtol=5e-2, atol=5e-2)
+    assert compiled._compiled_training_pass is not None

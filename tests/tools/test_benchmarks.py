@@ -40,7 +40,9 @@ def test_benchmark_trains_deploys_and_reports_every_section(tmp_path, tiny_llm_d
     decode = report['decode']
     # a timing, not asserted positive: on a loaded 2-core machine the per-token difference can be noise
     assert decode['prefix_tokens'] > 625 + 6 and math.isfinite(decode['decode_ms_per_token'])
-    for variant in ('compiled', 'no_compile', 'no_cuda_graphs'):  # on a CPU all three decode eagerly
+    assert decode['configured_variant'] == 'compiled'  # the configs' default
+    for variant in ('compiled', 'coordinate_descent', 'max_autotune', 'no_compile', 'no_cuda_graphs'):
+        # on a CPU every variant decodes eagerly
         low, high = decode[f'decode_ms_per_token_{variant}_range']
         assert low <= decode[f'decode_ms_per_token_{variant}'] <= high
     low, high = report['training']['step_ms_range']
@@ -68,6 +70,7 @@ def test_benchmark_lidar_reports_filter_on_and_off(tmp_path, demo_dir, predictor
     assert off['encoder_layer_voxels'][0] == off['num_voxels']
     assert all(a >= b for a, b in zip(off['encoder_layer_voxels'], on['encoder_layer_voxels']))
     assert set(on['stage_ms_median']) == {'voxelizer', 'importance_predictor', 'voxel_filter', 'backbone'}
+    assert on['train_ms_median'] > 0 and off['train_ms_median'] > 0  # the training pass ran for both
 
 
 def test_pack_eval_subset_carries_every_file_of_its_samples(tmp_path, mini_dataset):

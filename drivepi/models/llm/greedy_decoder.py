@@ -138,12 +138,15 @@ class GreedyDecoder:
         compile_step: ``torch.compile`` the one-token step before its graph is captured: the elementwise work
             of each layer fuses into fewer, larger kernels (1,232 -> 487 kernels per token for Qwen2.5-0.5B);
             the first step on a GPU compiles (~30 s).
+        compile_options: Inductor options of that compilation (``torch.compile(options=...)``, e.g.
+            ``dict(max_autotune=True)``: matmul kernels chosen by timing candidates, a longer first compile);
+            None: Inductor's defaults.
     """
 
     def __init__(self, causal_lm: PreTrainedModel, max_cache_len: int = 4096, use_cuda_graph: bool = True,
-                 compile_step: bool = False) -> None:
+                 compile_step: bool = False, compile_options: Optional[dict] = None) -> None:
         self.lm, self.max_cache_len, self.use_cuda_graph = causal_lm, max_cache_len, use_cuda_graph
-        self.compile_step = compile_step
+        self.compile_step, self.compile_options = compile_step, compile_options
         self.cache: Optional[Cache] = None  # made on first use, on the inputs' device
         self.cache_device: Optional[torch.device] = None
         self.prefix_len = 0
@@ -401,7 +404,7 @@ class GreedyDecoder:
         needed = self.prefix_len + embeds.shape[1] + len(token_ids)
         embeds = self._prepare(embeds, needed)
         fit_window(self.cache, needed)
-        step = torch.compile(self._step_logits, dynamic=False) if compiled else self._step_logits
+        step = self._compiled(self._step_logits) if compiled else self._step_logits
         with torch.autocast(embeds.device.type, enabled=False):
             rows = [self._continuation_logits(embeds)]
             for token_id in token_ids[:-1]:
@@ -415,6 +418,10 @@ class GreedyDecoder:
         return self.lm(inputs_embeds=embeds, past_key_values=self.cache, use_cache=True, logits_to_keep=1).logits[:, -1]
 
     # ------------------------------------------------------------------ one-token step
+    def _compiled(self, step: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        """``step`` as ``compile_step`` compiles it (static shapes, ``compile_options``)."""
+        return torch.compile(step, dynamic=False, options=self.compile_options)
+
     def _step_logits(self, token: torch.Tensor) -> torch.Tensor:
         """Next-token logits (1, vocab) after ``token`` (1, 1); writes one cache slot."""
         return self.lm(input_ids=token, past_key_values=self.cache, use_cache=True, logits_to_keep=1).logits[:, -1]
@@ -448,7 +455,7 @@ class GreedyDecoder:
         window = cache.layers[0].window
         if window not in graphs:
             position = cache.layers[0].position.clone()
-            compiled = torch.compile(step, dynamic=False) if self.compile_step else step
+            compiled = self._compiled(step) if self.compile_step else step
             static_tokens = tokens.clone()
             graphs[window] = (static_tokens,) + capture(
                 lambda token: compiled(*args, token), (static_tokens,),

@@ -6,11 +6,10 @@ tiny checkpoint of ``tools/make_tiny_llm.py``) and applies the training mode of 
 ``'full'`` (every weight trains); optional gradient checkpointing and bf16 weights. Answers are decoded
 greedily by :class:`GreedyDecoder` (static KV cache, CUDA-graph steps on a GPU).
 """
-import contextlib
 import types
 import warnings
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -137,6 +136,13 @@ class Qwen2LLM(BaseModule):
             decoding). Its tokens equal eager decoding's except where eager's top two logits are closer than
             the compiled step's bf16 rounding (``tools/benchmark.py --sections decode_agreement``: 4 of 256
             tokens, each such a near-tie). Off CUDA the step runs eagerly whatever this says.
+        decode_compile_options: Inductor options of that compilation (``GreedyDecoder`` ``compile_options``);
+            None: Inductor's defaults.
+        compile_training: on a GPU, run the decoder's training pass (``hidden_states`` with gradients) through
+            ``torch.compile`` with dynamic shapes (one compilation for every prompt length): each layer's
+            elementwise work (RMSNorm, rotary embedding, LoRA scaling, the SwiGLU gate) and its backward fuse
+            into fewer kernels; the first training step waits for the compilation. Inference and CPU passes run
+            eagerly whatever this says.
         decode_batch_rows: continuations that :meth:`generate_batch` decodes together (rows of the batched KV
             cache, ``decode_batch_rows x decode_cache_len`` positions); 1 decodes them one after another.
         batch_decoding_devices: device types on which :meth:`generate_batch` batches (a GPU, where a step costs
@@ -148,6 +154,7 @@ class Qwen2LLM(BaseModule):
                  train_mode: str = 'lora', lora_cfg: Optional[dict] = None, gradient_checkpointing: bool = False,
                  dtype: str = 'float32', loss_weight: float = 1.0, loss_average: str = 'token',
                  decode_cache_len: int = 4096, cuda_graphs: bool = True, compile_decoder: bool = True,
+                 decode_compile_options: Optional[dict] = None, compile_training: bool = False,
                  decode_batch_rows: int = 16, batch_decoding_devices: Sequence[str] = ('cuda',)):
         super().__init__()
         if train_mode not in TRAIN_MODES:
@@ -177,13 +184,15 @@ class Qwen2LLM(BaseModule):
                 layer._cast_input_dtype = types.MethodType(cast_outside_autocast, layer)
         self.stop_ids = [self.tokenizer.convert_tokens_to_ids(t) for t in (IM_END, ENDOFTEXT)]
         self.decode_cache_len = decode_cache_len
-        self.compile_decoder = compile_decoder
+        self.compile_decoder, self.decode_compile_options = compile_decoder, decode_compile_options
         if decode_batch_rows < 1:
             raise ValueError(f'decode_batch_rows must be at least 1, got {decode_batch_rows}')
         self.decode_batch_rows = decode_batch_rows
         self.batch_decoding_devices = tuple(batch_decoding_devices)
         self._decoder: Optional[GreedyDecoder] = None
         self._graphed_forward = GraphedFunction(self._last_hidden_state)
+        self.compile_training = compile_training
+        self._compiled_training_pass: Optional[Callable[..., torch.Tensor]] = None  # compiled on first use
         self.cuda_graphs = cuda_graphs
 
     def init_weights(self) -> None:
@@ -258,8 +267,20 @@ class Qwen2LLM(BaseModule):
         if self._cuda_graphs and inputs_embeds.is_cuda and not torch.is_grad_enabled() and not self.training \
                 and bool(attention_mask.all()):
             return self._graphed_forward(inputs_embeds).float()
-        with sdpa_kernel(TRAINING_ATTENTION) if torch.is_grad_enabled() else contextlib.nullcontext():
+        if not torch.is_grad_enabled():
             return self._last_hidden_state(inputs_embeds, attention_mask.to(inputs_embeds.device)).float()
+        with sdpa_kernel(TRAINING_ATTENTION):
+            return self._training_pass(inputs_embeds.is_cuda)(inputs_embeds,
+                                                              attention_mask.to(inputs_embeds.device)).float()
+
+    def _training_pass(self, on_cuda: bool) -> Callable[..., torch.Tensor]:
+        """The decoder pass with gradients: :meth:`_last_hidden_state`, ``torch.compile``-d (once) where
+        ``compile_training`` and on a GPU."""
+        if not (self.compile_training and on_cuda):
+            return self._last_hidden_state
+        if self._compiled_training_pass is None:
+            self._compiled_training_pass = torch.compile(self._last_hidden_state, dynamic=True)
+        return self._compiled_training_pass
 
     def _last_hidden_state(self, inputs_embeds: torch.Tensor, attention_mask: Optional[torch.Tensor] = None):
         """(B, L, D) final-norm hidden states in the LLM dtype (the function the CUDA graph captures)."""
@@ -295,7 +316,7 @@ class Qwen2LLM(BaseModule):
         """The greedy decoder of this LLM (built on first use)."""
         if self._decoder is None:
             self._decoder = GreedyDecoder(self.causal_lm, self.decode_cache_len, self._cuda_graphs,
-                                          self.compile_decoder)
+                                          self.compile_decoder, self.decode_compile_options)
         return self._decoder
 
     def prefill(self, prefix_embeds: torch.Tensor, lengths: Optional[Sequence[int]] = None) -> torch.Tensor:
