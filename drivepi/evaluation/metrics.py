@@ -15,6 +15,7 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
+from drivepi.device_copies import stack_to_device
 from drivepi.evaluation.baselines import most_common_answers
 from drivepi.evaluation.bootstrap import bootstrap_ci
 from drivepi.evaluation.metric_table import format_metrics_table
@@ -40,7 +41,8 @@ from drivepi.geometry import OCC_RANGE, OCC_VOXEL_SIZE
 from drivepi.registry import METRICS
 
 OPENOCC_FLOW_CLASSES = tuple(range(8))
-CPU = torch.device('cpu')
+# the dtype each grid of OccupancyMetric is cast to on its device (None: its own; a uint8 grid crosses as uint8)
+GRID_DTYPES = dict(gt_occ=torch.long, pred_occ=torch.long, gt_mask_camera=torch.bool, gt_flow=None, pred_flow=None)
 NONSTANDARD_RAY_SUFFIX = '_reltol'  # ends the ray metrics' keys when the non-standard relative tolerance is on
 
 
@@ -51,12 +53,11 @@ def _field(sample: dict, key: str):
     return sample[key]
 
 
-def _tensor(value, name: str, shape: Optional[tuple] = None, device: torch.device = CPU,
-            check_finite: bool = True) -> torch.Tensor:
-    """``value`` as a tensor on ``device`` (in its own dtype: a uint8 grid crosses to a GPU as uint8), checked for
-    shape and (unless ``check_finite`` is False) NaN."""
+def _tensor(value, name: str, shape: Optional[tuple] = None, check_finite: bool = True) -> torch.Tensor:
+    """``value`` as a tensor (in its own dtype and place), checked for shape and (unless ``check_finite`` is
+    False) NaN."""
     tensor = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
-    tensor = tensor.detach().to(device)
+    tensor = tensor.detach()
     if shape is not None and tuple(tensor.shape) != shape:
         raise ValueError(f'{name} must have shape {shape}, got {tuple(tensor.shape)}')
     if check_finite and tensor.is_floating_point() and not torch.isfinite(tensor).all():
@@ -158,7 +159,7 @@ class OccupancyMetric(BaseMetric):
         """Each sample's ray counts and confusion matrix; the batch's grids are cast and counted together."""
         num_classes = len(self.class_names)
         grids = [self._sample_grids(sample) for sample in data_samples]
-        batch = {key: torch.stack([g[key] for g in grids]) for key in grids[0]}
+        batch = {key: stack_to_device([g[key] for g in grids], self.device, GRID_DTYPES[key]) for key in grids[0]}
         for key in ('gt_flow', 'pred_flow'):   # one host read per field and batch
             if key in batch and not torch.isfinite(batch[key]).all():
                 bad = [sample.get('token', f'#{i}') for i, (sample, g) in enumerate(zip(data_samples, grids))
@@ -174,20 +175,20 @@ class OccupancyMetric(BaseMetric):
         self.results.extend(dict(rays=r, confusion=c) for r, c in zip(rays, confusion))
 
     def _sample_grids(self, sample: dict) -> dict:
-        """One sample's grids on the metric's device, shapes checked (finiteness: by the caller, per batch):
-        ``gt_occ``, ``pred_occ`` long ``(X, Y, Z)``, ``gt_mask_camera`` bool (with the camera mask), ``gt_flow``,
-        ``pred_flow`` float ``(X, Y, Z, 2)`` (with flow classes)."""
-        device = self.device
-        gt_occ = _tensor(_field(sample, 'gt_occ'), 'gt_occ', device=device).long()
+        """One sample's grids in their own dtypes and places, shapes checked (finiteness: by the caller, per
+        batch): ``gt_occ``, ``pred_occ`` ``(X, Y, Z)``, ``gt_mask_camera`` (with the camera mask), ``gt_flow``,
+        ``pred_flow`` ``(X, Y, Z, 2)`` (with flow classes); :meth:`process` stacks each field onto the metric's
+        device in one copy, in its ``GRID_DTYPES``."""
+        gt_occ = _tensor(_field(sample, 'gt_occ'), 'gt_occ')
         if gt_occ.dim() != 3:
             raise ValueError(f'gt_occ must be an (X, Y, Z) grid, got shape {tuple(gt_occ.shape)}')
         grid = tuple(gt_occ.shape)
-        grids = dict(gt_occ=gt_occ, pred_occ=_tensor(_field(sample, 'pred_occ'), 'pred_occ', grid, device).long())
+        grids = dict(gt_occ=gt_occ, pred_occ=_tensor(_field(sample, 'pred_occ'), 'pred_occ', grid))
         if self.use_camera_mask:
-            grids['gt_mask_camera'] = _tensor(_field(sample, 'gt_mask_camera'), 'gt_mask_camera', grid, device).bool()
+            grids['gt_mask_camera'] = _tensor(_field(sample, 'gt_mask_camera'), 'gt_mask_camera', grid)
         if self.flow_classes:
             for key in ('gt_flow', 'pred_flow'):
-                grids[key] = _tensor(_field(sample, key), key, grid + (2,), device, check_finite=False)
+                grids[key] = _tensor(_field(sample, key), key, grid + (2,), check_finite=False)
         return grids
 
     def compute_metrics(self, results: list) -> dict:

@@ -10,6 +10,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from drivepi.device_copies import count_bins
+
 
 def confusion_matrix(gt: torch.Tensor, pred: torch.Tensor, num_classes: int,
                      mask: Optional[torch.Tensor] = None) -> np.ndarray:
@@ -42,9 +44,9 @@ def confusion_matrix(gt: torch.Tensor, pred: torch.Tensor, num_classes: int,
                                  f'{low}..{high}')
     cells = num_classes ** 2
     flat = gt * num_classes + pred + cells * torch.arange(num_samples, device=gt.device)[:, None]
-    if inside is not None:  # voxels outside the mask go to one extra bin, dropped (no boolean indexing: no sync)
-        flat = torch.where(inside, flat, num_samples * cells)
-    counts = torch.bincount(flat.reshape(-1), minlength=num_samples * cells + 1)[:num_samples * cells]
+    if inside is not None:  # voxels outside the mask are not counted
+        flat = torch.where(inside, flat, -1)
+    counts = count_bins(flat.reshape(-1), num_samples * cells)
     counts = counts.reshape(num_samples, num_classes, num_classes).cpu().numpy()
     return counts if batched else counts[0]
 

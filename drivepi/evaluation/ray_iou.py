@@ -30,6 +30,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from drivepi.device_copies import count_bins
 from drivepi.evaluation.ray_casting import cast_sample_rays
 from drivepi.geometry import OCC_RANGE, OCC_VOXEL_SIZE
 
@@ -115,9 +116,7 @@ def count_rays(gt_label: torch.Tensor, gt_depth: torch.Tensor, pred_label: torch
 
 def _bin_counts(bins: torch.Tensor, shape: Tuple[int, int]) -> torch.Tensor:
     """float64 ``shape`` (S, C) number of entries per flat bin ``sample * C + class``; bins < 0 are not counted."""
-    size = shape[0] * shape[1]
-    counts = torch.bincount(torch.where(bins < 0, size, bins), minlength=size + 1)[:size]
-    return counts.reshape(shape).double()
+    return count_bins(bins, shape[0] * shape[1]).reshape(shape).double()
 
 
 def _flow_error(bins: torch.Tensor, label: torch.Tensor, tp_rays: torch.Tensor, gt_flow: torch.Tensor,

@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from drivepi.models.device_copies import device_tensor
+from drivepi.device_copies import device_tensor
 
 
 def cell_centers(indices: torch.Tensor, point_cloud_range: Sequence[float],

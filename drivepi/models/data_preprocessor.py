@@ -21,7 +21,7 @@ from mmdet3d.models.data_preprocessors import Det3DDataPreprocessor
 from mmengine.structures import BaseDataElement
 from mmengine.utils import is_seq_of
 
-from drivepi.models.device_copies import stack_to_device, to_device
+from drivepi.device_copies import stack_to_device, to_device
 from drivepi.registry import MODELS
 
 

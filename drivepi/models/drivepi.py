@@ -15,9 +15,9 @@ import torch
 from mmdet3d.models.detectors import Base3DDetector
 from mmdet3d.structures import Det3DDataSample
 
+from drivepi.device_copies import scalars_to_host, to_device
 from drivepi.models.ada3d.token_filter import gather_tokens, scatter_tokens
 from drivepi.models.cuda_graphs import run_overlapped
-from drivepi.models.device_copies import scalars_to_host, to_device
 from drivepi.models.heads import HeadInputs, stack_field
 from drivepi.models.llm.prompt import DrivePIPrompt
 from drivepi.models.llm.spatial_position import place_cells

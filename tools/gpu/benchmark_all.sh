@@ -29,6 +29,6 @@ if [ -n "$MINI_DATA" ]; then
 fi
 # last: the figures come back even when a call ends inside the tests
 python3 -m pytest -q -p no:cacheprovider tests/models/test_qwen2_llm.py tests/models/test_greedy_decoder.py \
-  tests/models/test_camera_branch.py tests/models/test_cuda_graphs.py tests/models/test_device_copies.py \
+  tests/models/test_camera_branch.py tests/models/test_cuda_graphs.py tests/test_device_copies.py \
   tests/evaluation/test_ray_casting.py tests/evaluation/test_metrics.py \
   -k 'cuda or compiled' 2>&1 | tail -2

@@ -12,8 +12,8 @@ from typing import Sequence, Tuple
 import torch
 from torch import nn
 
+from drivepi.device_copies import count_indices
 from drivepi.models.ada3d.straight_through import straight_through_gate
-from drivepi.models.device_copies import count_indices
 from drivepi.registry import MODELS
 
 

@@ -4,15 +4,15 @@ Targets come from the ground-truth occupancy grid of ``docs/contracts.md`` (``(B
 indices, indexed ``[ix, iy, iz]``): a position is foreground when it lies in an occupancy voxel of one
 of ``fg_classes``. (Ada3D supervises its predictor with detection boxes; DrivePI's dense ground truth is
 the occupancy, which also covers the static classes.) The grid constants reach the GPU as pinned,
-non-blocking copies (:mod:`drivepi.models.device_copies`), so computing the targets never waits for the GPU.
+non-blocking copies (:mod:`drivepi.device_copies`), so computing the targets never waits for the GPU.
 """
 from typing import Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
+from drivepi.device_copies import device_tensor
 from drivepi.geometry import grid_shape
-from drivepi.models.device_copies import device_tensor
 
 
 def occupancy_foreground(gt_occ: torch.Tensor, fg_classes: Sequence[int]) -> torch.Tensor:

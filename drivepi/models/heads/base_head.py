@@ -21,7 +21,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from mmengine.model import BaseModule
 
-from drivepi.models.device_copies import stack_to_device
+from drivepi.device_copies import stack_to_device
 
 HEAD_FEATURES = ('bev', 'plan_states')
 

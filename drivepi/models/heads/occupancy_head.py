@@ -3,7 +3,7 @@ from typing import Sequence
 
 import torch
 
-from drivepi.models.device_copies import host_reads_are_free
+from drivepi.device_copies import host_reads_are_free
 from drivepi.registry import MODELS
 
 from .base_head import BaseDrivePIHead, HeadInputs, stack_field

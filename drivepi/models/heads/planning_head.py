@@ -10,8 +10,8 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from drivepi.device_copies import to_device
 from drivepi.geometry import COMMANDS
-from drivepi.models.device_copies import to_device
 from drivepi.registry import MODELS
 
 from .base_head import BaseDrivePIHead, HeadInputs, stack_field

@@ -7,9 +7,9 @@ from typing import Dict, List, Sequence
 import torch
 from torch import nn
 
+from drivepi.device_copies import count_indices
 from drivepi.geometry import grid_shape
 from drivepi.models.bev_grid import cell_centers, register_grid_buffers
-from drivepi.models.device_copies import count_indices
 from drivepi.registry import MODELS
 
 

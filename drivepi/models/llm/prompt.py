@@ -20,9 +20,9 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
+from drivepi.device_copies import to_device
 from drivepi.evaluation.qa_accuracy import find_places
 from drivepi.geometry import COMMANDS
-from drivepi.models.device_copies import to_device
 
 from .special_tokens import IM_END, IM_START, PLAN_TOKEN, SPATIAL_TOKEN
 

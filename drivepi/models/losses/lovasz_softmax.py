@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from drivepi.models.device_copies import host_reads_are_free
+from drivepi.device_copies import host_reads_are_free
 from drivepi.registry import MODELS
 
 

@@ -9,8 +9,8 @@ from typing import Sequence, Tuple
 import torch
 from torch import nn
 
+from drivepi.device_copies import to_device
 from drivepi.geometry import EGO_LENGTH, EGO_WIDTH
-from drivepi.models.device_copies import to_device
 from drivepi.registry import MODELS
 
 PAD_BOX_DISTANCE = 1e4  # metres: padding boxes sit this far away (and are masked out as well)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from drivepi.models.device_copies import count_indices, device_tensor, to_device
+from drivepi.device_copies import count_bins, count_indices, device_tensor, to_device
 
 
 def test_to_device_on_the_cpu_and_without_a_device():
@@ -28,8 +28,23 @@ def test_count_indices_equals_bincount_with_minlength():
     assert count_indices(torch.zeros(0, dtype=torch.long), 2).tolist() == [0, 0]
 
 
+@pytest.mark.parametrize('device', ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='the synchronisation-free count is the GPU path'))])
+def test_count_bins_skips_negative_entries_without_a_host_synchronisation(device):
+    bins = torch.tensor([2, -1, 0, 2, -1, 4, 2], device=device)
+    if device == 'cuda':
+        torch.cuda.set_sync_debug_mode('error')  # a host read (bincount's, boolean indexing) raises
+    try:
+        counts, indices = count_bins(bins, 5), count_indices(bins.clamp(min=0), 5)
+    finally:
+        if device == 'cuda':
+            torch.cuda.set_sync_debug_mode('default')
+    assert counts.device.type == device and counts.tolist() == [1, 0, 3, 0, 1]
+    assert indices.tolist() == [3, 0, 3, 0, 1]  # the -1 entries counted at 0
+
+
 def test_stack_to_device_converts_on_either_side_with_the_same_values():
-    from drivepi.models.device_copies import stack_to_device
+    from drivepi.device_copies import stack_to_device
     values = [torch.tensor([1, 250], dtype=torch.uint8), torch.tensor([7, 0], dtype=torch.uint8)]
     wide = stack_to_device(values, 'cpu', torch.long)  # widened after the copy
     assert wide.dtype == torch.long and wide.tolist() == [[1, 250], [7, 0]]
@@ -40,7 +55,7 @@ def test_stack_to_device_converts_on_either_side_with_the_same_values():
 
 
 def test_scalars_to_host_reads_every_value_as_a_float():
-    from drivepi.models.device_copies import scalars_to_host
+    from drivepi.device_copies import scalars_to_host
     read = scalars_to_host(dict(loss=torch.tensor(1.5), ratio=torch.tensor([0.25]), count=torch.tensor(3)))
     assert read() == dict(loss=1.5, ratio=0.25, count=3.0)
     assert scalars_to_host({})() == {}
@@ -48,7 +63,7 @@ def test_scalars_to_host_reads_every_value_as_a_float():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='pinned copies need a GPU')
 def test_cuda_stack_and_scalars_round_trip():
-    from drivepi.models.device_copies import scalars_to_host, stack_to_device
+    from drivepi.device_copies import scalars_to_host, stack_to_device
     values = [(torch.arange(1000) % 256).to(torch.uint8) for _ in range(3)]
     on_gpu = stack_to_device(values, 'cuda', torch.long)
     assert on_gpu.is_cuda and torch.equal(on_gpu.cpu(), torch.stack(values).long())
