@@ -7,7 +7,7 @@ Camera images are random with the real nuScenes calibration; training GT is rand
 import statistics
 import time
 from pathlib import Path
-from typing import Tuple
+from typing import List, Tuple
 
 import numpy as np
 import torch
@@ -87,9 +87,9 @@ def median_ms(fn, device: torch.device, iters: int, warmup: int) -> float:
     return 1e3 * statistics.median(timed_runs(fn, device, iters, warmup))
 
 
-def gpu_kernels(fn, runs: int = 5) -> Tuple[float, float]:
-    """GPU kernels per ``fn()``: (kernel count, kernel ms summed over kernels, so kernels of two streams that
-    overlap count twice), from torch.profiler over ``runs`` calls after one untimed call."""
+def kernel_table(fn, runs: int = 5) -> List[Tuple[str, float, float]]:
+    """GPU kernels (and copies) per ``fn()`` by name, most device time first: (name, calls, ms), from
+    torch.profiler over ``runs`` calls after one untimed call."""
     from torch.profiler import ProfilerActivity, profile
     fn()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
@@ -97,7 +97,15 @@ def gpu_kernels(fn, runs: int = 5) -> Tuple[float, float]:
             fn()
         torch.cuda.synchronize()
     kernels = [e for e in prof.key_averages() if getattr(e, 'self_device_time_total', 0) > 0]
-    return (sum(e.count for e in kernels) / runs, sum(e.self_device_time_total for e in kernels) / 1e3 / runs)
+    return sorted(((e.key, e.count / runs, e.self_device_time_total / 1e3 / runs) for e in kernels),
+                  key=lambda row: -row[2])
+
+
+def gpu_kernels(fn, runs: int = 5) -> Tuple[float, float]:
+    """GPU kernels per ``fn()``: (kernel count, kernel ms summed over kernels, so kernels of two streams that
+    overlap count twice) of :func:`kernel_table`."""
+    table = kernel_table(fn, runs)
+    return sum(calls for _, calls, _ in table), sum(ms for _, _, ms in table)
 
 
 def gpu_kernel_ms(fn, runs: int = 5) -> float:

@@ -37,6 +37,7 @@ from drivepi.benchmarking import (
     build_model,
     gpu_kernel_ms,
     gpu_kernels,
+    kernel_table,
     load_demo_sweep,
     make_batch,
     median_ms,
@@ -240,7 +241,7 @@ def bench_decode(model, inputs, samples, device, args) -> dict:
     for name, run in runs.items():
         result[f'decode_ms_per_token_{name}'] = run['decode_ms_per_token']
         result[f'decode_ms_per_token_{name}_range'] = run['decode_ms_per_token_range']
-        for key in ('decode_kernels_per_token', 'decode_kernel_ms_per_token'):
+        for key in ('decode_kernels_per_token', 'decode_kernel_ms_per_token', 'decode_top_kernels'):
             if key in run:
                 result[f'{key}_{name}'] = run[key]
     return result
@@ -282,10 +283,13 @@ def decode_latency(model, inputs, samples, device, args) -> dict:
         result = dict(decode_ms_per_token=statistics.median(per_token), decode_ms_per_token_range=spread(per_token),
                       prefill_ms=prefill, prefix_tokens=prefix.shape[1])
         if device.type == 'cuda':
-            kernels_full, ms_full = gpu_kernels(lambda: answer(args.decode_tokens + 1), runs=2)
+            full_table = kernel_table(lambda: answer(args.decode_tokens + 1), runs=2)
+            kernels_full, ms_full = sum(row[1] for row in full_table), sum(row[2] for row in full_table)
             kernels_one, ms_one = gpu_kernels(lambda: answer(1), runs=2)
             result.update(decode_kernels_per_token=(kernels_full - kernels_one) / args.decode_tokens,
-                          decode_kernel_ms_per_token=(ms_full - ms_one) / args.decode_tokens)
+                          decode_kernel_ms_per_token=(ms_full - ms_one) / args.decode_tokens,
+                          decode_top_kernels=[dict(name=name[:120], calls=calls, ms=ms) for name, calls, ms in
+                                              full_table[:15]])
     return result
 
 
