@@ -43,8 +43,10 @@ def test_full_size_training_config_values():
     assert cfg.train_dataloader.batch_size == 4 and cfg.num_sweeps == 10 and cfg.img_size == (256, 704)
     llm = cfg.model.llm
     assert not llm.gradient_checkpointing and llm.dtype == 'bfloat16' and llm.train_mode == 'lora'
-    assert llm.lora_cfg.lora_dropout == 0.0
+    assert llm.lora_cfg.lora_dropout == 0.0 and llm.compile_training
     assert cfg.model.lidar_branch.voxel_filter.keep_ratios == [0.3, 0.6, 0.9]
+    fsdp = Config.fromfile(next(p for p in CONFIGS if p.name == 'drivepi_qwen2.5-3b_fsdp_8xb4-24e_nuscenes-openocc.py'))
+    assert not fsdp.model.llm.compile_training  # measured without FSDP only
 
 
 def test_full_size_from_scratch_config_trains_the_whole_llm_under_a_budget():

@@ -68,6 +68,8 @@ def parse_args() -> argparse.Namespace:
                         help="token keep ratio / Ada3D voxel keep ratios per range ring of the filter_sweep "
                              "section, e.g. 0.25/0.4,0.7,1")
     parser.add_argument('--decode-tokens', type=int, default=64)
+    parser.add_argument('--decode-variants', nargs='+', default=list(DECODE_VARIANTS), choices=list(DECODE_VARIANTS),
+                        help='decoding variants the decode section measures (default: all)')
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--warmup', type=int, default=5)
     parser.add_argument('--tokenizer', help='tokenizer directory (default: a tiny one, made on the fly)')
@@ -229,14 +231,14 @@ def bench_decode(model, inputs, samples, device, args) -> dict:
     llm = model.llm
     configured = (llm.compile_decoder, llm.cuda_graphs, llm.decode_compile_options)
     runs = {}
-    for name, (_, compile_decoder, graphs, options) in DECODE_VARIANTS.items():
+    for name in args.decode_variants:
+        _, compile_decoder, graphs, options = DECODE_VARIANTS[name]
         llm.compile_decoder, llm.decode_compile_options = compile_decoder, options
         llm.cuda_graphs = graphs  # the setter drops the decoder
         runs[name] = decode_latency(model, inputs, samples, device, args)
     llm.compile_decoder, llm.decode_compile_options = configured[0], configured[2]
     llm.cuda_graphs = configured[1]
-    default = next((name for name, variant in DECODE_VARIANTS.items() if variant[1:] == configured),
-                   next(iter(DECODE_VARIANTS)))
+    default = next((name for name in runs if DECODE_VARIANTS[name][1:] == configured), next(iter(runs)))
     result = dict(runs[default], configured_variant=default)
     for name, run in runs.items():
         result[f'decode_ms_per_token_{name}'] = run['decode_ms_per_token']
@@ -499,7 +501,7 @@ SECTION_ROWS = dict(
             s[f'decode_ms_per_token_{name}'], *s[f'decode_ms_per_token_{name}_range'],
             *(f"{s[f'{key}_{name}']:.{digits}f}" if f'{key}_{name}' in s else 'n/a'
               for key, digits in (('decode_kernels_per_token', 0), ('decode_kernel_ms_per_token', 2)))))
-        for name, (label, *_) in DECODE_VARIANTS.items()]
+        for name, (label, *_) in DECODE_VARIANTS.items() if f'decode_ms_per_token_{name}' in s]
     + [(f"  prefill of {s['prefix_tokens']} tokens, ms", f"{s['prefill_ms']:.1f}")],
     decode_agreement=lambda s, r: [
         ('compiled vs eager decoding: tokens differing / compared', f"{len(s['disagreements'])} / {s['tokens']}"),

@@ -15,7 +15,8 @@ model = dict(llm=dict(
     # float32 weights: FSDP flattens a unit's parameters into one tensor of one dtype, and the root unit holds the
     # LLM's embeddings with DrivePI's float32 layers; the bf16 compute comes from autocast (AmpOptimWrapper).
     dtype='float32',
-    cuda_graphs=False))  # FSDP gathers each layer's weights at every pass: nothing a captured CUDA graph can replay
+    cuda_graphs=False,  # FSDP gathers each layer's weights at every pass: nothing a captured CUDA graph can replay
+    compile_training=False))  # torch.compile of the training pass is measured without FSDP only
 # Full training of a pretrained LLM: its weights move at a tenth of the learning rate of DrivePI's own layers
 # (bypass_duplicate: the tied input and output embeddings are one parameter, seen through two modules).
 optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'llm.model': dict(lr_mult=0.1)}, bypass_duplicate=True))

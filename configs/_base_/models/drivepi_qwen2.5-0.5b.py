@@ -47,7 +47,10 @@ model = dict(
              lora_cfg=dict(r=16, lora_alpha=32, lora_dropout=0.0,
                            target_modules=['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj',
                                            'down_proj']),
-             gradient_checkpointing=False, dtype='bfloat16', loss_weight=1.0),
+             gradient_checkpointing=False, dtype='bfloat16', loss_weight=1.0,
+             # the training pass through torch.compile on a GPU: 15.07 instead of 12.80 samples/s at batch 4,
+             # 17.3 instead of 19.2 GiB (one H100, 2026-12-08); the first step waits ~5 min for the compilation
+             compile_training=True),
     projector=dict(type='MLPProjector'),
     spatial_position=dict(type='BEVPositionEmbedding', point_cloud_range=occ_range, num_frequencies=8),
     num_plan_queries=6,
