@@ -51,6 +51,7 @@ def test_full_size_training_config_values():
 
 def test_full_size_from_scratch_config_trains_the_whole_llm_under_a_budget():
     cfg = Config.fromfile(next(p for p in CONFIGS if p.name == 'drivepi_qwen2.5-0.5b_1xb4_mini-full.py'))
+    assert not cfg.model.llm.compile_training  # its minutes go to training, not to the compilation
     assert cfg.model.llm.train_mode == 'full' and cfg.model.llm.dtype == 'float32'   # bf16 autocast, fp32 master
     assert cfg.train_cfg.type == 'FastResumeIterBasedTrainLoop'
     assert cfg.train_dataloader.sampler.type == 'InfiniteSampler'

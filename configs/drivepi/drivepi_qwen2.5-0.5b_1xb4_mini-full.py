@@ -12,7 +12,9 @@ max_iters = 3000
 val_interval = 1000
 
 model = dict(place_tokens=True,
-             llm=dict(llm_path=llm_path, train_mode='full', dtype='float32', loss_average='answer'))
+             llm=dict(llm_path=llm_path, train_mode='full', dtype='float32', loss_average='answer',
+                      # a budgeted run of minutes: the compilation's ~5 min would take it all (not measured here)
+                      compile_training=False))
 train_dataloader = dict(
     num_workers=12, pin_memory=True, sampler=dict(_delete_=True, type='InfiniteSampler', shuffle=True),
     dataset=dict(data_root=data_root, qa_file=data_root + 'qa_train.jsonl'))
