@@ -101,11 +101,15 @@ def kernel_table(fn, runs: int = 5) -> List[Tuple[str, float, float]]:
                   key=lambda row: -row[2])
 
 
-def gpu_kernels(fn, runs: int = 5) -> Tuple[float, float]:
-    """GPU kernels per ``fn()``: (kernel count, kernel ms summed over kernels, so kernels of two streams that
-    overlap count twice) of :func:`kernel_table`."""
-    table = kernel_table(fn, runs)
+def kernel_totals(table: List[Tuple[str, float, float]]) -> Tuple[float, float]:
+    """(kernel count, kernel ms summed over kernels, so kernels of two streams that overlap count twice) of a
+    :func:`kernel_table`."""
     return sum(calls for _, calls, _ in table), sum(ms for _, _, ms in table)
+
+
+def gpu_kernels(fn, runs: int = 5) -> Tuple[float, float]:
+    """GPU kernels per ``fn()``: :func:`kernel_totals` of its :func:`kernel_table`."""
+    return kernel_totals(kernel_table(fn, runs))
 
 
 def gpu_kernel_ms(fn, runs: int = 5) -> float:

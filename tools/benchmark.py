@@ -38,6 +38,7 @@ from drivepi.benchmarking import (
     gpu_kernel_ms,
     gpu_kernels,
     kernel_table,
+    kernel_totals,
     load_demo_sweep,
     make_batch,
     median_ms,
@@ -286,7 +287,7 @@ def decode_latency(model, inputs, samples, device, args) -> dict:
                       prefill_ms=prefill, prefix_tokens=prefix.shape[1])
         if device.type == 'cuda':
             full_table = kernel_table(lambda: answer(args.decode_tokens + 1), runs=2)
-            kernels_full, ms_full = sum(row[1] for row in full_table), sum(row[2] for row in full_table)
+            kernels_full, ms_full = kernel_totals(full_table)
             kernels_one, ms_one = gpu_kernels(lambda: answer(1), runs=2)
             result.update(decode_kernels_per_token=(kernels_full - kernels_one) / args.decode_tokens,
                           decode_kernel_ms_per_token=(ms_full - ms_one) / args.decode_tokens,

@@ -189,15 +189,21 @@ def test_lora_trains_adapters_and_freezes_base_weights(tiny_llm_dir):
     assert any(p.grad.abs().sum() > 0 for n, p in llm.named_parameters() if 'lora_B' in n)
 
 
+def lora_llm_with_live_adapters(tiny_llm_dir, device: str, **kwargs) -> Qwen2LLM:
+    """A LoRA LLM whose adapters are the same for every call (seeded) and change its outputs."""
+    torch.manual_seed(0)
+    llm = Qwen2LLM(str(tiny_llm_dir), train_mode='lora', lora_cfg=LORA, **kwargs).to(device).train()
+    for name, param in llm.named_parameters():
+        if 'lora_B' in name:  # B starts at zero: give the adapters an effect (and lora_A a gradient)
+            param.data.normal_(std=0.5)
+    return llm
+
+
 def test_lora_input_cast_is_skipped_under_autocast_with_the_same_outputs_and_gradients(tiny_llm_dir):
     """bf16 weights, float32 adapters: under autocast the adapters' input stays bf16 (peft would cast it to
     float32 and autocast straight back), with identical hidden states and adapter gradients; without
     autocast the cast still happens."""
-    llm = Qwen2LLM(str(tiny_llm_dir), train_mode='lora', lora_cfg=LORA, dtype='bfloat16').train()
-    torch.manual_seed(0)
-    for name, param in llm.named_parameters():
-        if 'lora_B' in name:
-            param.data.normal_(std=0.5)
+    llm = lora_llm_with_live_adapters(tiny_llm_dir, 'cpu', dtype='bfloat16')
     batch = DrivePIPrompt(llm.tokenizer).batch([2], 2, 1, [conversation()])
     embeds = llm.embed_ids(batch.input_ids)
     adapters = [p for n, p in llm.named_parameters() if p.requires_grad]
@@ -224,11 +230,7 @@ def test_lora_input_cast_is_skipped_under_autocast_with_the_same_outputs_and_gra
 
 
 def test_merged_lora_gives_the_same_hidden_states(tiny_llm_dir):
-    llm = Qwen2LLM(str(tiny_llm_dir), train_mode='lora', lora_cfg=LORA).eval()
-    torch.manual_seed(0)
-    for name, param in llm.named_parameters():
-        if 'lora_B' in name:  # B starts at zero: give the adapters an effect to merge
-            param.data.normal_(std=0.5)
+    llm = lora_llm_with_live_adapters(tiny_llm_dir, 'cpu').eval()
     batch = DrivePIPrompt(llm.tokenizer).batch([2], 2, 1, [conversation()])
     embeds = llm.causal_lm.get_input_embeddings()(batch.input_ids)
     with torch.no_grad():
@@ -407,16 +409,6 @@ def training_pass_outputs(llm: Qwen2LLM, embeds: torch.Tensor, mask: torch.Tenso
         hidden = llm.hidden_states(embeds, mask)[mask.to(embeds.device)]
     hidden.square().mean().backward()
     return [hidden.detach()] + [p.grad.clone() for p in llm.parameters() if p.requires_grad]
-
-
-def lora_llm_with_live_adapters(tiny_llm_dir, device: str, **kwargs) -> Qwen2LLM:
-    """A LoRA LLM whose adapters are the same for every call (seeded) and change its outputs."""
-    torch.manual_seed(0)
-    llm = Qwen2LLM(str(tiny_llm_dir), train_mode='lora', lora_cfg=LORA, **kwargs).to(device).train()
-    for name, param in llm.named_parameters():
-        if 'lora_B' in name:  # B starts at zero: give the adapters an effect (and lora_A a gradient)
-            param.data.normal_(std=0.5)
-    return llm
 
 
 def test_compiled_training_stays_eager_off_cuda(tiny_llm_dir):

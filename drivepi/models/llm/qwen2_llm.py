@@ -267,11 +267,11 @@ class Qwen2LLM(BaseModule):
         if self._cuda_graphs and inputs_embeds.is_cuda and not torch.is_grad_enabled() and not self.training \
                 and bool(attention_mask.all()):
             return self._graphed_forward(inputs_embeds).float()
+        attention_mask = attention_mask.to(inputs_embeds.device)
         if not torch.is_grad_enabled():
-            return self._last_hidden_state(inputs_embeds, attention_mask.to(inputs_embeds.device)).float()
+            return self._last_hidden_state(inputs_embeds, attention_mask).float()
         with sdpa_kernel(TRAINING_ATTENTION):
-            return self._training_pass(inputs_embeds.is_cuda)(inputs_embeds,
-                                                              attention_mask.to(inputs_embeds.device)).float()
+            return self._training_pass(inputs_embeds.is_cuda)(inputs_embeds, attention_mask).float()
 
     def _training_pass(self, on_cuda: bool) -> Callable[..., torch.Tensor]:
         """The decoder pass with gradients: :meth:`_last_hidden_state`, ``torch.compile``-d (once) where
